@@ -1,0 +1,24 @@
+"""Entry point of the ``recalls`` console script.
+
+Each layer owns its commands (``simulator.command``, ``producers.command``, ``workers.command``); this module
+only gathers them under one group, so ``recalls --help`` lists everything the product can do.
+"""
+
+from __future__ import annotations
+
+import click
+
+from simulator.command import simulator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="recalls-fleet")
+def cli() -> None:
+    """The recalls fleet: keeps DVSA's Vehicle Recalls Service in step with your recall system."""
+
+
+cli.add_command(simulator)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""What every part of the fleet agrees on: settings, wire contracts, topology, DVSA rules and client."""

@@ -1,0 +1,157 @@
+"""Settings of the whole product, read from ``RECALLS_*`` environment variables (and an optional ``.env``).
+
+Everything that talks to a service takes a :class:`Settings` instance as an argument; nothing reads the
+environment at import time.  :func:`load_settings` turns pydantic's validation errors into one message per
+bad variable that names the variable and the reason, and never echoes the value (it may be a secret).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RECALLS_"
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+class Settings(BaseSettings):
+    """The product's configuration.  Field ``x`` is read from ``RECALLS_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ connection URL (may hold a password, so it is treated as a secret).",
+    )
+    prefix: str = Field(
+        "recalls",
+        description="Every exchange and queue name starts with this, so deployments can share a broker.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    )
+    dvsa_base_url: AnyUrl | None = Field(
+        None, description="DVSA API base URL. Unset: the local DVSA sandbox is used."
+    )
+    dvsa_token_url: AnyUrl | None = Field(
+        None, description="OAuth2 token URL. Unset: the sandbox's token endpoint."
+    )
+    dvsa_client_id: str = Field("recalls-sandbox-client", min_length=1)
+    dvsa_client_secret: SecretStr = Field(SecretStr("recalls-sandbox-secret"))
+    dvsa_scope: str = Field("api://recalls-sandbox/.default", min_length=1)
+    dvsa_api_key: SecretStr = Field(SecretStr("recalls-sandbox-api-key"))
+    rate_limit: int = Field(25, gt=0, le=10_000, description="DVSA requests per second, per verb.")
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL. Set: fleet mode (one rate budget and token for all workers)."
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite."
+    )
+    rate_margin: float = Field(
+        0.015,
+        ge=0,
+        lt=0.5,
+        description="Calls of one verb are spaced this share wider than 1/limit, for network jitter.",
+    )
+    prefetch: int = Field(32, gt=0, le=1000, description="Unacked commands per verb per worker.")
+    retry_tiers: tuple[float, ...] = Field(
+        (1, 5, 30, 120, 600, 3600, 21600),
+        min_length=1,
+        description="Delays (s) of the retry tiers; after the last, the dead-letter queue.",
+    )
+    not_found_horizon: float = Field(
+        86400,
+        gt=0,
+        description="How long (s) a fix or delete that meets 404 waits for its create to arrive.",
+    )
+    dvsa_timeout: float = Field(10, gt=0, description="Seconds to wait for one DVSA response.")
+    shutdown_grace: float = Field(
+        20, ge=0, description="Seconds a stopping worker lets in-flight commands finish."
+    )
+    sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
+    sandbox_port: int = Field(8900, gt=0, lt=65536, description="The DVSA sandbox's port.")
+
+    @field_validator("dvsa_client_secret", "dvsa_api_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("dvsa_api_key")
+    @classmethod
+    def _api_key_length(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 10:
+            raise ValueError("must be at least 10 characters (DVSA's API usage keys are)")
+        return value
+
+    @model_validator(mode="after")
+    def _real_dvsa_needs_real_credentials(self) -> Settings:
+        if self.dvsa_base_url is None:
+            return self
+        if self.dvsa_token_url is None:
+            raise ValueError("RECALLS_DVSA_TOKEN_URL: must be set when RECALLS_DVSA_BASE_URL is set")
+        defaults = type(self).model_fields
+        for name in ("dvsa_client_id", "dvsa_client_secret", "dvsa_scope", "dvsa_api_key"):
+            if getattr(self, name) == defaults[name].default:
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()}: must be set to DVSA's credential when "
+                    "RECALLS_DVSA_BASE_URL is set (the default only works with the sandbox)"
+                )
+        return self
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """True when no DVSA base URL is configured, so the fleet talks to the local sandbox."""
+        return self.dvsa_base_url is None
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def effective_base_url(self) -> str:
+        """The DVSA API base URL the fleet calls, without a trailing slash."""
+        if self.dvsa_base_url is None:
+            return self.sandbox_url
+        return str(self.dvsa_base_url).rstrip("/")
+
+    @property
+    def effective_token_url(self) -> str:
+        if self.dvsa_token_url is not None:
+            return str(self.dvsa_token_url)
+        return f"{self.sandbox_url}/oauth2/v2.0/token"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across fields names its variable in the message itself
+        return message
+    location = "_".join(str(part) for part in error["loc"]).upper()
+    return f"{ENV_PREFIX}{location}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; raise :class:`SettingsError` naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        # include_input=False: the offending value may be a secret and must not be echoed.
+        lines = [_describe(dict(err)) for err in exc.errors(include_input=False, include_url=False)]
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
