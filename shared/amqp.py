@@ -1,0 +1,50 @@
+"""RabbitMQ plumbing both sides need: a connection from the settings and a publish that is really done.
+
+``publish_confirmed`` returns only when the broker has confirmed the message *and* routed it: aio-pika
+reports an unroutable mandatory message as a returned message rather than an error, which would
+silently drop a command, so it is turned into :class:`Unroutable` here.
+"""
+
+from __future__ import annotations
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aiormq.exceptions import DeliveryError
+from pamqp.commands import Basic
+
+from shared.settings import Settings
+
+
+class PublishFailed(Exception):
+    """The broker did not take responsibility for a message (nack, unroutable or closed channel)."""
+
+
+class Unroutable(PublishFailed):
+    """A mandatory message matched no queue: its topology is missing."""
+
+
+async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
+    """A robust connection (it reconnects by itself) named after its role for the management UI."""
+    return await aio_pika.connect_robust(
+        settings.amqp_url.get_secret_value(),
+        client_properties={"connection_name": name},
+    )
+
+
+async def publish_confirmed(
+    exchange: AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    *,
+    mandatory: bool = True,
+) -> None:
+    """Publish and wait for the broker's confirm; raise :class:`PublishFailed` unless it took it."""
+    try:
+        confirmation = await exchange.publish(message, routing_key=routing_key, mandatory=mandatory)
+    except DeliveryError as exc:
+        raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
+    if isinstance(confirmation, Basic.Ack) or confirmation is None:
+        return
+    if isinstance(confirmation, Basic.Nack | Basic.Reject):
+        raise PublishFailed(f"broker refused message for {routing_key!r}")
+    raise Unroutable(f"no queue is bound to {exchange.name!r} for routing key {routing_key!r}")

@@ -1,0 +1,131 @@
+"""Every exchange and queue of the fleet, named from one prefix and declared idempotently.
+
+```
+<p>.commands (direct) --verb-->        <p>.<verb>        quorum, the live lane
+                      --verb.bulk-->   <p>.<verb>.bulk   quorum, the bulk lane (imports, syncs, batches)
+<p>.retry.<tier> (fanout) -> <p>.retry.<tier>  quorum, message TTL = tier, dead-letters back to
+                                               <p>.commands with the message's own routing key
+<p>.dead (fanout)        -> <p>.dead           quorum, the dead-letter queue
+<p>.events (topic)       recall.created|fixed|deleted|checked|failed
+```
+Producers and workers both call :func:`declare`, so whichever starts first creates the topology.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+from shared.contracts import VERBS, Verb
+
+Lane = str  # "live" or "bulk"
+LANES: tuple[Lane, ...] = ("live", "bulk")
+DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
+# A queue that cannot accept a message must say so to the publisher rather than drop it.
+_QUORUM = {"x-queue-type": "quorum", "x-overflow": "reject-publish"}
+# A message redelivered this often has crashed workers; it goes to the dead-letter queue.
+DELIVERY_LIMIT = 10
+
+EVENT_KEYS: dict[Verb, str] = {
+    "create": "recall.created",
+    "fix": "recall.fixed",
+    "delete": "recall.deleted",
+    "get": "recall.checked",
+}
+FAILED_EVENT_KEY = "recall.failed"
+
+
+def tier_label(seconds: float) -> str:
+    """1 -> '1s', 120 -> '2m', 3600 -> '1h': short, stable queue-name suffixes."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The names derived from one prefix; pure data, so tests can build one per run."""
+
+    prefix: str
+    retry_tiers: Sequence[float] = DEFAULT_RETRY_TIERS
+
+    @property
+    def commands_exchange(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.dead"
+
+    def routing_key(self, verb: Verb, lane: Lane = "live") -> str:
+        return verb if lane == "live" else f"{verb}.bulk"
+
+    def command_queue(self, verb: Verb, lane: Lane = "live") -> str:
+        return f"{self.prefix}.{self.routing_key(verb, lane)}"
+
+    def retry_name(self, tier: int) -> str:
+        """Exchange and queue of retry tier ``tier`` (0-based)."""
+        return f"{self.prefix}.retry.{tier_label(self.retry_tiers[tier])}"
+
+
+async def declare(channel: AbstractChannel, topology: Topology) -> None:
+    """Create (or confirm) every exchange, queue and binding; safe to call any number of times."""
+    durable = aio_pika.ExchangeType
+    commands = await channel.declare_exchange(topology.commands_exchange, durable.DIRECT, durable=True)
+    dead = await channel.declare_exchange(topology.dead_exchange, durable.FANOUT, durable=True)
+    await channel.declare_exchange(topology.events_exchange, durable.TOPIC, durable=True)
+
+    dead_queue = await channel.declare_queue(topology.dead_queue, durable=True, arguments=_QUORUM)
+    await dead_queue.bind(dead)
+    for verb in VERBS:
+        for lane in LANES:
+            await _declare_command_queue(channel, commands, topology, verb, lane)
+    for tier, seconds in enumerate(topology.retry_tiers):
+        await _declare_retry_tier(channel, topology, tier, seconds)
+
+
+async def _declare_command_queue(
+    channel: AbstractChannel,
+    commands: AbstractExchange,
+    topology: Topology,
+    verb: Verb,
+    lane: Lane,
+) -> None:
+    arguments = {
+        **_QUORUM,
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": topology.dead_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+    }
+    queue = await channel.declare_queue(
+        topology.command_queue(verb, lane), durable=True, arguments=arguments
+    )
+    await queue.bind(commands, routing_key=topology.routing_key(verb, lane))
+
+
+async def _declare_retry_tier(
+    channel: AbstractChannel, topology: Topology, tier: int, seconds: float
+) -> None:
+    name = topology.retry_name(tier)
+    exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
+    arguments = {
+        **_QUORUM,
+        "x-message-ttl": int(seconds * 1000),
+        # No routing key override: the message goes back under its own verb (and lane) key.
+        "x-dead-letter-exchange": topology.commands_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+    }
+    queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+    await queue.bind(exchange)
