@@ -1,0 +1,171 @@
+"""The four DVSA calls, each rate limited, authenticated and reported as a plain :class:`DvsaReply`.
+
+The client does not decide what a reply means for a command (that is the worker's job); it only makes
+the call faithfully: a token from the cache, ``x-api-key``, one limiter slot per HTTP request (retries
+count at DVSA too), one refresh-and-retry on 401.  Transport failures become :class:`DvsaTransportError`
+with ``maybe_sent`` telling whether DVSA could have applied the request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
+from shared.dvsa.tokens import TokenSource
+from shared.ratelimit import RateLimiter
+
+_METHODS: dict[Verb, str] = {"create": "POST", "fix": "PUT", "delete": "DELETE", "get": "GET"}
+
+
+@dataclass(frozen=True)
+class DvsaReply:
+    """DVSA's answer to one call."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def error_code(self) -> str | None:
+        code = self.body.get("errorCode")
+        return str(code) if code is not None else None
+
+    @property
+    def error_message(self) -> str | None:
+        message = self.body.get("errorMessage", self.body.get("message"))
+        return str(message) if message is not None else None
+
+
+class DvsaTransportError(Exception):
+    """No HTTP answer.  ``maybe_sent``: the request may have reached DVSA and been applied."""
+
+    def __init__(self, kind: str, *, maybe_sent: bool) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.maybe_sent = maybe_sent
+
+
+def _campaign_params(command: FixCommand | DeleteCommand | GetCommand) -> dict[str, str]:
+    # DVSA takes one reference; the manufacturer's own is the one the manufacturer is sure of.
+    if command.manufacturer_campaign_reference is not None:
+        return {"manufacturerCampaignReference": command.manufacturer_campaign_reference}
+    if command.dvsa_campaign_reference is not None:
+        return {"dvsaCampaignReference": command.dvsa_campaign_reference}
+    return {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        moment = email.utils.parsedate_to_datetime(value)
+        return max(0.0, moment.timestamp() - time.time())
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {"message": response.text[:500]}
+    return body if isinstance(body, dict) else {"message": str(body)[:500]}
+
+
+class DvsaClient:
+    """Calls DVSA for the fleet.  One per process; it shares the connection pool of ``http``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        tokens: TokenSource,
+        limiter: RateLimiter,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._tokens = tokens
+        self._limiter = limiter
+
+    async def create(self, command: CreateCommand) -> DvsaReply:
+        body: dict[str, Any] = {
+            "vin": command.vin,
+            "manufacturerCampaignReference": command.manufacturer_campaign_reference,
+            "recallCampaignStartDate": command.recall_campaign_start_date.isoformat(),
+        }
+        if command.dvsa_campaign_reference is not None:
+            body["dvsaCampaignReference"] = command.dvsa_campaign_reference
+        return await self._call("create", "/recalls", json=body)
+
+    async def fix(self, command: FixCommand) -> DvsaReply:
+        body = {
+            "rectificationDate": command.rectification_date.isoformat(),
+            "repairStatus": command.repair_status,
+        }
+        path = f"/recalls/vin/{command.vin}"
+        return await self._call("fix", path, params=_campaign_params(command), json=body)
+
+    async def delete(self, command: DeleteCommand) -> DvsaReply:
+        path = f"/recalls/vin/{command.vin}"
+        return await self._call("delete", path, params=_campaign_params(command))
+
+    async def get(self, command: GetCommand) -> DvsaReply:
+        path = f"/recalls/vin/{command.vin}"
+        return await self._call("get", path, params=_campaign_params(command))
+
+    async def _call(
+        self,
+        verb: Verb,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> DvsaReply:
+        token = await self._tokens.token()
+        reply = await self._send(verb, path, token, params, json)
+        if reply.status == 401:
+            token = await self._tokens.refresh(token)
+            reply = await self._send(verb, path, token, params, json)
+        return reply
+
+    async def _send(
+        self,
+        verb: Verb,
+        path: str,
+        token: str,
+        params: dict[str, str] | None,
+        json: dict[str, Any] | None,
+    ) -> DvsaReply:
+        headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
+        await self._limiter.acquire(verb)
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                _METHODS[verb], self._base_url + path, params=params, json=json, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise DvsaTransportError(type(exc).__name__, maybe_sent=False) from None
+        except httpx.TransportError as exc:
+            raise DvsaTransportError(type(exc).__name__, maybe_sent=True) from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        reply = DvsaReply(
+            status=response.status_code,
+            body=_body(response),
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+            elapsed_ms=elapsed_ms,
+        )
+        if reply.status == 429:
+            # Every caller of this verb must hold off, not only the one that was told.
+            await self._limiter.pause(verb, reply.retry_after or 1.0)
+        return reply

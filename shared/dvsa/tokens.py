@@ -1,0 +1,93 @@
+"""The OAuth2 client-credentials token every DVSA call carries, cached and refreshed by one caller.
+
+DVSA asks clients to cache the token; a fleet that fetched one per call would meet rate limits at the
+token endpoint.  :class:`TokenCache` keeps one token per process, refreshes it ahead of expiry under a
+lock (single flight: concurrent callers wait for the one refresh), and lets a caller that met a 401
+force one refresh.  Credentials go in the form body (client_secret_post), as DVSA's Azure AD expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+from shared.ratelimit import Clock
+from shared.settings import Settings
+
+
+class TokenUnavailable(Exception):
+    """No token could be had; the message names the cause but never a credential."""
+
+
+class TokenSource(Protocol):
+    async def token(self) -> str:
+        """A token valid for a while yet."""
+
+    async def refresh(self, rejected: str) -> str:
+        """A token other than ``rejected``, which DVSA answered with 401."""
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    expires_at: float
+
+
+class TokenCache:
+    """One client-credentials token for this process."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = time.time) -> None:
+        self._url = settings.effective_token_url
+        self._oauth = AsyncOAuth2Client(
+            client_id=settings.dvsa_client_id,
+            client_secret=settings.dvsa_client_secret.get_secret_value(),
+            scope=settings.dvsa_scope,
+            token_endpoint_auth_method="client_secret_post",  # noqa: S106 (a method name)
+            timeout=settings.dvsa_timeout,
+        )
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._current: _Token | None = None
+        self.fetches = 0
+
+    def _fresh(self, token: _Token | None) -> bool:
+        if token is None:
+            return False
+        lifetime_left = token.expires_at - self._clock()
+        return lifetime_left > 60
+
+    async def token(self) -> str:
+        current = self._current
+        if current is not None and self._fresh(current):
+            return current.value
+        async with self._lock:
+            if self._current is None or not self._fresh(self._current):
+                self._current = await self._fetch()
+            return self._current.value
+
+    async def refresh(self, rejected: str) -> str:
+        async with self._lock:
+            if self._current is None or self._current.value == rejected:
+                self._current = await self._fetch()
+            return self._current.value
+
+    async def _fetch(self) -> _Token:
+        self.fetches += 1
+        try:
+            reply = await self._oauth.fetch_token(self._url, grant_type="client_credentials")
+        except OAuthError as exc:
+            raise TokenUnavailable(f"token endpoint refused: {exc.error}") from None
+        except httpx.HTTPError as exc:
+            raise TokenUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+        except ValueError as exc:  # authlib raises this for a body that is not a token
+            raise TokenUnavailable(f"token endpoint answered: {type(exc).__name__}") from None
+        expires_in = float(reply.get("expires_in", 0))
+        return _Token(str(reply["access_token"]), self._clock() + expires_in)
+
+    async def aclose(self) -> None:
+        await self._oauth.aclose()
