@@ -1,0 +1,130 @@
+"""Every DVSA reply is classified as DESIGN.md decisions 5-7 say, and retries climb the tiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
+from shared.dvsa.client import DvsaReply, DvsaTransportError
+from workers.attempts import Attempts
+from workers.decisions import Done, Fail, Retry, decide, decide_transport
+from workers.schedule import Later, schedule
+
+VIN = "WAUZZZF49HA036784"
+CREATE = CreateCommand(
+    vin=VIN, manufacturer_campaign_reference="C1", recall_campaign_start_date=dt.date(2024, 1, 1)
+)
+FIX = FixCommand(vin=VIN, manufacturer_campaign_reference="C1", rectification_date=dt.date(2024, 2, 1))
+REOPEN = FixCommand(
+    vin=VIN,
+    manufacturer_campaign_reference="C1",
+    rectification_date=dt.date(2024, 2, 1),
+    repair_status="NOT_FIXED",
+)
+DELETE = DeleteCommand(vin=VIN, manufacturer_campaign_reference="C1")
+GET = GetCommand(vin=VIN)
+FIRST = Attempts(count=0, first_seen=0.0, maybe_applied=False)
+AFTER_TIMEOUT = Attempts(count=1, first_seen=0.0, maybe_applied=True)
+TIERS = (1.0, 5.0, 30.0)
+
+
+def reply(status: int, message: str | None = None, **extra: object) -> DvsaReply:
+    body: dict[str, object] = {"errorMessage": message} if message else {}
+    return DvsaReply(status=status, body=body, **extra)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("command", "answer", "attempts", "expected"),
+    [
+        (CREATE, reply(201), FIRST, Done("applied")),
+        (CREATE, reply(409, "conflict"), FIRST, Done("already_applied")),
+        (FIX, reply(204), FIRST, Done("applied")),
+        (FIX, reply(400, "Vehicle recall has already been marked as fixed"), FIRST, Done("already_applied")),
+        (
+            REOPEN,
+            reply(400, "Vehicle recall has already been marked as not fixed"),
+            FIRST,
+            Done("already_applied"),
+        ),
+        (DELETE, reply(204), FIRST, Done("applied")),
+        (DELETE, reply(404), AFTER_TIMEOUT, Done("already_applied")),
+        (GET, reply(200), FIRST, Done("applied")),
+        (GET, reply(404), FIRST, Done("applied")),
+    ],
+)
+def test_successes_and_repeats(
+    command: Command, answer: DvsaReply, attempts: Attempts, expected: Done
+) -> None:
+    assert decide(command, answer, attempts) == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        (CREATE, reply(400, "Invalid date format")),
+        (FIX, reply(400, "Recall rectification date cannot be before recall campaign start date")),
+        (REOPEN, reply(400, "Vehicle recall has already been marked as fixed")),  # not what it asked
+        (DELETE, reply(400, "Vehicle recall has already been marked as fixed")),  # fixed cannot be deleted
+        (CREATE, reply(404)),
+    ],
+)
+def test_permanent_failures(command: Command, answer: DvsaReply) -> None:
+    assert isinstance(decide(command, answer, FIRST), Fail)
+
+
+@pytest.mark.parametrize("status", [401, 403, 408, 500, 502, 503])
+def test_transient_statuses_retry(status: int) -> None:
+    decision = decide(CREATE, reply(status), FIRST)
+    assert isinstance(decision, Retry)
+    assert not decision.not_found
+
+
+def test_early_404_on_fix_and_delete_waits_for_the_create() -> None:
+    for command in (FIX, DELETE):
+        decision = decide(command, reply(404), FIRST)
+        assert isinstance(decision, Retry)
+        assert decision.not_found
+
+
+def test_429_honours_retry_after() -> None:
+    decision = decide(GET, reply(429, retry_after=12.0), FIRST)
+    assert isinstance(decision, Retry)
+    assert decision.min_delay == 12.0
+    assert schedule(
+        decision, attempts_made=1, first_seen=0, now=0, tiers=TIERS, not_found_horizon=60
+    ) == Later(2)
+
+
+def test_transport_errors_retry() -> None:
+    assert isinstance(decide_transport(DvsaTransportError("ReadTimeout", maybe_sent=True)), Retry)
+
+
+def test_retries_climb_tiers_then_dead_letter() -> None:
+    retry = Retry("DVSA 500")
+    tiers = [
+        schedule(retry, attempts_made=n, first_seen=0, now=0, tiers=TIERS, not_found_horizon=60)
+        for n in (1, 2, 3, 4)
+    ]
+    assert tiers[:3] == [Later(0), Later(1), Later(2)]
+    assert isinstance(tiers[3], Fail)
+    assert "gave up after 4 attempts" in tiers[3].reason
+
+
+def test_not_found_retries_until_the_horizon() -> None:
+    retry = Retry("DVSA 404", not_found=True)
+    assert schedule(
+        retry, attempts_made=50, first_seen=0, now=59, tiers=TIERS, not_found_horizon=60
+    ) == Later(2)
+    late = schedule(retry, attempts_made=3, first_seen=0, now=61, tiers=TIERS, not_found_horizon=60)
+    assert isinstance(late, Fail)
+    assert "still not found" in late.reason
+
+
+def test_attempts_remember_that_dvsa_may_have_applied() -> None:
+    after = FIRST.after("ReadTimeout", maybe_sent=True).after("500", maybe_sent=False)
+    assert after.count == 2
+    assert after.maybe_applied
+    assert after.history == ("ReadTimeout", "500")
+    assert after.headers()["x-last-error"] == "500"

@@ -1,0 +1,72 @@
+"""The local limiter never lets more than the limit of one verb into any one-second window."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.ratelimit import SpacingLimiter
+
+
+class FakeTime:
+    """A clock that moves only when the limiter sleeps: unit tests need no real waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_a_burst_is_spaced_to_the_limit() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.015, clock=fake.clock, sleep=fake.sleep)
+    sent: list[float] = []
+    for _ in range(200):
+        await limiter.acquire("create")
+        sent.append(fake.now)
+    assert max_in_any_window(sent) == 25
+    rate = (len(sent) - 1) / (sent[-1] - sent[0])
+    assert 24.5 < rate <= 25
+
+
+async def test_verbs_have_separate_budgets() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    for verb in ("create", "fix", "delete", "get"):
+        await limiter.acquire(verb)  # type: ignore[arg-type]
+    assert fake.now == 1000.0  # the first call of each verb waits for nothing
+
+
+async def test_concurrent_callers_queue_in_order() -> None:
+    limiter = SpacingLimiter(1000, margin=0.0)
+    order: list[int] = []
+
+    async def call(n: int) -> None:
+        await limiter.acquire("get")
+        order.append(n)
+
+    await asyncio.gather(*(call(n) for n in range(20)))
+    assert order == list(range(20))
+
+
+async def test_pause_holds_the_verb() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, clock=fake.clock, sleep=fake.sleep)
+    await limiter.pause("fix", 3.0)
+    await limiter.acquire("fix")
+    assert fake.now >= 1003.0
+    await limiter.acquire("get")
+    assert fake.now < 1003.1  # other verbs unaffected

@@ -1,0 +1,1 @@
+"""Everything that consumes: the worker runtime, the per-verb handling and the outcome reporting."""

@@ -1,0 +1,64 @@
+"""A command's history across deliveries, carried in message headers so any worker can continue it.
+
+``x-attempts`` (DVSA attempts so far), ``x-first-seen`` (when the fleet first took it, for the not-found
+horizon), ``x-maybe-applied`` (an earlier attempt may have reached DVSA: a 404 on delete then means it
+was deleted by that attempt) and ``x-history`` (one short line per attempt, newest last, bounded).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from aio_pika.abc import AbstractIncomingMessage
+
+HISTORY_LIMIT = 20
+
+
+def _header(message: AbstractIncomingMessage, name: str) -> object:
+    return (message.headers or {}).get(name)
+
+
+@dataclass(frozen=True)
+class Attempts:
+    count: int
+    first_seen: float
+    maybe_applied: bool
+    history: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, message: AbstractIncomingMessage, *, now: float | None = None) -> Attempts:
+        """Read the history; a redelivery means a worker may have called DVSA and then died."""
+        count = _header(message, "x-attempts")
+        first_seen = _header(message, "x-first-seen")
+        history = _header(message, "x-history")
+        return cls(
+            count=count if isinstance(count, int) and count >= 0 else 0,
+            first_seen=float(first_seen)
+            if isinstance(first_seen, int | float)
+            else (now if now is not None else time.time()),
+            maybe_applied=bool(_header(message, "x-maybe-applied")) or bool(message.redelivered),
+            history=tuple(str(h) for h in history) if isinstance(history, list | tuple) else (),
+        )
+
+    def after(self, outcome: str, *, maybe_sent: bool) -> Attempts:
+        """The history once this attempt, which ended in ``outcome``, is added."""
+        return replace(
+            self,
+            count=self.count + 1,
+            maybe_applied=self.maybe_applied or maybe_sent,
+            history=(*self.history, outcome)[-HISTORY_LIMIT:],
+        )
+
+    @property
+    def last_error(self) -> str:
+        return self.history[-1] if self.history else ""
+
+    def headers(self) -> dict[str, object]:
+        return {
+            "x-attempts": self.count,
+            "x-first-seen": self.first_seen,
+            "x-maybe-applied": self.maybe_applied,
+            "x-history": list(self.history),
+            "x-last-error": self.last_error,
+        }

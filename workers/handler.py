@@ -1,0 +1,229 @@
+"""One delivery, start to finish: decode, call DVSA, decide, report, and only then acknowledge.
+
+Nothing a message contains can crash the worker or block its queue: an undecodable or invalid body goes
+straight to the dead-letter queue with the field and reason; any other failure either schedules a
+retry or dead-letters with the reason.  If a replacement cannot be published, the delivery is
+requeued rather than acked, so the command is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.amqp import PublishFailed
+from shared.contracts import Command, OutcomeEvent, Recall
+from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError
+from shared.dvsa.tokens import TokenUnavailable
+from shared.settings import Settings
+from shared.validation import InvalidCommand, decode_command
+from workers.attempts import Attempts
+from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport
+from workers.reporting import Reporter
+from workers.schedule import Later, schedule
+
+log = logging.getLogger("recalls.worker")
+Clock = Callable[[], float]
+
+
+def _when(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _recalls(reply: DvsaReply) -> list[Recall] | None:
+    items = reply.body.get("recalls")
+    if not isinstance(items, list):
+        return [] if reply.status == 404 else None
+    return [
+        Recall(
+            manufacturer_campaign_reference=str(item.get("manufacturerCampaignReference", "")),
+            dvsa_campaign_reference=item.get("dvsaCampaignReference"),
+            recall_campaign_start_date=item.get("recallCampaignStartDate"),
+            repair_status=item.get("repairStatus"),
+        )
+        for item in items
+        if isinstance(item, dict)
+    ]
+
+
+class Handler:
+    """Handles deliveries of every verb; one per worker process."""
+
+    def __init__(
+        self, settings: Settings, dvsa: DvsaClient, reporter: Reporter, *, clock: Clock = time.time
+    ) -> None:
+        self._settings = settings
+        self._dvsa = dvsa
+        self._reporter = reporter
+        self._clock = clock
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await self._handle(message)
+        except PublishFailed:
+            log.warning("could not publish a replacement; requeueing", extra=_ids(message))
+            await message.nack(requeue=True)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        attempts = Attempts.of(message, now=self._clock())
+        try:
+            command = decode_command(message.body)
+        except InvalidCommand as exc:
+            await self._reporter.dead_letter(message, f"invalid command: {exc}", attempts.headers())
+            await message.ack()
+            log.warning("dead-lettered invalid message", extra={**_ids(message), "reason": str(exc)})
+            return
+        started = self._clock()
+        reply: DvsaReply | None = None
+        try:
+            reply = await self._call(command)
+            decision: Decision = decide(command, reply, attempts)
+            outcome = _describe_reply(reply)
+            maybe_sent = reply.status >= 500 or reply.status == 408
+        except DvsaTransportError as exc:
+            decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
+        except TokenUnavailable as exc:
+            decision, outcome, maybe_sent = Retry(str(exc)), str(exc), False
+        attempts = attempts.after(outcome, maybe_sent=maybe_sent)
+        await self._settle(
+            message=message,
+            command=command,
+            decision=decision,
+            attempts=attempts,
+            reply=reply,
+            started=started,
+        )
+
+    async def _call(self, command: Command) -> DvsaReply:
+        match command.verb:
+            case "create":
+                return await self._dvsa.create(command)  # type: ignore[arg-type]
+            case "fix":
+                return await self._dvsa.fix(command)  # type: ignore[arg-type]
+            case "delete":
+                return await self._dvsa.delete(command)  # type: ignore[arg-type]
+            case _:
+                return await self._dvsa.get(command)  # type: ignore[arg-type]
+
+    async def _settle(
+        self,
+        *,
+        message: AbstractIncomingMessage,
+        command: Command,
+        decision: Decision,
+        attempts: Attempts,
+        reply: DvsaReply | None,
+        started: float,
+    ) -> None:
+        if isinstance(decision, Retry):
+            later = schedule(
+                decision,
+                attempts_made=attempts.count,
+                first_seen=attempts.first_seen,
+                now=self._clock(),
+                tiers=self._settings.retry_tiers,
+                not_found_horizon=self._settings.not_found_horizon,
+            )
+            if isinstance(later, Later):
+                await self._reporter.retry(message, later.tier, attempts.headers())
+                await message.ack()
+                self._log(command, "retry", attempts, reply, started, tier=later.tier)
+                return
+            decision = later
+        if isinstance(decision, Fail):
+            headers = {**attempts.headers(), **_dvsa_headers(reply)}
+            await self._reporter.dead_letter(message, decision.reason, headers)
+        event = self._event(
+            message=message,
+            command=command,
+            decision=decision,
+            attempts=attempts,
+            reply=reply,
+            started=started,
+        )
+        await self._reporter.outcome(event, message.reply_to)
+        await message.ack()
+        self._log(command, event.result, attempts, reply, started)
+
+    def _event(
+        self,
+        *,
+        message: AbstractIncomingMessage,
+        command: Command,
+        decision: Done | Fail,
+        attempts: Attempts,
+        reply: DvsaReply | None,
+        started: float,
+    ) -> OutcomeEvent:
+        manufacturer = reply.body.get("manufacturer") if reply else None
+        return OutcomeEvent(
+            message_id=command.message_id,
+            correlation_id=command.correlation_id,
+            verb=command.verb,
+            vin=command.vin,
+            manufacturer_campaign_reference=getattr(command, "manufacturer_campaign_reference", None),
+            dvsa_campaign_reference=getattr(command, "dvsa_campaign_reference", None),
+            result=decision.result if isinstance(decision, Done) else "failed",
+            dvsa_status=reply.status if reply else None,
+            error_code=reply.error_code if reply and reply.status >= 300 else None,
+            error_message=reply.error_message if reply and reply.status >= 300 else None,
+            reason=decision.reason if isinstance(decision, Fail) else None,
+            attempts=attempts.count,
+            issued_at=command.issued_at,
+            first_seen_at=_when(attempts.first_seen),
+            completed_at=_when(self._clock()),
+            dvsa_ms=round(reply.elapsed_ms, 2) if reply else None,
+            manufacturer=str(manufacturer) if manufacturer is not None else None,
+            recalls=_recalls(reply) if reply and command.verb == "get" else None,
+            lane="bulk" if (message.routing_key or "").endswith(".bulk") else "live",
+        )
+
+    def _log(
+        self,
+        command: Command,
+        result: str,
+        attempts: Attempts,
+        reply: DvsaReply | None,
+        started: float,
+        **extra: object,
+    ) -> None:
+        log.info(
+            "%s %s %s",
+            command.verb,
+            command.vin,
+            result,
+            extra={
+                "message_id": command.message_id,
+                "correlation_id": command.correlation_id,
+                "verb": command.verb,
+                "vin": command.vin,
+                "result": result,
+                "status": reply.status if reply else None,
+                "attempt": attempts.count,
+                "duration_ms": round((self._clock() - started) * 1000, 1),
+                **extra,
+            },
+        )
+
+
+def _describe_reply(reply: DvsaReply) -> str:
+    parts = [str(reply.status), reply.error_code or "", (reply.error_message or "")[:200]]
+    return " ".join(part for part in parts if part)
+
+
+def _dvsa_headers(reply: DvsaReply | None) -> dict[str, object]:
+    if reply is None:
+        return {}
+    return {
+        "x-dvsa-status": reply.status,
+        "x-dvsa-error-code": reply.error_code or "",
+        "x-dvsa-error-message": (reply.error_message or "")[:1000],
+    }
+
+
+def _ids(message: AbstractIncomingMessage) -> dict[str, object]:
+    return {"message_id": message.message_id, "routing_key": message.routing_key}

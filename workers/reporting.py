@@ -1,0 +1,86 @@
+"""Where a handled message goes next: retry tier, dead-letter queue, events exchange, caller's reply_to.
+
+Every publish here is confirmed by the broker before the handler acks the original delivery, so a
+crash between the two can duplicate a message but never lose one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import aio_pika
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from shared.amqp import publish_confirmed
+from shared.contracts import OutcomeEvent
+from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology
+
+
+class Reporter:
+    """Publishes the replacements of a delivery on a confirm channel."""
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        topology: Topology,
+        exchanges: Mapping[str, AbstractExchange],
+    ) -> None:
+        self._channel = channel
+        self._topology = topology
+        self._exchanges = exchanges
+
+    @classmethod
+    async def open(cls, channel: AbstractChannel, topology: Topology) -> Reporter:
+        names = [topology.events_exchange, topology.dead_exchange]
+        names += [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
+        exchanges = {name: await channel.get_exchange(name, ensure=False) for name in names}
+        return cls(channel, topology, exchanges)
+
+    async def retry(self, original: AbstractIncomingMessage, tier: int, headers: dict[str, object]) -> None:
+        exchange = self._exchanges[self._topology.retry_name(tier)]
+        await publish_confirmed(exchange, _copy(original, headers), original.routing_key or "")
+
+    async def dead_letter(
+        self, original: AbstractIncomingMessage, reason: str, headers: dict[str, object]
+    ) -> None:
+        headers = {
+            **headers,
+            "x-reason": reason[:1000],
+            "x-routing-key": original.routing_key or "",
+            "x-dead-at": time.time(),
+        }
+        await publish_confirmed(self._exchanges[self._topology.dead_exchange], _copy(original, headers), "")
+
+    async def outcome(self, event: OutcomeEvent, reply_to: str | None) -> None:
+        body = msgspec.json.encode(event)
+        key = FAILED_EVENT_KEY if event.result == "failed" else EVENT_KEYS[event.verb]
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event.message_id,
+            correlation_id=event.correlation_id,
+            type=key,
+        )
+        # Nobody may be subscribed yet; an event with no queue is not an error.
+        await publish_confirmed(
+            self._exchanges[self._topology.events_exchange], message, key, mandatory=False
+        )
+        if reply_to:
+            await publish_confirmed(self._channel.default_exchange, message, reply_to, mandatory=False)
+
+
+def _copy(original: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:
+    return aio_pika.Message(
+        original.body,
+        headers=headers,  # type: ignore[arg-type]
+        content_type=original.content_type or "application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=original.message_id,
+        correlation_id=original.correlation_id,
+        reply_to=original.reply_to,
+        type=original.type,
+        timestamp=original.timestamp,
+    )

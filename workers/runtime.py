@@ -1,0 +1,130 @@
+"""The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
+
+One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
+concurrency) and one confirm channel for everything the handler publishes.  On stop the consumers are
+cancelled first, in-flight commands get ``shutdown_grace`` seconds to finish, and whatever is still
+unacked is returned to its queue by the broker when the channel closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from shared.amqp import connect
+from shared.contracts import VERBS
+from shared.dvsa.client import DvsaClient
+from shared.dvsa.tokens import TokenCache
+from shared.ratelimit import RateLimiter, SpacingLimiter
+from shared.settings import Settings
+from shared.topology import LANES, Topology, declare
+from workers.handler import Handler
+from workers.reporting import Reporter
+
+log = logging.getLogger("recalls.worker")
+
+
+def topology_of(settings: Settings) -> Topology:
+    return Topology(settings.prefix, settings.retry_tiers)
+
+
+@contextlib.asynccontextmanager
+async def dvsa_client(settings: Settings, limiter: RateLimiter | None = None) -> AsyncIterator[DvsaClient]:
+    """The process's one DVSA client: a pooled HTTP client, the token cache and the limiter."""
+    tokens = TokenCache(settings)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http:
+        try:
+            yield DvsaClient(
+                http,
+                base_url=settings.effective_base_url,
+                api_key=settings.dvsa_api_key.get_secret_value(),
+                tokens=tokens,
+                limiter=limiter or SpacingLimiter(settings.rate_limit, settings.rate_margin),
+            )
+        finally:
+            await tokens.aclose()
+
+
+class Worker:
+    """Consumes the command queues until :meth:`stop` is called."""
+
+    def __init__(self, settings: Settings, dvsa: DvsaClient) -> None:
+        self._settings = settings
+        self._dvsa = dvsa
+        self._topology = topology_of(settings)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        connection = await connect(self._settings, "recalls-worker")
+        try:
+            await self._serve(connection)
+        finally:
+            await connection.close()
+
+    async def _serve(self, connection: AbstractRobustConnection) -> None:
+        publishing = await connection.channel(publisher_confirms=True)
+        await declare(publishing, self._topology)
+        handler = Handler(self._settings, self._dvsa, await Reporter.open(publishing, self._topology))
+        consuming = await connection.channel(publisher_confirms=False)
+        await consuming.set_qos(prefetch_count=self._settings.prefetch)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
+            try:
+                await handler(message)
+            finally:
+                self._in_flight.discard(task)
+
+        consumers: list[tuple[AbstractQueue, str]] = []
+        for verb in VERBS:
+            for lane in LANES:
+                queue = await consuming.get_queue(self._topology.command_queue(verb, lane))
+                consumers.append((queue, await queue.consume(on_message)))
+        self._announce()
+        self.ready.set()
+        await self._stopping.wait()
+        for queue, tag in consumers:
+            await queue.cancel(tag)
+        await self._drain()
+        await consuming.close()
+
+    async def _drain(self) -> None:
+        pending = set(self._in_flight)
+        if not pending:
+            return
+        log.info("finishing in-flight commands", extra={"in_flight": len(pending)})
+        _, late = await asyncio.wait(pending, timeout=self._settings.shutdown_grace)
+        for task in late:
+            task.cancel()  # unacked: the broker requeues it when the channel closes
+        if late:
+            await asyncio.wait(late)
+            log.warning("requeued unfinished commands", extra={"requeued": len(late)})
+
+    def _announce(self) -> None:
+        settings = self._settings
+        if settings.uses_sandbox:
+            log.warning(
+                "RECALLS_DVSA_BASE_URL is not set: talking to the local DVSA SANDBOX at %s, not to DVSA",
+                settings.sandbox_url,
+            )
+        log.info(
+            "worker consuming",
+            extra={
+                "prefix": settings.prefix,
+                "rate_limit": settings.rate_limit,
+                "dvsa": settings.effective_base_url,
+            },
+        )
