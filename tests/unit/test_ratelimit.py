@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.contracts import VERBS
 from shared.ratelimit import SpacingLimiter
 
 
@@ -45,8 +46,8 @@ async def test_a_burst_is_spaced_to_the_limit() -> None:
 async def test_verbs_have_separate_budgets() -> None:
     fake = FakeTime()
     limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
-    for verb in ("create", "fix", "delete", "get"):
-        await limiter.acquire(verb)  # type: ignore[arg-type]
+    for verb in VERBS:
+        await limiter.acquire(verb)
     assert fake.now == 1000.0  # the first call of each verb waits for nothing
 
 

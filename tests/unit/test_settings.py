@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from shared.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
-    import os
-
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("RECALLS_"):
             monkeypatch.delenv(name)
@@ -36,8 +37,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.redis_url is not None
 
 
-def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
-    (tmp_path / ".env").write_text("RECALLS_RATE_LIMIT=7\n")  # type: ignore[operator]
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RECALLS_RATE_LIMIT=7\n")
     assert load_settings().rate_limit == 7
 
 
