@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Verb = Literal["create", "fix", "delete", "get"]
 VERBS: tuple[Verb, ...] = ("create", "fix", "delete", "get")
@@ -87,9 +87,7 @@ class _Targeted(_Command, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.manufacturer_campaign_reference is None and self.dvsa_campaign_reference is None:
-            raise ValueError(
-                "manufacturer_campaign_reference or dvsa_campaign_reference is required"
-            )
+            raise ValueError("manufacturer_campaign_reference or dvsa_campaign_reference is required")
 
 
 class CreateCommand(_Command, kw_only=True, tag="create"):

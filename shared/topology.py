@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from pamqp.common import FieldValue
 
 from shared.contracts import VERBS, Verb
 
@@ -25,7 +26,7 @@ Lane = str  # "live" or "bulk"
 LANES: tuple[Lane, ...] = ("live", "bulk")
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
 # A queue that cannot accept a message must say so to the publisher rather than drop it.
-_QUORUM = {"x-queue-type": "quorum", "x-overflow": "reject-publish"}
+_QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum", "x-overflow": "reject-publish"}
 # A message redelivered this often has crashed workers; it goes to the dead-letter queue.
 DELIVERY_LIMIT = 10
 
@@ -103,15 +104,13 @@ async def _declare_command_queue(
     verb: Verb,
     lane: Lane,
 ) -> None:
-    arguments = {
+    arguments: dict[str, FieldValue] = {
         **_QUORUM,
         "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": topology.dead_exchange,
         "x-dead-letter-strategy": "at-least-once",
     }
-    queue = await channel.declare_queue(
-        topology.command_queue(verb, lane), durable=True, arguments=arguments
-    )
+    queue = await channel.declare_queue(topology.command_queue(verb, lane), durable=True, arguments=arguments)
     await queue.bind(commands, routing_key=topology.routing_key(verb, lane))
 
 
@@ -120,7 +119,7 @@ async def _declare_retry_tier(
 ) -> None:
     name = topology.retry_name(tier)
     exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
-    arguments = {
+    arguments: dict[str, FieldValue] = {
         **_QUORUM,
         "x-message-ttl": int(seconds * 1000),
         # No routing key override: the message goes back under its own verb (and lane) key.
@@ -129,3 +128,14 @@ async def _declare_retry_tier(
     }
     queue = await channel.declare_queue(name, durable=True, arguments=arguments)
     await queue.bind(exchange)
+
+
+async def delete(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove every queue and exchange of ``topology``, messages included (demos and tests)."""
+    retry_names = [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
+    queues = [topology.command_queue(verb, lane) for verb in VERBS for lane in LANES]
+    for name in [*queues, *retry_names, topology.dead_queue]:
+        await channel.queue_delete(name)
+    exchanges = [topology.commands_exchange, topology.events_exchange, topology.dead_exchange]
+    for name in [*exchanges, *retry_names]:
+        await channel.exchange_delete(name)

@@ -36,6 +36,12 @@ class TokenSource(Protocol):
 class _Token:
     value: str
     expires_at: float
+    refresh_at: float  # ahead of expiry, so no call leaves with a token about to lapse
+
+
+def _token(value: str, now: float, expires_in: float) -> _Token:
+    ahead = min(60.0, expires_in * 0.1)
+    return _Token(value, now + expires_in, now + expires_in - ahead)
 
 
 class TokenCache:
@@ -56,10 +62,7 @@ class TokenCache:
         self.fetches = 0
 
     def _fresh(self, token: _Token | None) -> bool:
-        if token is None:
-            return False
-        lifetime_left = token.expires_at - self._clock()
-        return lifetime_left > 60
+        return token is not None and self._clock() < token.refresh_at
 
     async def token(self) -> str:
         current = self._current
@@ -86,8 +89,7 @@ class TokenCache:
             raise TokenUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         except ValueError as exc:  # authlib raises this for a body that is not a token
             raise TokenUnavailable(f"token endpoint answered: {type(exc).__name__}") from None
-        expires_in = float(reply.get("expires_in", 0))
-        return _Token(str(reply["access_token"]), self._clock() + expires_in)
+        return _token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
 
     async def aclose(self) -> None:
         await self._oauth.aclose()

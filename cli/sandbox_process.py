@@ -1,0 +1,70 @@
+"""Run the DVSA sandbox as a child process, as DVSA would be: its own loop, its own clock stamps.
+
+Used by ``recalls demo`` and by the end-to-end tests and benchmarks, so there is one way to do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+from shared.settings import Settings
+
+_ENTRY = "from cli.main import main; main()"
+
+
+def credential_env(settings: Settings) -> dict[str, str]:
+    """The RECALLS_DVSA_* variables that make a child sandbox accept ``settings``' credentials."""
+    return {
+        "RECALLS_DVSA_CLIENT_ID": settings.dvsa_client_id,
+        "RECALLS_DVSA_CLIENT_SECRET": settings.dvsa_client_secret.get_secret_value(),
+        "RECALLS_DVSA_SCOPE": settings.dvsa_scope,
+        "RECALLS_DVSA_API_KEY": settings.dvsa_api_key.get_secret_value(),
+        "RECALLS_RATE_LIMIT": str(settings.rate_limit),
+    }
+
+
+def start(
+    settings: Settings, *flags: str, env: Mapping[str, str] | None = None
+) -> tuple[str, subprocess.Popen[str]]:
+    """Start ``recalls simulator`` on a free loopback port; return its URL once it listens."""
+    environment = {**os.environ, **credential_env(settings), **(env or {})}
+    argv = [sys.executable, "-c", _ENTRY, "simulator", "--host", "127.0.0.1", "--port", "0", *flags]
+    process = subprocess.Popen(argv, env=environment, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the DVSA sandbox did not start (it said {line.strip()!r})")
+    return line.rsplit(" ", 1)[-1].strip(), process
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(settings: Settings, *flags: str) -> AsyncIterator[str]:
+    """A sandbox child process for the duration of the block; yields its URL."""
+    url, process = await asyncio.to_thread(start, settings, *flags)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(stop, process)
+
+
+def pointed_at(settings: Settings, url: str) -> Settings:
+    """``settings`` with the sandbox location taken from a running sandbox's URL."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return settings.model_copy(update={"sandbox_host": host, "sandbox_port": int(port)})

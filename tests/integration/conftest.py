@@ -1,0 +1,220 @@
+"""Fixtures for end-to-end tests: the real RabbitMQ, a DVSA sandbox in its own process, and workers.
+
+Each test gets its own prefix, so its exchanges and queues never meet another test's, and they are
+deleted afterwards.  The sandbox runs as a separate process (as DVSA would be), so the time it stamps
+on arrivals is not distorted by the worker's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import httpx
+import msgspec
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from cli.sandbox_process import pointed_at, sandbox_process
+from shared.contracts import Command, OutcomeEvent
+from shared.settings import Settings
+from shared.topology import Topology, declare, delete
+from workers.runtime import Worker, dvsa_client
+
+pytestmark = pytest.mark.integration
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass
+class Sandbox:
+    """A running DVSA sandbox process and a client for its admin API."""
+
+    url: str
+    admin: httpx.AsyncClient
+
+    async def recalls(self) -> list[dict[str, Any]]:
+        response = await self.admin.get("/__admin/recalls")
+        response.raise_for_status()
+        body = response.json()
+        return list(body["recalls"] if isinstance(body, dict) else body)
+
+    async def stats(self) -> dict[str, Any]:
+        response = await self.admin.get("/__admin/stats")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def faults(self, **faults: float) -> None:
+        response = await self.admin.put("/__admin/faults", json=faults)
+        response.raise_for_status()
+
+    async def requests(self) -> list[dict[str, Any]]:
+        response = await self.admin.get("/__admin/requests")
+        response.raise_for_status()
+        body = response.json()
+        return list(body["requests"] if isinstance(body, dict) else body)
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(settings: Settings, *flags: str) -> AsyncIterator[Sandbox]:
+    async with sandbox_process(settings, *flags) as url, httpx.AsyncClient(base_url=url, timeout=10) as admin:
+        yield Sandbox(url, admin)
+
+
+def base_settings(prefix: str, **overrides: Any) -> Settings:
+    """Settings for a test: its own prefix, fast retry tiers, short timeouts."""
+    values: dict[str, Any] = {
+        "prefix": prefix,
+        "dvsa_client_id": "it-client",
+        "dvsa_client_secret": "it-secret-value",
+        "dvsa_scope": "api://it/.default",
+        "dvsa_api_key": "it-api-key-0123456789",
+        "retry_tiers": (0.2, 0.5, 1.0, 2.0),
+        "dvsa_timeout": 2.0,
+        "shutdown_grace": 5.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"it-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def sandbox(prefix: str) -> AsyncIterator[Sandbox]:
+    async with running_sandbox(base_settings(prefix)) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(prefix: str, sandbox: Sandbox) -> Settings:
+    return pointed_at(base_settings(prefix), sandbox.url)
+
+
+@pytest.fixture
+async def broker(settings: Settings) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(AMQP_URL)
+    try:
+        yield connection
+    finally:
+        channel = await connection.channel()
+        await delete(channel, Topology(settings.prefix, settings.retry_tiers))
+        await channel.close()
+        await connection.close()
+
+
+@dataclass
+class Events:
+    """Outcome events collected from a queue bound to the events exchange."""
+
+    received: list[OutcomeEvent] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process():
+            self.received.append(msgspec.json.decode(message.body, type=OutcomeEvent))
+            self.changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 60) -> list[OutcomeEvent]:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.received
+
+    def by_id(self) -> dict[str, OutcomeEvent]:
+        return {event.message_id: event for event in self.received}
+
+
+@pytest.fixture
+async def channel(broker: AbstractRobustConnection, settings: Settings) -> AsyncIterator[AbstractChannel]:
+    ch = await broker.channel(publisher_confirms=True)
+    await declare(ch, Topology(settings.prefix, settings.retry_tiers))
+    yield ch
+
+
+@pytest.fixture
+async def events(channel: AbstractChannel, settings: Settings) -> Events:
+    collected = Events()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(Topology(settings.prefix).events_exchange, routing_key="#")
+    await queue.consume(collected.on_message)
+    return collected
+
+
+async def publish_raw(
+    channel: AbstractChannel, settings: Settings, body: bytes, routing_key: str, **properties: Any
+) -> None:
+    exchange = await channel.get_exchange(Topology(settings.prefix).commands_exchange)
+    message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties)
+    await exchange.publish(message, routing_key=routing_key, mandatory=True)
+
+
+async def publish(channel: AbstractChannel, settings: Settings, command: Command, **properties: Any) -> None:
+    await publish_raw(
+        channel,
+        settings,
+        msgspec.json.encode(command),
+        command.verb,
+        message_id=command.message_id,
+        content_type="application/json",
+        **properties,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    async with dvsa_client(settings) as dvsa:
+        worker = Worker(settings, dvsa)
+        task = asyncio.create_task(worker.run())
+        ready = asyncio.create_task(worker.ready.wait())
+        done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            task.result()  # raises what went wrong
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await task
+
+
+@pytest.fixture
+async def worker(settings: Settings, channel: AbstractChannel) -> AsyncIterator[Worker]:
+    async with running_worker(settings) as running:
+        yield running
+
+
+@dataclass
+class DeadLetters:
+    """Messages arriving on the dead-letter queue."""
+
+    received: list[AbstractIncomingMessage] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        self.received.append(message)
+        self.changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 60) -> list[AbstractIncomingMessage]:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.received
+
+
+@pytest.fixture
+async def dead(channel: AbstractChannel, settings: Settings) -> DeadLetters:
+    collected = DeadLetters()
+    queue = await channel.get_queue(Topology(settings.prefix).dead_queue)
+    await queue.consume(collected.on_message)
+    return collected

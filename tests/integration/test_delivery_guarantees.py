@@ -1,0 +1,169 @@
+"""Nothing lost, nothing applied twice in effect: worker stops, redeliveries, token expiry, 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from cli.sandbox_process import credential_env
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
+from shared.dvsa.client import DvsaClient, DvsaReply
+from shared.settings import Settings
+from shared.topology import Topology
+from shared.validation import decode_command
+from tests.integration.conftest import (
+    Events,
+    Sandbox,
+    base_settings,
+    publish,
+    running_sandbox,
+    running_worker,
+)
+from tests.integration.test_fleet_core import create, vin
+from workers.runtime import dvsa_client
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        **credential_env(settings),
+        "RECALLS_PREFIX": settings.prefix,
+        "RECALLS_SANDBOX_HOST": settings.sandbox_host,
+        "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
+        "RECALLS_RETRY_TIERS": "[0.2, 0.5, 1, 2]",
+        "RECALLS_SHUTDOWN_GRACE": "5",
+    }
+
+
+async def start_worker_process(settings: Settings) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "worker",
+        env=worker_env(settings),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        while b"worker consuming" not in await process.stderr.readline():
+            pass
+    return process
+
+
+async def test_sigterm_mid_run_then_restart_loses_and_doubles_nothing(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events
+) -> None:
+    commands = [create(1000 + n) for n in range(120)]  # about five seconds of creates at 25/s
+    first = await start_worker_process(settings)
+    for command in commands:
+        await publish(channel, settings, command)
+    await events.wait_for(20)
+    first.send_signal(signal.SIGTERM)
+    assert await first.wait() == 0
+    stopped_at = len(events.received)
+    assert stopped_at < len(commands), "the worker should have been stopped mid-run"
+
+    second = await start_worker_process(settings)
+    try:
+        await events.wait_for(len(commands), timeout=60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert await second.wait() == 0
+    outcomes = events.by_id()
+    assert set(outcomes) == {c.message_id for c in commands}
+    assert {e.result for e in outcomes.values()} <= {"applied", "already_applied"}
+    held = [r["vin"] for r in await sandbox.recalls()]
+    assert sorted(held) == sorted(c.vin for c in commands)  # each exactly once
+
+
+async def _apply_then_crash(broker: AbstractRobustConnection, settings: Settings, verb: Verb) -> None:
+    """Play a worker that calls DVSA successfully and dies before acking: the broker redelivers."""
+    channel = await broker.channel()
+    await channel.set_qos(prefetch_count=1)
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue(verb))
+    message = await queue.get(timeout=10)
+    assert message is not None
+    async with dvsa_client(settings) as dvsa:
+        reply = await _call(dvsa, decode_command(message.body))
+    assert reply.status in (201, 204)
+    await channel.close()  # no ack: the message goes back to its queue, marked redelivered
+
+
+async def _call(dvsa: DvsaClient, command: Command) -> DvsaReply:
+    if isinstance(command, CreateCommand):
+        return await dvsa.create(command)
+    if isinstance(command, FixCommand):
+        return await dvsa.fix(command)
+    if isinstance(command, DeleteCommand):
+        return await dvsa.delete(command)
+    assert isinstance(command, GetCommand)
+    return await dvsa.get(command)
+
+
+async def test_redelivery_after_dvsa_applied_is_already_applied(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    script: list[Command] = [
+        create(2001),
+        FixCommand(
+            vin=vin(2001), manufacturer_campaign_reference="CAMP1", rectification_date=dt.date(2024, 7, 1)
+        ),
+        create(2002),
+        DeleteCommand(vin=vin(2002), manufacturer_campaign_reference="CAMP1"),
+    ]
+    for command in script:
+        await publish(channel, settings, command)
+        await _apply_then_crash(broker, settings, command.verb)
+    async with running_worker(settings):
+        await events.wait_for(len(script))
+    outcomes = events.by_id()
+    assert [outcomes[c.message_id].result for c in script] == ["already_applied"] * 4
+    assert [(r["vin"], r["repairStatus"]) for r in await sandbox.recalls()] == [(vin(2001), "FIXED")]
+
+
+async def test_token_expiry_mid_run(prefix: str, broker: AbstractRobustConnection) -> None:
+    settings = base_settings(prefix)
+    async with running_sandbox(settings, "--token-ttl", "2") as sandbox:
+        settings = base_settings(
+            prefix, sandbox_host="127.0.0.1", sandbox_port=int(sandbox.url.rsplit(":", 1)[1])
+        )
+        channel = await broker.channel(publisher_confirms=True)
+        async with running_worker(settings):
+            collected = Events()
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(Topology(prefix).events_exchange, routing_key="#")
+            await queue.consume(collected.on_message)
+            commands = [create(3000 + n) for n in range(150)]  # six seconds: three token lifetimes
+            for command in commands:
+                await publish(channel, settings, command)
+            await collected.wait_for(len(commands), timeout=60)
+        assert {e.result for e in collected.received} == {"applied"}
+        stats = await sandbox.stats()
+        assert stats["tokens_issued"] >= 3
+        assert len(await sandbox.recalls()) == len(commands)
+
+
+async def test_429_burst_is_retried_and_pauses_the_verb(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events, worker: object
+) -> None:
+    await sandbox.faults(storm_seconds=1.5)
+    commands = [create(4000 + n) for n in range(30)]
+    for command in commands:
+        await publish(channel, settings, command)
+    await events.wait_for(len(commands), timeout=60)
+    assert {e.result for e in events.received} == {"applied"}
+    assert any(e.attempts > 1 for e in events.received)
+    stats = await sandbox.stats()
+    # The worker paused after the first 429s instead of hammering through the storm.
+    assert stats["verbs"]["create"]["throttled"] < 10
+    assert len(await sandbox.recalls()) == len(commands)
