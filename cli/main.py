@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from producers.command import publish, schemas, topology
 from simulator.command import simulator
 
 
@@ -18,6 +19,9 @@ def cli() -> None:
 
 
 cli.add_command(simulator)
+cli.add_command(publish)
+cli.add_command(topology)
+cli.add_command(schemas)
 
 
 def main() -> None:

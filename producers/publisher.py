@@ -1,0 +1,199 @@
+"""The publisher library: how a Python system hands recall commands to the fleet, safely.
+
+For the manufacturer's Python systems and for the fleet's own CLI, importers and batch API.  A command
+given to :class:`Publisher` is
+
+* checked against DVSA's rules first (:func:`shared.validation.validate`), so a bad command fails in
+  its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
+* sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
+  to its verb's queue in the live or bulk lane;
+* reported sent only once RabbitMQ has confirmed that a durable queue holds it.
+
+Usage::
+
+    async with Publisher.connect(load_settings()) as publisher:
+        message_id = await publisher.publish(command)
+        results = await publisher.publish_many(commands, lane="bulk")
+
+A failed publish may still have reached the queue (a lost confirm); publishing the same command again,
+with the same ``message_id``, is always safe because the fleet applies each message_id once in effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Literal, get_args
+
+import aio_pika
+import msgspec
+from aio_pika.abc import AbstractConnection, AbstractExchange
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+
+from producers import broker
+from producers.keyed_lock import KeyedLock
+from shared.amqp import PublishFailed, publish_confirmed
+from shared.contracts import Command
+from shared.settings import Settings
+from shared.topology import Topology, declare
+from shared.validation import InvalidCommand, validate
+
+Lane = Literal["live", "bulk"]
+PublishResult = str | Exception
+"""Per command of :meth:`Publisher.publish_many`: its message_id once confirmed, or why it was not."""
+
+DEFAULT_MAX_IN_FLIGHT = 1000
+CONFIRM_TIMEOUT = 30.0
+
+
+class Publisher:
+    """Publishes validated commands to ``<prefix>.commands`` and waits for the broker's confirms.
+
+    Build one with :meth:`connect` (from settings) or :meth:`on_connection` (sharing a connection the
+    caller owns); both declare the topology first, so publishing works on a fresh broker.
+    """
+
+    def __init__(
+        self,
+        exchange: AbstractExchange,
+        topology: Topology,
+        *,
+        confirm_timeout: float | None = CONFIRM_TIMEOUT,
+    ) -> None:
+        """``exchange`` must be the commands exchange on a channel with publisher confirms."""
+        self._exchange = exchange
+        self._topology = topology
+        self._confirm_timeout = confirm_timeout
+        self._sending = KeyedLock()
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        settings: Settings,
+        *,
+        name: str = "recalls-publisher",
+        connect_timeout: float = broker.CONNECT_TIMEOUT,
+    ) -> AsyncIterator[Publisher]:
+        """Connect to ``settings.amqp_url``, declare the topology, and close everything on exit.
+
+        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds.
+        """
+        connection = await broker.connect(settings, name=name, connect_timeout=connect_timeout)
+        async with connection:
+            topology = Topology(settings.prefix, settings.retry_tiers)
+            async with cls.on_connection(connection, topology) as publisher:
+                yield publisher
+
+    @classmethod
+    @asynccontextmanager
+    async def on_connection(
+        cls, connection: AbstractConnection, topology: Topology
+    ) -> AsyncIterator[Publisher]:
+        """A publisher on its own channel of ``connection``; closes the channel, not the connection."""
+        # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
+        # message itself, which publish_confirmed reports as Unroutable; with True, aiormq raises a
+        # PublishError that cannot be told apart from a nack.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+        async with channel:
+            await declare(channel, topology)
+            exchange = await channel.get_exchange(topology.commands_exchange)
+            yield cls(exchange, topology)
+
+    async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
+        """Validate, publish and return the message_id once the broker has confirmed it.
+
+        Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
+        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing) or
+        :class:`~shared.amqp.PublishFailed` (nack, lost connection or no confirm in time), or
+        ``ValueError`` for a lane other than "live" or "bulk".
+        """
+        _check_lane(lane)
+        checked = validate(command)
+        await self._send(checked, lane, reply_to)
+        return checked.message_id
+
+    async def publish_many(
+        self,
+        commands: Iterable[Command],
+        *,
+        lane: Lane = "live",
+        reply_to: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> list[PublishResult]:
+        """Publish many commands with up to ``max_in_flight`` confirms outstanding at once.
+
+        Every command is validated before any is sent.  Returns one result per command, in order: its
+        message_id once confirmed, or the exception that stopped it (an invalid command is never sent
+        and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
+        """
+        _check_lane(lane)
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        checked = [_validated(command) for command in commands]
+        results: dict[int, PublishResult] = {
+            index: item for index, item in enumerate(checked) if isinstance(item, InvalidCommand)
+        }
+        slots = asyncio.Semaphore(max_in_flight)
+
+        async def send(index: int, command: Command) -> None:
+            try:
+                await self._send(command, lane, reply_to)
+                results[index] = command.message_id
+            except Exception as exc:  # each command's fate is reported in its result, not raised
+                results[index] = exc
+            finally:
+                slots.release()
+
+        async with asyncio.TaskGroup() as group:
+            for index, item in enumerate(checked):
+                if not isinstance(item, InvalidCommand):
+                    await slots.acquire()  # acquired here so at most max_in_flight tasks exist
+                    group.create_task(send(index, item))
+        return [results[index] for index in range(len(checked))]
+
+    async def _send(self, command: Command, lane: Lane, reply_to: str | None) -> None:
+        routing_key = self._topology.routing_key(command.verb, lane)
+        # aiormq matches a returned message to its confirm by message_id: two copies in flight on one
+        # channel could credit one's return to the other and report an unroutable copy as confirmed.
+        async with self._sending.hold(command.message_id):
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    await publish_confirmed(self._exchange, _message(command, reply_to), routing_key)
+            except TimeoutError:
+                raise PublishFailed(
+                    f"no confirm for {command.message_id} within {self._confirm_timeout:g} s; "
+                    "it may be queued: publish it again with the same message_id"
+                ) from None
+            except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
+                raise PublishFailed(
+                    f"connection lost before {command.message_id} was confirmed ({exc!r}); "
+                    "it may be queued: publish it again with the same message_id"
+                ) from exc
+
+
+def _message(command: Command, reply_to: str | None) -> aio_pika.Message:
+    return aio_pika.Message(
+        msgspec.json.encode(command),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=command.message_id,
+        correlation_id=command.correlation_id,
+        timestamp=command.issued_at,
+        type=command.verb,
+        reply_to=reply_to,
+    )
+
+
+def _validated(command: Command) -> Command | InvalidCommand:
+    try:
+        return validate(command)
+    except InvalidCommand as exc:
+        return exc
+
+
+def _check_lane(lane: str) -> None:
+    # The topology routes any lane other than "live" to bulk; a typo must not silently demote work.
+    if lane not in get_args(Lane):
+        raise ValueError(f"lane must be 'live' or 'bulk', not {lane!r}")
