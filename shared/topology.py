@@ -14,6 +14,7 @@ Producers and workers both call :func:`declare`, so whichever starts first creat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 from dataclasses import dataclass
 
 import aio_pika
@@ -22,7 +23,7 @@ from pamqp.common import FieldValue
 
 from shared.contracts import VERBS, Verb
 
-Lane = str  # "live" or "bulk"
+Lane = Literal["live", "bulk"]
 LANES: tuple[Lane, ...] = ("live", "bulk")
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
 # A queue that cannot accept a message must say so to the publisher rather than drop it.
