@@ -9,6 +9,7 @@ its own prefix and removes its queues afterwards, so it never touches a real dep
 from __future__ import annotations
 
 import asyncio
+import sys
 import datetime as dt
 import uuid
 
@@ -53,7 +54,6 @@ def script() -> list[Command]:
             vin=a, manufacturer_campaign_reference="RC-2025-07", rectification_date=dt.date(2025, 10, 1)
         ),
         DeleteCommand(vin=b, manufacturer_campaign_reference="RC-2025-09"),
-        GetCommand(vin=b),
     ]
 
 
@@ -103,6 +103,14 @@ async def _narrate(
         )
         async with asyncio.timeout(60):
             events = await _collect(outcomes, {c.message_id for c in commands})
+        # Verbs travel in separate queues, so a read is only meaningful once the writes are done.
+        reads = [GetCommand(vin=vin) for vin in dict.fromkeys(c.vin for c in commands)]
+        for command in reads:
+            await publisher.publish(command)
+        console.print(f"[bold]5.[/] all writes settled; published {len(reads)} gets to read DVSA back")
+        async with asyncio.timeout(60):
+            events |= await _collect(outcomes, {c.message_id for c in reads})
+        commands += reads
         worker.stop()
         await worker_task
     _show_outcomes(console, commands, events)
@@ -183,7 +191,7 @@ async def _show_sandbox(console: Console, settings: Settings) -> None:
 @click.command()
 def demo() -> None:
     """Show the fleet doing its job end to end against a local DVSA sandbox."""
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     try:
         settings = load_settings(prefix=f"recalls-demo-{uuid.uuid4().hex[:6]}")
     except SettingsError as exc:

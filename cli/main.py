@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import click
 
+from cli.demo import demo
 from producers.command import publish, schemas, topology
 from simulator.command import simulator
+from workers.command import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +24,8 @@ cli.add_command(simulator)
 cli.add_command(publish)
 cli.add_command(topology)
 cli.add_command(schemas)
+cli.add_command(worker)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -13,8 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import warnings
+
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+with warnings.catch_warnings():
+    # authlib 1.9 nudges towards an httpx fork on import; httpx is what this project uses.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from shared.ratelimit import Clock
 from shared.settings import Settings
