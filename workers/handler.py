@@ -162,7 +162,8 @@ class Handler:
         manufacturer = reply.body.get("manufacturer") if reply else None
         return OutcomeEvent(
             message_id=command.message_id,
-            correlation_id=command.correlation_id,
+            # A request/reply caller sets the AMQP property; the body's field wins when both exist.
+            correlation_id=command.correlation_id or message.correlation_id,
             verb=command.verb,
             vin=command.vin,
             manufacturer_campaign_reference=getattr(command, "manufacturer_campaign_reference", None),

@@ -94,8 +94,11 @@ async def sandbox(prefix: str) -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-def settings(prefix: str, sandbox: Sandbox) -> Settings:
-    return pointed_at(base_settings(prefix), sandbox.url)
+def settings(prefix: str, sandbox: Sandbox, request: pytest.FixtureRequest) -> Settings:
+    """The test's settings; ``@pytest.mark.settings(name=value)`` overrides any of them."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    return pointed_at(base_settings(prefix, **overrides), sandbox.url)
 
 
 @pytest.fixture

@@ -113,12 +113,14 @@ async def test_redelivery_after_dvsa_applied_is_already_applied(
     channel: AbstractChannel,
     events: Events,
 ) -> None:
+    async with dvsa_client(settings) as dvsa:  # a recall that exists before the delete is sent
+        assert (await dvsa.create(create(2002))).status == 201
+    # One command per verb queue, so each crash-and-redeliver concerns exactly that command.
     script: list[Command] = [
         create(2001),
         FixCommand(
             vin=vin(2001), manufacturer_campaign_reference="CAMP1", rectification_date=dt.date(2024, 7, 1)
         ),
-        create(2002),
         DeleteCommand(vin=vin(2002), manufacturer_campaign_reference="CAMP1"),
     ]
     for command in script:
@@ -127,7 +129,7 @@ async def test_redelivery_after_dvsa_applied_is_already_applied(
     async with running_worker(settings):
         await events.wait_for(len(script))
     outcomes = events.by_id()
-    assert [outcomes[c.message_id].result for c in script] == ["already_applied"] * 4
+    assert [outcomes[c.message_id].result for c in script] == ["already_applied"] * 3
     assert [(r["vin"], r["repairStatus"]) for r in await sandbox.recalls()] == [(vin(2001), "FIXED")]
 
 
@@ -165,5 +167,5 @@ async def test_429_burst_is_retried_and_pauses_the_verb(
     assert any(e.attempts > 1 for e in events.received)
     stats = await sandbox.stats()
     # The worker paused after the first 429s instead of hammering through the storm.
-    assert stats["verbs"]["create"]["throttled"] < 10
+    assert 0 < stats["create"]["throttled"] < 10
     assert len(await sandbox.recalls()) == len(commands)
