@@ -4,6 +4,7 @@ No authentication and no rate limit: it is for tests and operators on loopback, 
 
 - ``POST /__admin/reset``: forget recalls, journal, stats, rate windows and faults (tokens are kept).
 - ``GET /__admin/recalls``: every recall, as a JSON list.
+- ``POST /__admin/recalls``: seed recalls straight into the state (a JSON list, all or nothing): 201.
 - ``GET /__admin/requests[?limit=N]``: the journal, oldest first (the newest N with ``limit``).
 - ``GET /__admin/stats``: counters per verb, and the token endpoint's.
 - ``GET /__admin/faults`` / ``PUT /__admin/faults``: the faults in force; PUT takes any subset of fields.
@@ -20,7 +21,18 @@ from aiohttp import web
 from simulator.faults import FaultSettingsError
 from simulator.responses import admin_error, json_response
 from simulator.sandbox import Sandbox
-from simulator.state import Recall
+from simulator.state import Recall, RecallStore, RepairStatus
+
+_REQUIRED = ("vin", "manufacturerCampaignReference", "recallCampaignStartDate")
+_OPTIONAL = ("dvsaCampaignReference", "repairStatus", "rectificationDate")
+
+
+class SeedError(ValueError):
+    """A malformed seed item (400); the message starts with the item's index and field."""
+
+
+class SeedConflict(SeedError):
+    """A seed item whose reference its VIN already has (409); nothing of the seed is applied."""
 
 
 class AdminApi:
@@ -35,6 +47,24 @@ class AdminApi:
 
     async def recalls(self, request: web.Request) -> web.Response:
         return json_response(200, [_recall_view(recall) for recall in self._sandbox.store])
+
+    async def seed(self, request: web.Request) -> web.Response:
+        try:
+            items: Any = json.loads(await request.read())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return admin_error("body: must be a JSON list of recalls")
+        if not isinstance(items, list):
+            return admin_error("body: must be a JSON list of recalls")
+        try:
+            seeds = [_seed_item(index, item) for index, item in enumerate(items)]
+            _refuse_conflicts(self._sandbox.store, seeds)
+        except SeedConflict as error:
+            return json_response(409, {"error": str(error)})
+        except SeedError as error:
+            return admin_error(str(error))
+        for seed in seeds:
+            _put(self._sandbox.store, seed)
+        return json_response(201, {"seeded": len(seeds)})
 
     async def requests(self, request: web.Request) -> web.Response:
         raw_limit = request.query.get("limit")
@@ -76,3 +106,53 @@ def _recall_view(recall: Recall) -> dict[str, str | None]:
         "repairStatus": recall.repair_status.value,
         "rectificationDate": recall.rectification_date,
     }
+
+
+def _seed_item(index: int, item: object) -> Recall:
+    """One seed item checked minimally (required fields present, every field a string)."""
+    if not isinstance(item, dict):
+        raise SeedError(f"[{index}]: must be a JSON object")
+    for name in (*_REQUIRED, *_OPTIONAL):
+        value = item.get(name)
+        if value is None and name not in _REQUIRED:
+            continue
+        if not isinstance(value, str) or not value:
+            raise SeedError(f"[{index}].{name}: must be a non-empty string")
+    status = item.get("repairStatus", RepairStatus.NOT_FIXED.value)
+    if status not in RepairStatus.__members__:
+        raise SeedError(f"[{index}].repairStatus: must be FIXED or NOT_FIXED")
+    return Recall(
+        vin=item["vin"].upper(),
+        manufacturer_campaign_reference=item["manufacturerCampaignReference"],
+        dvsa_campaign_reference=item.get("dvsaCampaignReference"),
+        recall_campaign_start_date=item["recallCampaignStartDate"],
+        repair_status=RepairStatus(status),
+        rectification_date=item.get("rectificationDate"),
+    )
+
+
+def _refuse_conflicts(store: RecallStore, seeds: list[Recall]) -> None:
+    """Refuse the whole seed if any recall's reference is already taken on its VIN (nothing half-seeded)."""
+    taken: set[tuple[str, str, str]] = set()
+    for index, seed in enumerate(seeds):
+        keys = [(seed.vin, "manufacturerCampaignReference", seed.manufacturer_campaign_reference)]
+        if seed.dvsa_campaign_reference is not None:
+            keys.append((seed.vin, "dvsaCampaignReference", seed.dvsa_campaign_reference))
+        for vin, field, reference in keys:
+            by_reference = (
+                (reference, None) if field == "manufacturerCampaignReference" else (None, reference)
+            )
+            if (vin, field, reference) in taken or store.select(vin, *by_reference):
+                raise SeedConflict(f"[{index}].{field}: VIN {vin} already has a recall with {reference}")
+            taken.add((vin, field, reference))
+
+
+def _put(store: RecallStore, seed: Recall) -> None:
+    recall = store.create(
+        seed.vin,
+        seed.manufacturer_campaign_reference,
+        seed.dvsa_campaign_reference,
+        seed.recall_campaign_start_date,
+    )
+    recall.repair_status = seed.repair_status
+    recall.rectification_date = seed.rectification_date

@@ -37,6 +37,7 @@ def build_app(config: SandboxConfig) -> web.Application:
             web.delete("/recalls/vin/{vin}", gateway.wrap(Verb.DELETE, recalls.delete)),
             web.post("/__admin/reset", admin.reset),
             web.get("/__admin/recalls", admin.recalls, allow_head=False),
+            web.post("/__admin/recalls", admin.seed),
             web.get("/__admin/requests", admin.requests, allow_head=False),
             web.get("/__admin/stats", admin.stats, allow_head=False),
             web.get("/__admin/faults", admin.faults, allow_head=False),
