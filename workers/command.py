@@ -11,6 +11,7 @@ import click
 from shared import logs
 from shared.settings import Settings, SettingsError, load_settings
 from workers.runtime import Worker, dvsa_client
+from workers.supervisor import supervise
 
 
 async def serve(settings: Settings) -> None:
@@ -24,7 +25,14 @@ async def serve(settings: Settings) -> None:
 
 @click.command()
 @click.option("--prefetch", type=click.IntRange(1, 1000), help="Unacked commands per queue.")
-def worker(prefetch: int | None) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes on this host, under one supervisor. More than one needs RECALLS_REDIS_URL.",
+)
+def worker(prefetch: int | None, processes: int) -> None:
     """Consume recall commands from RabbitMQ and apply them to DVSA."""
     try:
         overrides = {"prefetch": prefetch} if prefetch else {}
@@ -33,4 +41,12 @@ def worker(prefetch: int | None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     logs.configure(settings)
-    asyncio.run(serve(settings))
+    if processes == 1:
+        asyncio.run(serve(settings))
+        return
+    if settings.redis_url is None:
+        # Each process would keep its own 25/s: together they would exceed DVSA's limit.
+        click.echo("error: --processes above 1 needs RECALLS_REDIS_URL (fleet mode)", err=True)
+        sys.exit(2)
+    argv = ["--prefetch", str(prefetch)] if prefetch else []
+    sys.exit(asyncio.run(supervise(processes, argv)))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
-
-import warnings
 
 import httpx
 
@@ -39,15 +38,15 @@ class TokenSource(Protocol):
 
 
 @dataclass(frozen=True)
-class _Token:
+class Token:
     value: str
     expires_at: float
     refresh_at: float  # ahead of expiry, so no call leaves with a token about to lapse
 
 
-def _token(value: str, now: float, expires_in: float) -> _Token:
+def new_token(value: str, now: float, expires_in: float) -> Token:
     ahead = min(60.0, expires_in * 0.1)
-    return _Token(value, now + expires_in, now + expires_in - ahead)
+    return Token(value, now + expires_in, now + expires_in - ahead)
 
 
 class TokenCache:
@@ -64,10 +63,10 @@ class TokenCache:
         )
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._current: _Token | None = None
+        self._current: Token | None = None
         self.fetches = 0
 
-    def _fresh(self, token: _Token | None) -> bool:
+    def _fresh(self, token: Token | None) -> bool:
         return token is not None and self._clock() < token.refresh_at
 
     async def token(self) -> str:
@@ -76,16 +75,17 @@ class TokenCache:
             return current.value
         async with self._lock:
             if self._current is None or not self._fresh(self._current):
-                self._current = await self._fetch()
+                self._current = await self.fetch()
             return self._current.value
 
     async def refresh(self, rejected: str) -> str:
         async with self._lock:
             if self._current is None or self._current.value == rejected:
-                self._current = await self._fetch()
+                self._current = await self.fetch()
             return self._current.value
 
-    async def _fetch(self) -> _Token:
+    async def fetch(self) -> Token:
+        """A new token from the token endpoint, whatever is cached."""
         self.fetches += 1
         try:
             reply = await self._oauth.fetch_token(self._url, grant_type="client_credentials")
@@ -95,7 +95,7 @@ class TokenCache:
             raise TokenUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         except ValueError as exc:  # authlib raises this for a body that is not a token
             raise TokenUnavailable(f"token endpoint answered: {type(exc).__name__}") from None
-        return _token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
+        return new_token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
 
     async def aclose(self) -> None:
         await self._oauth.aclose()

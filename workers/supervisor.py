@@ -1,0 +1,60 @@
+"""``recalls worker --processes N``: N worker processes on this host under one supervisor.
+
+Each child is an ordinary ``python -m workers`` process, so a fleet of N here behaves exactly like N
+workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
+reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
+pause, so one crash does not shrink the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("recalls.supervisor")
+RESTART_PAUSE = 1.0
+
+
+class Supervisor:
+    def __init__(self, processes: int, argv: Sequence[str] = ()) -> None:
+        self._count = processes
+        self._argv = [sys.executable, "-m", "workers", *argv]
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> int:
+        """Run until stopped; return 0 when every child exited cleanly."""
+        codes = await asyncio.gather(*(self._keep_running(index) for index in range(self._count)))
+        return max(codes, default=0)
+
+    async def _keep_running(self, index: int) -> int:
+        while True:
+            child = await asyncio.create_subprocess_exec(*self._argv)
+            log.info("worker process started", extra={"index": index, "pid": child.pid})
+            stop = asyncio.create_task(self._stopping.wait())
+            exited = asyncio.create_task(child.wait())
+            await asyncio.wait({stop, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if self._stopping.is_set():
+                if child.returncode is None:
+                    child.send_signal(signal.SIGTERM)
+                return await exited
+            stop.cancel()
+            log.error("worker process died; restarting", extra={"index": index, "code": child.returncode})
+            try:
+                await asyncio.wait_for(self._stopping.wait(), RESTART_PAUSE)
+                return 0
+            except TimeoutError:
+                continue
+
+
+async def supervise(processes: int, argv: Sequence[str] = ()) -> int:
+    supervisor = Supervisor(processes, argv)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, supervisor.stop)
+    return await supervisor.run()
