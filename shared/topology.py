@@ -14,8 +14,8 @@ Producers and workers both call :func:`declare`, so whichever starts first creat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 from dataclasses import dataclass
+from typing import Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange

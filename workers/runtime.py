@@ -15,12 +15,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from redis import asyncio as aioredis
 
 from shared.amqp import connect
 from shared.contracts import VERBS
 from shared.dvsa.client import DvsaClient
-from shared.dvsa.tokens import TokenCache
+from shared.dvsa.fleet_tokens import RedisTokenCache
+from shared.dvsa.tokens import TokenCache, TokenSource
+from shared.fleet_limiter import RedisLimiter
 from shared.ratelimit import RateLimiter, SpacingLimiter
+from shared.redis_hold import RedisHold
 from shared.settings import Settings
 from shared.topology import LANES, Topology, declare
 from workers.handler import Handler
@@ -34,21 +38,47 @@ def topology_of(settings: Settings) -> Topology:
 
 
 @contextlib.asynccontextmanager
-async def dvsa_client(settings: Settings, limiter: RateLimiter | None = None) -> AsyncIterator[DvsaClient]:
-    """The process's one DVSA client: a pooled HTTP client, the token cache and the limiter."""
-    tokens = TokenCache(settings)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http:
+async def coordination(settings: Settings) -> AsyncIterator[tuple[RateLimiter, TokenSource]]:
+    """Local mode: this process's own limiter and token.  Fleet mode (Redis): the fleet's."""
+    fetcher = TokenCache(settings)
+    try:
+        if settings.redis_url is None:
+            yield SpacingLimiter(settings.rate_limit, settings.rate_margin), fetcher
+            return
+        redis = aioredis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+        )
         try:
-            yield DvsaClient(
-                http,
-                base_url=settings.effective_base_url,
-                api_key=settings.dvsa_api_key.get_secret_value(),
-                tokens=tokens,
-                limiter=limiter or SpacingLimiter(settings.rate_limit, settings.rate_margin),
+            hold = RedisHold()
+            limiter = RedisLimiter(
+                redis,
+                prefix=settings.prefix,
+                limit=settings.rate_limit,
+                margin=settings.rate_margin,
+                hold=hold,
             )
+            yield limiter, RedisTokenCache(redis, fetcher, prefix=settings.prefix, hold=hold)
         finally:
-            await tokens.aclose()
+            await redis.aclose()
+    finally:
+        await fetcher.aclose()
+
+
+@contextlib.asynccontextmanager
+async def dvsa_client(settings: Settings) -> AsyncIterator[DvsaClient]:
+    """The process's one DVSA client: a pooled HTTP client, the token source and the limiter."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with (
+        coordination(settings) as (limiter, tokens),
+        httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http,
+    ):
+        yield DvsaClient(
+            http,
+            base_url=settings.effective_base_url,
+            api_key=settings.dvsa_api_key.get_secret_value(),
+            tokens=tokens,
+            limiter=limiter,
+        )
 
 
 class Worker:
@@ -125,6 +155,7 @@ class Worker:
             extra={
                 "prefix": settings.prefix,
                 "rate_limit": settings.rate_limit,
+                "mode": "local" if settings.redis_url is None else "fleet",
                 "dvsa": settings.effective_base_url,
             },
         )
