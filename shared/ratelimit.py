@@ -28,29 +28,44 @@ class RateLimiter(Protocol):
         """Send no call of ``verb`` for ``seconds`` (DVSA said 429 with Retry-After)."""
 
 
+def lateness_tolerance(margin: float) -> float:
+    """How late (s) a caller may use its slot: half the slack the margin leaves in a one-second window.
+
+    A call sent later than that could arrive within one second of the call ``limit`` slots after it.
+    """
+    return max(0.001, margin / 2)
+
+
 class SpacingLimiter:
     """Local mode: one schedule per verb for this process."""
 
     def __init__(
         self,
         limit: int,
-        margin: float = 0.015,
+        margin: float = 0.02,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.interval = (1 + margin) / limit
+        self._tolerance = lateness_tolerance(margin)
         self._clock = clock
         self._sleep = sleep
         self._next_slot: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
+        self._paused_until: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
 
     async def acquire(self, verb: Verb) -> None:
-        now = self._clock()
-        slot = max(now, self._next_slot[verb])
-        # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
-        self._next_slot[verb] = slot + self.interval
-        if slot > now:
-            await self._sleep(slot - now)
+        while True:
+            now = self._clock()
+            slot = max(now, self._next_slot[verb], self._paused_until[verb])
+            # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
+            self._next_slot[verb] = slot + self.interval
+            if slot > now:
+                await self._sleep(slot - now)
+            # Paused meanwhile, or woken too late to send without bunching: take a new slot.
+            now = self._clock()
+            if now >= self._paused_until[verb] and now - slot <= self._tolerance:
+                return
 
     async def pause(self, verb: Verb, seconds: float) -> None:
-        self._next_slot[verb] = max(self._next_slot[verb], self._clock() + seconds)
+        self._paused_until[verb] = max(self._paused_until[verb], self._clock() + seconds)

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite."
     )
     rate_margin: float = Field(
-        0.015,
+        0.02,
         ge=0,
         lt=0.5,
         description="Calls of one verb are spaced this share wider than 1/limit, for network jitter.",

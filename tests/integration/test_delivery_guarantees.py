@@ -17,6 +17,7 @@ from shared.settings import Settings
 from shared.topology import Topology
 from shared.validation import decode_command
 from tests.integration.conftest import (
+    TEST_RATE_MARGIN,
     Events,
     Sandbox,
     base_settings,
@@ -37,6 +38,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
         "RECALLS_RETRY_TIERS": "[0.2, 0.5, 1, 2]",
         "RECALLS_SHUTDOWN_GRACE": "5",
+        "RECALLS_RATE_MARGIN": str(TEST_RATE_MARGIN),
     }
 
 

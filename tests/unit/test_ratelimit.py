@@ -52,15 +52,31 @@ async def test_verbs_have_separate_budgets() -> None:
 
 
 async def test_concurrent_callers_queue_in_order() -> None:
-    limiter = SpacingLimiter(1000, margin=0.0)
+    limiter = SpacingLimiter(100, margin=0.1)  # real time: 10 callers in about 0.1 s
     order: list[int] = []
 
     async def call(n: int) -> None:
         await limiter.acquire("get")
         order.append(n)
 
-    await asyncio.gather(*(call(n) for n in range(20)))
-    assert order == list(range(20))
+    await asyncio.gather(*(call(n) for n in range(10)))
+    assert order == list(range(10))
+
+
+async def test_a_caller_that_wakes_late_takes_a_new_slot() -> None:
+    fake = FakeTime()
+    late_by = [0.5]  # the first wake-up comes half a second late, as on a stalled event loop
+
+    async def sleep(seconds: float) -> None:
+        fake.now += seconds + (late_by.pop() if late_by else 0.0)
+
+    limiter = SpacingLimiter(25, margin=0.02, clock=fake.clock, sleep=sleep)
+    await limiter.acquire("create")  # slot now: no sleep
+    await limiter.acquire("create")  # slot in 40.8 ms, woken 500 ms late
+    late_send = fake.now
+    await limiter.acquire("create")
+    # The late call took a fresh slot, so the next one is still a full interval behind it.
+    assert fake.now - late_send >= limiter.interval - 1e-9
 
 
 async def test_pause_holds_the_verb() -> None:
