@@ -1,0 +1,504 @@
+"""How fast the fleet drains a deep backlog at DVSA's strict 25/s per verb, and how soon a lone command lands.
+
+1. Starts a DVSA sandbox process (strict sliding-window limit per verb, 429 beyond it) and seeds it,
+   through ``POST /__admin/recalls``, with the recalls that the backlog's fixes and deletes act on.
+2. Publishes ``per_verb`` creates, fixes, deletes and gets with publisher confirms BEFORE any worker
+   runs, so the queues are deep, and times the publishing.
+3. Starts N ``recalls worker`` processes and waits for every outcome event on ``<prefix>.events``.
+4. Reads the sandbox's stats and request journal (stamped at arrival, where DVSA counts): per verb the
+   calls, 429s, the most arrivals in any one-second window, and the steady-state rate from the verb's
+   first arrival to its last, as a share of the limit.
+5. With the workers still running and the queues empty, publishes single commands ~100 ms apart and
+   measures publish-to-DVSA latency (sandbox arrival minus the time just before publishing).
+
+Without ``--redis`` each worker process keeps the limit on its own, so N > 1 processes exceed it
+together; ``--redis URL`` passes ``RECALLS_REDIS_URL`` to the workers (fleet mode: one budget for all).
+
+    .venv/bin/python bench/fleet_throughput.py [--processes 1] [--per-verb 2000] [--redis URL]
+        [--samples 200] [--gap-ms 100]
+
+Prints the figures and writes them to ``bench/results/fleet_throughput-<N>p[-redis].json``.  Asserts
+nothing: a figure that misses its goal is reported, not failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from cli.sandbox_process import credential_env, pointed_at, sandbox_process
+from producers.publisher import Publisher
+from shared.amqp import connect
+from shared.contracts import (
+    VERBS,
+    Command,
+    CreateCommand,
+    DeleteCommand,
+    FixCommand,
+    GetCommand,
+    OutcomeEvent,
+)
+from shared.settings import Settings, load_settings
+from shared.topology import Topology, declare, delete
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+REFERENCE = "BENCH-1"
+START = dt.date(2025, 1, 6)
+FIXED_ON = dt.date(2025, 3, 3)  # after START, so DVSA accepts every fix
+GOAL_SHARE = 0.98
+PUBLISH_IN_FLIGHT = 1000
+SEED_CHUNK = 500  # recalls per seed request: well under aiohttp's 1 MiB body limit
+WORKER_ENTRY = "from cli.main import main; main()"  # what ``recalls worker`` runs
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Options:
+    processes: int
+    per_verb: int
+    redis: str | None
+    samples: int
+    gap: float  # seconds between latency samples
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--per-verb", type=int, default=2000, help="backlog commands per verb")
+    parser.add_argument("--redis", default=None, help="RECALLS_REDIS_URL for the workers (fleet mode)")
+    parser.add_argument("--samples", type=int, default=200, help="commands in the latency phase")
+    parser.add_argument("--gap-ms", type=float, default=100.0, help="spacing of latency samples (ms)")
+    args = parser.parse_args(argv)
+    if args.processes < 1 or args.per_verb < 1 or args.samples < 1:
+        parser.error("--processes, --per-verb and --samples must be at least 1")
+    return Options(args.processes, args.per_verb, args.redis, args.samples, args.gap_ms / 1000)
+
+
+# --- the work -------------------------------------------------------------------------------------
+
+
+def vin(tag: str, kind: str, n: int) -> str:
+    """A unique 17-character VIN: the run's tag, a letter for what it is used for, a serial number."""
+    return f"{tag[:6].upper()}{kind}{n:010d}"
+
+
+def seed_items(vins: Sequence[str]) -> list[Json]:
+    start = START.isoformat()
+    return [
+        {"vin": v, "manufacturerCampaignReference": REFERENCE, "recallCampaignStartDate": start} for v in vins
+    ]
+
+
+def backlog(tag: str, per_verb: int) -> tuple[list[str], list[Command]]:
+    """The VINs to seed (fix and delete targets) and ``per_verb`` commands of each verb, interleaved."""
+    fixes = [vin(tag, "F", n) for n in range(per_verb)]
+    deletes = [vin(tag, "D", n) for n in range(per_verb)]
+    commands: list[Command] = []
+    for n in range(per_verb):
+        commands += [
+            CreateCommand(
+                vin=vin(tag, "C", n),
+                manufacturer_campaign_reference=REFERENCE,
+                recall_campaign_start_date=START,
+            ),
+            FixCommand(vin=fixes[n], manufacturer_campaign_reference=REFERENCE, rectification_date=FIXED_ON),
+            DeleteCommand(vin=deletes[n], manufacturer_campaign_reference=REFERENCE),
+            GetCommand(vin=fixes[n]),
+        ]
+    return fixes + deletes, commands
+
+
+def latency_commands(tag: str, samples: int) -> list[Command]:
+    """Fixes, deletes and gets in turn, each on its own seeded VIN, so the journal path names it.
+
+    No creates: a create's VIN travels in its body, not its path, so the journal cannot match it.
+    """
+    commands: list[Command] = []
+    for n in range(samples):
+        target = vin(tag, "L", n)
+        match n % 3:
+            case 0:
+                commands.append(GetCommand(vin=target))
+            case 1:
+                commands.append(
+                    FixCommand(
+                        vin=target, manufacturer_campaign_reference=REFERENCE, rectification_date=FIXED_ON
+                    )
+                )
+            case _:
+                commands.append(DeleteCommand(vin=target, manufacturer_campaign_reference=REFERENCE))
+    return commands
+
+
+# --- outcome events -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcomes:
+    """Outcome events from a queue bound to ``<prefix>.events`` with ``#``, by message_id."""
+
+    events: dict[str, OutcomeEvent] = field(default_factory=dict)
+    last_at: float = 0.0  # time.time() of the newest event
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process():
+            event = msgspec.json.decode(message.body, type=OutcomeEvent)
+            self.events[event.message_id] = event
+            self.last_at = time.time()
+            self.changed.set()
+
+    async def wait_for(self, wanted: set[str], within: float) -> bool:
+        """True once every wanted message_id has an event; False after ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                while not wanted <= self.events.keys():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+async def subscribe(channel: AbstractChannel, topology: Topology) -> Outcomes:
+    outcomes = Outcomes()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(topology.events_exchange, routing_key="#")
+    await queue.consume(outcomes.on_message)
+    return outcomes
+
+
+# --- worker processes -----------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    process: asyncio.subprocess.Process
+    ready_at: float  # time.time() when it logged "worker consuming"
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    reader: asyncio.Task[None] | None = None
+
+    async def read_rest(self) -> None:
+        """Keep reading stderr (a full pipe would block the worker's logging); keep the last lines."""
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.tail.append(line.decode(errors="replace").rstrip())
+
+
+def worker_env(settings: Settings, redis: str | None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name != "RECALLS_REDIS_URL"}
+    env |= credential_env(settings) | {
+        "RECALLS_PREFIX": settings.prefix,
+        "RECALLS_SANDBOX_HOST": settings.sandbox_host,
+        "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
+    }
+    if redis is not None:
+        env["RECALLS_REDIS_URL"] = redis
+    return env
+
+
+async def start_worker(env: dict[str, str]) -> WorkerProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WORKER_ENTRY, "worker",
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen: deque[str] = deque(maxlen=20)
+    async with asyncio.timeout(60):
+        while b"worker consuming" not in (line := await process.stderr.readline()):
+            if not line:
+                raise RuntimeError("a worker exited before consuming:\n" + "\n".join(seen))
+            seen.append(line.decode(errors="replace").rstrip())
+    worker = WorkerProcess(process, time.time(), seen)
+    worker.reader = asyncio.create_task(worker.read_rest())
+    return worker
+
+
+async def stop_workers(workers: Sequence[WorkerProcess]) -> list[int]:
+    """SIGTERM every worker, wait for it to finish its in-flight commands; return the exit codes."""
+    for worker in workers:
+        if worker.process.returncode is None:
+            worker.process.send_signal(signal.SIGTERM)
+    codes = []
+    for worker in workers:
+        try:
+            codes.append(await asyncio.wait_for(worker.process.wait(), 60))
+        except TimeoutError:
+            worker.process.kill()
+            codes.append(await worker.process.wait())
+        if worker.reader is not None:
+            await worker.reader
+    return codes
+
+
+@contextlib.asynccontextmanager
+async def running_workers(settings: Settings, options: Options) -> AsyncIterator[list[WorkerProcess]]:
+    env = worker_env(settings, options.redis)
+    started = await asyncio.gather(
+        *(start_worker(env) for _ in range(options.processes)), return_exceptions=True
+    )
+    workers = [w for w in started if isinstance(w, WorkerProcess)]
+    try:
+        for failure in started:
+            if isinstance(failure, BaseException):
+                raise failure
+        yield workers
+    finally:
+        codes = await stop_workers(workers)
+        for worker, code in zip(workers, codes, strict=True):
+            if code != 0:
+                print(f"worker exited {code}; its last lines:\n  " + "\n  ".join(worker.tail))
+
+
+# --- the sandbox's figures ------------------------------------------------------------------------
+
+
+async def seed(admin: httpx.AsyncClient, vins: Sequence[str]) -> None:
+    for start in range(0, len(vins), SEED_CHUNK):
+        response = await admin.post("/__admin/recalls", json=seed_items(vins[start : start + SEED_CHUNK]))
+        response.raise_for_status()
+
+
+async def sandbox_view(admin: httpx.AsyncClient, limit: int | None = None) -> tuple[Json, list[Json]]:
+    """The stats and the journal (oldest first; the newest ``limit`` entries if given)."""
+    stats = (await admin.get("/__admin/stats")).raise_for_status().json()
+    params = {"limit": str(limit)} if limit is not None else {}
+    journal = (await admin.get("/__admin/requests", params=params)).raise_for_status().json()
+    assert isinstance(stats, dict) and isinstance(journal, list)
+    return stats, journal
+
+
+def verb_figures(verb: str, stats: Json, journal: list[Json], limit: int) -> Json:
+    """Calls, 429s, busiest second, and the rate from the verb's first arrival to its last."""
+    arrivals = sorted(entry["arrival"] for entry in journal if entry["verb"] == verb)
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    # n arrivals spaced evenly over the span make n - 1 intervals: (n - 1) / span is their rate.
+    rate = (len(arrivals) - 1) / span if span > 0 else 0.0
+    figures = stats[verb]
+    return {
+        "calls": figures["count"],
+        "journaled": len(arrivals),  # fewer than calls: the bounded journal forgot the oldest
+        "throttled_429": figures["throttled"],
+        "statuses": figures["statuses"],
+        "max_in_window": figures["max_in_window"],
+        "steady_span_s": round(span, 3),
+        "steady_rate_per_s": round(rate, 3),
+        "share_of_limit": round(rate / limit, 4),
+    }
+
+
+def result_counts(events: Sequence[OutcomeEvent]) -> dict[str, Json]:
+    counts: dict[str, Json] = {}
+    for verb in VERBS:
+        mine = [event for event in events if event.verb == verb]
+        counts[verb] = dict(Counter(event.result for event in mine)) | {
+            "retried": sum(event.attempts > 1 for event in mine)
+        }
+    return counts
+
+
+def code_version() -> Json:
+    """The commit measured, and the tracked files that differ from it (the tree may be mid-edit)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "modified": git("diff", "--name-only", "HEAD").split(),
+    }
+
+
+# --- the phases -----------------------------------------------------------------------------------
+
+
+async def publish_backlog(publisher: Publisher, commands: list[Command]) -> Json:
+    started = time.perf_counter()
+    results = await publisher.publish_many(commands, max_in_flight=PUBLISH_IN_FLIGHT)
+    seconds = time.perf_counter() - started
+    failed = [result for result in results if not isinstance(result, str)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(commands)} publishes failed, e.g. {failed[0]!r}")
+    return {
+        "commands": len(commands),
+        "seconds": round(seconds, 3),
+        "per_s": round(len(commands) / seconds, 1),
+    }
+
+
+async def drain(
+    outcomes: Outcomes, commands: list[Command], workers: list[WorkerProcess], within: float
+) -> Json:
+    complete = await outcomes.wait_for({c.message_id for c in commands}, within)
+    started = min(worker.ready_at for worker in workers)
+    return {
+        "complete": complete,
+        "outcomes": sum(c.message_id in outcomes.events for c in commands),
+        "wall_s": round(outcomes.last_at - started, 3),
+    }
+
+
+async def measure_latency(
+    publisher: Publisher, admin: httpx.AsyncClient, outcomes: Outcomes, commands: list[Command], gap: float
+) -> Json:
+    """Publish one command every ``gap`` seconds; latency = its first DVSA arrival - time before publish."""
+    published: dict[tuple[str, str], float] = {}
+    loop, begin = asyncio.get_running_loop(), asyncio.get_running_loop().time()
+    for index, command in enumerate(commands):
+        await asyncio.sleep(max(0.0, begin + index * gap - loop.time()))
+        published[command.verb, f"/recalls/vin/{command.vin}"] = time.time()
+        await publisher.publish(command)
+    complete = await outcomes.wait_for({c.message_id for c in commands}, within=60 + len(commands) * gap)
+    _, journal = await sandbox_view(admin, limit=len(commands) * 4 + 100)
+    arrived: dict[tuple[str, str], float] = {}
+    for entry in journal:  # oldest first: setdefault keeps each command's first arrival
+        arrived.setdefault((entry["verb"], entry["path"]), entry["arrival"])
+    latencies = [(arrived[key] - sent) * 1000 for key, sent in published.items() if key in arrived]
+    return {"complete": complete, "samples": len(latencies), "gap_ms": gap * 1000} | percentiles(latencies)
+
+
+def percentiles(latencies_ms: list[float]) -> Json:
+    if len(latencies_ms) < 2:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    return {"p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2), "max_ms": round(max(latencies_ms), 2)}
+
+
+async def run(options: Options) -> Json:
+    tag = uuid.uuid4().hex[:6]
+    settings = load_settings(prefix=f"bench-{tag}")
+    topology = Topology(settings.prefix, settings.retry_tiers)
+    async with sandbox_process(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as admin:
+        settings = pointed_at(settings, url)
+        connection = await connect(settings, "bench-fleet-throughput")
+        async with connection:
+            channel = await connection.channel()
+            await declare(channel, topology)
+            try:
+                return await run_phases(options, settings, tag, admin, channel)
+            finally:
+                await delete(channel, topology)
+
+
+async def run_phases(
+    options: Options, settings: Settings, tag: str, admin: httpx.AsyncClient, channel: AbstractChannel
+) -> Json:
+    targets, commands = backlog(tag, options.per_verb)
+    await seed(admin, targets)
+    outcomes = await subscribe(channel, Topology(settings.prefix, settings.retry_tiers))
+    report: Json = {
+        "options": options.__dict__,
+        "code": code_version(),
+        "prefix": settings.prefix,
+        "limit_per_verb": settings.rate_limit,
+        "rate_margin": settings.rate_margin,  # the workers' too: same defaults and environment
+    }
+    async with Publisher.connect(settings) as publisher:
+        report["publish"] = await publish_backlog(publisher, commands)
+        async with running_workers(settings, options) as workers:
+            timeout = options.per_verb / settings.rate_limit * 2 + 60
+            report["drain"] = await drain(outcomes, commands, workers, timeout)
+            stats, journal = await sandbox_view(admin)
+            report["verbs"] = {v: verb_figures(v, stats, journal, settings.rate_limit) for v in VERBS}
+            report["results"] = result_counts(
+                [outcomes.events[c.message_id] for c in commands if c.message_id in outcomes.events]
+            )
+            report["tokens"] = {"requests": stats["token_requests"], "issued": stats["tokens_issued"]}
+            latency = latency_commands(tag, options.samples)
+            await seed(admin, [command.vin for command in latency])
+            report["latency"] = await measure_latency(publisher, admin, outcomes, latency, options.gap)
+    return report
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def goal_met(report: Json) -> bool:
+    limit = report["limit_per_verb"]
+    return report["drain"]["complete"] and all(
+        f["throttled_429"] == 0 and f["max_in_window"] <= limit and f["share_of_limit"] >= GOAL_SHARE
+        for f in report["verbs"].values()
+    )
+
+
+def show(report: Json) -> None:
+    options, limit, drain_ = report["options"], report["limit_per_verb"], report["drain"]
+    mode = (
+        f"fleet mode, Redis {options['redis']}"
+        if options["redis"]
+        else "local limiter per process (no Redis)"
+    )
+    ideal = options["per_verb"] / limit
+    publish = report["publish"]
+    print(f"\nfleet_throughput: {options['processes']} worker process(es), {mode}")
+    print(
+        f"  backlog: {options['per_verb']} commands per verb, limit {limit}/s per verb (strict, at arrival)"
+    )
+    code = report["code"]
+    edits = f", uncommitted edits to {', '.join(code['modified'])}" if code["modified"] else ""
+    print(f"  code:    {code['commit']}{edits}; rate margin {report['rate_margin']}")
+    print(
+        f"  publish: {publish['commands']} commands in {publish['seconds']:.2f} s ({publish['per_s']:.0f}/s)"
+    )
+    done = "" if drain_["complete"] else f"  INCOMPLETE: {drain_['outcomes']} outcomes"
+    print(f"  drain:   {drain_['wall_s']:.1f} s wall (ideal {ideal:.1f} s at {limit}/s per verb){done}\n")
+    header = "verb      calls   429  max/1s  steady/s  of limit  applied  already  failed  retried"
+    print(header + "\n" + "-" * len(header))
+    for verb in VERBS:
+        f, r = report["verbs"][verb], report["results"][verb]
+        print(
+            f"{verb:<8}{f['calls']:>7}{f['throttled_429']:>6}{f['max_in_window']:>8}{f['steady_rate_per_s']:>10.2f}"
+            f"{f['share_of_limit']:>10.1%}{r.get('applied', 0):>9}{r.get('already_applied', 0):>9}"
+            f"{r.get('failed', 0):>8}{r['retried']:>9}"
+        )
+    tokens, latency = report["tokens"], report["latency"]
+    print(f"\n  tokens:  {tokens['requests']} requested, {tokens['issued']} issued")
+    print(
+        f"  latency: publish -> DVSA arrival, {latency['samples']} lone commands "
+        f"{latency['gap_ms']:.0f} ms apart: p50 {latency['p50_ms']} ms, "
+        f"p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms"
+    )
+    verdict = "MET" if report["goal_met"] else "NOT MET"
+    print(f"  goal (no 429, max/1s <= {limit}, steady >= {GOAL_SHARE:.0%} of {limit}/s per verb): {verdict}")
+
+
+def save(report: Json) -> Path:
+    options = report["options"]
+    path = RESULTS / f"fleet_throughput-{options['processes']}p{'-redis' if options['redis'] else ''}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def main() -> None:
+    options = parse_options()
+    report = asyncio.run(run(options))
+    report["goal_met"] = goal_met(report)
+    report["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    show(report)
+    print(f"  written: {save(report).relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
