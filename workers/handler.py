@@ -67,6 +67,11 @@ class Handler:
         except PublishFailed:
             log.warning("could not publish a replacement; requeueing", extra=_ids(message))
             await message.nack(requeue=True)
+        except Exception:
+            # A fault of ours must not lose the command; the queue's delivery limit dead-letters a
+            # message that keeps failing this way, so it cannot loop for ever.
+            log.exception("unexpected failure handling a command; requeueing", extra=_ids(message))
+            await message.nack(requeue=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         attempts = Attempts.of(message, now=self._clock())
