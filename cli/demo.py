@@ -9,8 +9,8 @@ its own prefix and removes its queues afterwards, so it never touches a real dep
 from __future__ import annotations
 
 import asyncio
-import sys
 import datetime as dt
+import sys
 import uuid
 
 import aio_pika
