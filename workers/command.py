@@ -9,6 +9,7 @@ import sys
 import click
 
 from shared import logs
+from shared.gc_tuning import settle_after_startup
 from shared.settings import Settings, SettingsError, load_settings
 from workers.runtime import Worker, dvsa_client
 from workers.supervisor import supervise
@@ -20,7 +21,13 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        await worker.run()
+        running = asyncio.create_task(worker.run())
+        ready = asyncio.create_task(worker.ready.wait())
+        await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            settle_after_startup()
+        ready.cancel()
+        await running
 
 
 @click.command()
