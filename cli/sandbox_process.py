@@ -29,6 +29,16 @@ def credential_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def _ahead_of_the_fleet(pid: int) -> None:
+    """Run the sandbox ahead of the fleet in the CPU queue, as DVSA runs on machines of its own.
+
+    The sandbox stamps each request's arrival; if it waited for a CPU behind the workers it judges,
+    requests that arrived apart would be stamped together.  Needs root; otherwise it is skipped.
+    """
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, -10)
+
+
 def start(
     settings: Settings, *flags: str, env: Mapping[str, str] | None = None
 ) -> tuple[str, subprocess.Popen[str]]:
@@ -36,6 +46,7 @@ def start(
     environment = {**os.environ, **credential_env(settings), **(env or {})}
     argv = [sys.executable, "-c", _ENTRY, "simulator", "--host", "127.0.0.1", "--port", "0", *flags]
     process = subprocess.Popen(argv, env=environment, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    _ahead_of_the_fleet(process.pid)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening on" not in line:
