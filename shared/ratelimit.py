@@ -1,16 +1,25 @@
 """How often the fleet may call DVSA: never more than the limit of one verb in any one-second window.
 
 DVSA counts requests at arrival.  A bucket of capacity N refilled each second admits up to 2N in a
-second, and fixed windows admit 2N across an edge, so calls of a verb are *spaced* instead: one slot
-every ``(1 + margin) / limit`` seconds, the margin absorbing the jitter between leaving here and
-arriving there.  Anything that limits calls implements :class:`RateLimiter`, so local mode (this
-module) and fleet mode (a shared bucket in Redis) are interchangeable.
+second, and fixed windows admit 2N across an edge, so each verb is limited in two steps:
+
+1. *Spacing*: callers reserve slots ``(1 + margin) / limit`` seconds apart and sleep until theirs, so
+   calls flow evenly instead of in bursts.
+2. *Gate*: when a caller wakes, its call is let through only if fewer than ``limit`` calls were let
+   through in the last ``1 + margin`` seconds.  The gate records the moment each call actually leaves,
+   so a caller that woke late (a busy loop, a stalled process) waits for the window instead of
+   bunching with the calls after it, and loses no slot.  The margin is left for the jitter between
+   leaving here and arriving at DVSA.
+
+Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
+(:mod:`shared.fleet_limiter`, the same two steps in Redis) are interchangeable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -28,44 +37,47 @@ class RateLimiter(Protocol):
         """Send no call of ``verb`` for ``seconds`` (DVSA said 429 with Retry-After)."""
 
 
-def lateness_tolerance(margin: float) -> float:
-    """How late (s) a caller may use its slot: half the slack the margin leaves in a one-second window.
-
-    A call sent later than that could arrive within one second of the call ``limit`` slots after it.
-    """
-    return max(0.001, margin / 2)
-
-
 class SpacingLimiter:
-    """Local mode: one schedule per verb for this process."""
+    """Local mode: one schedule and one gate per verb for this process."""
 
     def __init__(
         self,
         limit: int,
-        margin: float = 0.02,
+        margin: float = 0.015,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.limit = limit
         self.interval = (1 + margin) / limit
-        self._tolerance = lateness_tolerance(margin)
+        self.window = 1 + margin
         self._clock = clock
         self._sleep = sleep
         self._next_slot: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
         self._paused_until: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
+        self._sent: dict[Verb, deque[float]] = {verb: deque(maxlen=limit) for verb in VERBS}
 
     async def acquire(self, verb: Verb) -> None:
-        while True:
-            now = self._clock()
-            slot = max(now, self._next_slot[verb], self._paused_until[verb])
-            # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
-            self._next_slot[verb] = slot + self.interval
-            if slot > now:
-                await self._sleep(slot - now)
-            # Paused meanwhile, or woken too late to send without bunching: take a new slot.
-            now = self._clock()
-            if now >= self._paused_until[verb] and now - slot <= self._tolerance:
-                return
+        now = self._clock()
+        slot = max(now, self._next_slot[verb], self._paused_until[verb])
+        # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
+        self._next_slot[verb] = slot + self.interval
+        if slot > now:
+            await self._sleep(slot - now)
+        while (wait := self._gate(verb)) > 0:
+            await self._sleep(wait)
+
+    def _gate(self, verb: Verb) -> float:
+        """Let the call through (0) or say how long until it may go."""
+        now = self._clock()
+        if now < self._paused_until[verb]:
+            return self._paused_until[verb] - now
+        sent = self._sent[verb]
+        if len(sent) == self.limit and now - sent[0] < self.window:
+            # Never 0: rounding must not turn a refusal into a pass.
+            return max(sent[0] + self.window - now, 1e-6)
+        sent.append(now)
+        return 0.0
 
     async def pause(self, verb: Verb, seconds: float) -> None:
         self._paused_until[verb] = max(self._paused_until[verb], self._clock() + seconds)
