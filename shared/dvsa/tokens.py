@@ -16,9 +16,9 @@ from typing import Protocol
 
 import httpx
 
-with warnings.catch_warnings():
-    # authlib 1.9 nudges towards an httpx fork on import; httpx is what this project uses.
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+with warnings.catch_warnings(record=True):
+    # authlib 1.9 warns on import that it prefers an httpx fork (and forces its warnings to show);
+    # httpx is what this project uses, so the warning is recorded here and dropped.
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from shared.ratelimit import Clock
