@@ -45,12 +45,12 @@ return 0
 """
 
 # KEYS[1] sent log (newest first, µs)  KEYS[2] pause-until (µs)  ARGV[1] limit  ARGV[2] window (µs)
-# Lets the call through (returns 0, recording it as sent) or returns the µs to wait.
+# Lets the call through (returns 0, recording it as sent), returns the µs to wait for the window,
+# or returns -1 when the verb is paused: the caller then reserves a slot after the pause.
 _GATE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local paused_until = tonumber(redis.call('GET', KEYS[2]) or 0)
-if paused_until > now then return paused_until - now end
+if tonumber(redis.call('GET', KEYS[2]) or 0) > now then return -1 end
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local oldest = tonumber(redis.call('LINDEX', KEYS[1], limit - 1) or 0)
@@ -90,10 +90,16 @@ class RedisLimiter:
 
     async def acquire(self, verb: Verb) -> None:
         schedule, paused, sent = self._keys(verb)
-        wait_us, _ = await self._run(self._reserve, [schedule, paused], [self._interval_us])
-        await self._sleep(wait_us / 1_000_000)
-        while wait_us := await self._run(self._gate, [sent, paused], [self._limit, self._window_us]):
+        while True:
+            wait_us, _ = await self._run(self._reserve, [schedule, paused], [self._interval_us])
             await self._sleep(wait_us / 1_000_000)
+            while (
+                wait_us := await self._run(self._gate, [sent, paused], [self._limit, self._window_us])
+            ) > 0:
+                await self._sleep(wait_us / 1_000_000)
+            if wait_us == 0:
+                return
+            # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
 
     async def pause(self, verb: Verb, seconds: float) -> None:
         await self._run(self._pause, self._keys(verb)[:2], [round(seconds * 1_000_000)])

@@ -58,20 +58,24 @@ class SpacingLimiter:
         self._sent: dict[Verb, deque[float]] = {verb: deque(maxlen=limit) for verb in VERBS}
 
     async def acquire(self, verb: Verb) -> None:
-        now = self._clock()
-        slot = max(now, self._next_slot[verb], self._paused_until[verb])
-        # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
-        self._next_slot[verb] = slot + self.interval
-        if slot > now:
-            await self._sleep(slot - now)
-        while (wait := self._gate(verb)) > 0:
-            await self._sleep(wait)
+        while True:
+            now = self._clock()
+            slot = max(now, self._next_slot[verb], self._paused_until[verb])
+            # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
+            self._next_slot[verb] = slot + self.interval
+            if slot > now:
+                await self._sleep(slot - now)
+            while (wait := self._gate(verb)) > 0:
+                await self._sleep(wait)
+            if wait == 0:
+                return
+            # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
 
     def _gate(self, verb: Verb) -> float:
-        """Let the call through (0) or say how long until it may go."""
+        """Let the call through (0), say how long until the window allows it, or -1 when paused."""
         now = self._clock()
         if now < self._paused_until[verb]:
-            return self._paused_until[verb] - now
+            return -1.0
         sent = self._sent[verb]
         if len(sent) == self.limit and now - sent[0] < self.window:
             # Never 0: rounding must not turn a refusal into a pass.
