@@ -132,23 +132,24 @@ class DvsaClient:
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
     ) -> DvsaReply:
-        token = await self._tokens.token()
-        reply = await self._send(verb, path, token, params, json)
+        reply, token = await self._send(verb, path, params, json, rejected=None)
         if reply.status == 401:
-            token = await self._tokens.refresh(token)
-            reply = await self._send(verb, path, token, params, json)
+            reply, _ = await self._send(verb, path, params, json, rejected=token)
         return reply
 
     async def _send(
         self,
         verb: Verb,
         path: str,
-        token: str,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
-    ) -> DvsaReply:
-        headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
+        *,
+        rejected: str | None,
+    ) -> tuple[DvsaReply, str]:
         await self._limiter.acquire(verb)
+        # The token is taken after the wait for a slot, which can outlast a short-lived token.
+        token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
+        headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -168,4 +169,4 @@ class DvsaClient:
         if reply.status == 429:
             # Every caller of this verb must hold off, not only the one that was told.
             await self._limiter.pause(verb, reply.retry_after or 1.0)
-        return reply
+        return reply, token

@@ -50,7 +50,7 @@ class RedisTokenCache:
         self._poll_every = poll_every
         self._release = redis.register_script(_RELEASE)
         self._local: Token | None = None
-        self._owner = ""
+        self._in_process = asyncio.Lock()
 
     async def token(self) -> str:
         local = self._local
@@ -62,6 +62,11 @@ class RedisTokenCache:
         return (await self._current(rejected=rejected)).value
 
     async def _current(self, rejected: str | None) -> Token:
+        # One coroutine per process at a time; the others then find the renewed token at once.
+        async with self._in_process:
+            return await self._shared(rejected)
+
+    async def _shared(self, rejected: str | None) -> Token:
         deadline = self._clock() + self._lock_ms / 1000
         while True:
             shared = await self._read()
@@ -70,11 +75,12 @@ class RedisTokenCache:
             if shared is not None and self._clock() < shared.refresh_at:
                 self._local = shared
                 return shared
-            if await self._lock():
+            owner = await self._lock()
+            if owner is not None:
                 try:
                     return await self._renew(rejected)
                 finally:
-                    await self._hold.run(lambda: self._release(keys=[self._lock_key], args=[self._owner]))
+                    await self._unlock(owner)
             if shared is not None and self._clock() < shared.expires_at:
                 return shared  # due for renewal but still valid: the lock holder is renewing it
             if self._clock() > deadline:
@@ -93,12 +99,16 @@ class RedisTokenCache:
         self._local = fresh
         return fresh
 
-    async def _lock(self) -> bool:
-        self._owner = uuid.uuid4().hex
+    async def _lock(self) -> str | None:
+        """Take the fleet's renewal lock; return the owner mark that releases it, or None."""
+        owner = uuid.uuid4().hex
         taken = await self._hold.run(
-            lambda: self._redis.set(self._lock_key, self._owner, nx=True, px=self._lock_ms)
+            lambda: self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ms)
         )
-        return bool(taken)
+        return owner if taken else None
+
+    async def _unlock(self, owner: str) -> None:
+        await self._hold.run(lambda: self._release(keys=[self._lock_key], args=[owner]))
 
     async def _read(self) -> Token | None:
         raw = await self._hold.run(lambda: self._redis.get(self._key))
