@@ -146,9 +146,11 @@ class DvsaClient:
         *,
         rejected: str | None,
     ) -> tuple[DvsaReply, str]:
-        await self._limiter.acquire(verb)
-        # The token is taken after the wait for a slot, which can outlast a short-lived token.
+        # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
+        # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
+        await self._limiter.acquire(verb)
+        token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()
         try:
