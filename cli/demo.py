@@ -170,7 +170,7 @@ async def _show_sandbox(console: Console, settings: Settings) -> None:
     table = Table(title="What the DVSA sandbox now holds")
     for column in ("vin", "manufacturer ref", "DVSA ref", "start", "status"):
         table.add_column(column)
-    for recall in state["recalls"] if isinstance(state, dict) else state:
+    for recall in state:
         table.add_row(
             recall["vin"],
             recall["manufacturerCampaignReference"],
@@ -179,10 +179,9 @@ async def _show_sandbox(console: Console, settings: Settings) -> None:
             recall["repairStatus"],
         )
     console.print(table)
-    verbs = stats.get("verbs", stats)
     summary = ", ".join(
         f"{verb}: {figures['count']} calls, {figures['throttled']} x 429, max {figures['max_in_window']}/s"
-        for verb, figures in verbs.items()
+        for verb, figures in stats.items()
         if isinstance(figures, dict) and "count" in figures
     )
     console.print(f"Sandbox figures: {summary}")

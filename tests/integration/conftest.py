@@ -43,7 +43,7 @@ class Sandbox:
         response = await self.admin.get("/__admin/recalls")
         response.raise_for_status()
         body = response.json()
-        return list(body["recalls"] if isinstance(body, dict) else body)
+        return list(body)
 
     async def stats(self) -> dict[str, Any]:
         response = await self.admin.get("/__admin/stats")
@@ -58,7 +58,7 @@ class Sandbox:
         response = await self.admin.get("/__admin/requests")
         response.raise_for_status()
         body = response.json()
-        return list(body["requests"] if isinstance(body, dict) else body)
+        return list(body)
 
 
 @contextlib.asynccontextmanager
