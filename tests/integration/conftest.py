@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aio_pika
 import httpx
@@ -28,6 +28,7 @@ from workers.runtime import Worker, dvsa_client
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 TEST_RATE_MARGIN = 0.05
 
@@ -117,23 +118,31 @@ async def broker(settings: Settings) -> AsyncIterator[AbstractRobustConnection]:
 
 
 @dataclass
-class Events:
-    """Outcome events collected from a queue bound to the events exchange."""
+class Collected(Generic[T]):
+    """Messages consumed from a queue, decoded, with a wait for the n-th to arrive."""
 
-    received: list[OutcomeEvent] = field(default_factory=list)
+    decode: Callable[[AbstractIncomingMessage], T]
+    received: list[T] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
-            self.received.append(msgspec.json.decode(message.body, type=OutcomeEvent))
+            self.received.append(self.decode(message))
             self.changed.set()
 
-    async def wait_for(self, count: int, timeout: float = 60) -> list[OutcomeEvent]:
+    async def wait_for(self, count: int, timeout: float = 60) -> list[T]:
         async with asyncio.timeout(timeout):
             while len(self.received) < count:
                 self.changed.clear()
                 await self.changed.wait()
         return self.received
+
+
+class Events(Collected[OutcomeEvent]):
+    """Outcome events from a queue bound to the events exchange."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda message: msgspec.json.decode(message.body, type=OutcomeEvent))
 
     def by_id(self) -> dict[str, OutcomeEvent]:
         return {event.message_id: event for event in self.received}
@@ -198,29 +207,12 @@ async def worker(settings: Settings, channel: AbstractChannel) -> AsyncIterator[
         yield running
 
 
-@dataclass
-class DeadLetters:
-    """Messages arriving on the dead-letter queue."""
-
-    received: list[AbstractIncomingMessage] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        await message.ack()
-        self.received.append(message)
-        self.changed.set()
-
-    async def wait_for(self, count: int, timeout: float = 60) -> list[AbstractIncomingMessage]:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        return self.received
+DeadLetters = Collected[AbstractIncomingMessage]
 
 
 @pytest.fixture
 async def dead(channel: AbstractChannel, settings: Settings) -> DeadLetters:
-    collected = DeadLetters()
+    collected = DeadLetters(lambda message: message)
     queue = await channel.get_queue(Topology(settings.prefix).dead_queue)
     await queue.consume(collected.on_message)
     return collected
