@@ -64,7 +64,6 @@ class TokenCache:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._current: Token | None = None
-        self.fetches = 0
 
     def _fresh(self, token: Token | None) -> bool:
         return token is not None and self._clock() < token.refresh_at
@@ -86,7 +85,6 @@ class TokenCache:
 
     async def fetch(self) -> Token:
         """A new token from the token endpoint, whatever is cached."""
-        self.fetches += 1
         try:
             reply = await self._oauth.fetch_token(self._url, grant_type="client_credentials")
         except OAuthError as exc:
