@@ -1,7 +1,7 @@
 """What the fleet limiter costs per DVSA call: the Redis round trips of one ``acquire``.
 
-Runs ``RedisLimiter.acquire`` against the real Redis with a limit so high that no caller ever waits
-for a slot, so each timing is the limiter's own cost (reserve + validity check, two script calls),
+Runs ``RedisLimiter.acquire`` and ``sent`` against the real Redis with a limit so high that no caller
+ever waits for a slot, so each timing is the limiter's own cost (reserve, gate, left: three scripts),
 and prints p50/p99/max in milliseconds next to the local limiter's cost for comparison.
 
     .venv/bin/python bench/limiter_cost.py [--calls 20000] [--redis redis://127.0.0.1:6379/0]
@@ -27,7 +27,9 @@ async def timings(limiter: RateLimiter, calls: int) -> list[float]:
     spent: list[float] = []
     for _ in range(calls):
         started = time.perf_counter()
-        await limiter.acquire("get")
+        permit = await limiter.acquire("get")
+        permit.leaving()
+        await limiter.sent(permit)
         spent.append((time.perf_counter() - started) * 1000)
     return spent
 
@@ -46,10 +48,10 @@ async def main(calls: int, redis_url: str) -> None:
         fleet_spent = await timings(fleet, calls)
         local_spent = await timings(SpacingLimiter(UNREACHABLE_LIMIT, margin=0.0), calls)
     finally:
-        await redis.delete(f"{prefix}:rate:get", f"{prefix}:pause:get")
+        await redis.delete(*(f"{prefix}:{name}:get" for name in ("rate", "pause", "sent", "tickets")))
         await redis.aclose()
     print(f"limiter cost per call over {calls} calls")
-    print(summary("fleet (Redis, 2 RTT)", fleet_spent))
+    print(summary("fleet (Redis, 3 RTT)", fleet_spent))
     print(summary("local (in process)", local_spent))
 
 

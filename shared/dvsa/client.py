@@ -149,10 +149,11 @@ class DvsaClient:
         # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
-        await self._limiter.acquire(verb)
+        permit = await self._limiter.acquire(verb)
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()
+        permit.leaving()
         try:
             response = await self._http.request(
                 _METHODS[verb], self._base_url + path, params=params, json=json, headers=headers
@@ -161,6 +162,8 @@ class DvsaClient:
             raise DvsaTransportError(type(exc).__name__, maybe_sent=False) from None
         except httpx.TransportError as exc:
             raise DvsaTransportError(type(exc).__name__, maybe_sent=True) from None
+        finally:
+            await self._limiter.sent(permit)
         elapsed_ms = (time.perf_counter() - started) * 1000
         reply = DvsaReply(
             status=response.status_code,

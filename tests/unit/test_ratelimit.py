@@ -82,6 +82,19 @@ async def test_late_wake_ups_never_bunch_calls_into_one_window() -> None:
     assert rate > 20  # late callers wait for the window; they do not give their slots away
 
 
+async def test_a_call_that_leaves_late_is_counted_from_when_it_left() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.015, clock=fake.clock, sleep=fake.sleep)
+    late = await limiter.acquire("create")
+    late.left_after = 0.3  # its sender was stalled for 300 ms before writing the request
+    sent = [fake.now + 0.3]
+    for _ in range(25):
+        await limiter.acquire("create")
+        sent.append(fake.now)
+    # Counted from its grant instead, the 25th call after it would make 26 in one second.
+    assert max_in_any_window(sent, window=1.0) <= 25
+
+
 async def test_pause_holds_the_verb() -> None:
     fake = FakeTime()
     limiter = SpacingLimiter(25, clock=fake.clock, sleep=fake.sleep)
