@@ -2,7 +2,7 @@
 
 Runs ``RedisLimiter.acquire`` and ``sent`` against the real Redis with a limit so high that no caller
 ever waits for a slot, so each timing is the limiter's own cost (reserve, gate, left: three scripts),
-and prints p50/p99/max in milliseconds next to the local limiter's cost for comparison.
+and prints p50/p99/max in milliseconds.
 
     .venv/bin/python bench/limiter_cost.py [--calls 20000] [--redis redis://127.0.0.1:6379/0]
 """
@@ -18,7 +18,7 @@ import uuid
 from redis import asyncio as aioredis
 
 from shared.fleet_limiter import RedisLimiter
-from shared.ratelimit import RateLimiter, SpacingLimiter
+from shared.ratelimit import RateLimiter
 
 UNREACHABLE_LIMIT = 10_000_000  # per second: no call ever waits for its slot
 
@@ -46,13 +46,11 @@ async def main(calls: int, redis_url: str) -> None:
         fleet = RedisLimiter(redis, prefix=prefix, limit=UNREACHABLE_LIMIT, margin=0.0)
         await timings(fleet, 200)  # warm the connection and load the scripts
         fleet_spent = await timings(fleet, calls)
-        local_spent = await timings(SpacingLimiter(UNREACHABLE_LIMIT, margin=0.0), calls)
     finally:
         await redis.delete(*(f"{prefix}:{name}:get" for name in ("rate", "pause", "sent", "tickets")))
         await redis.aclose()
     print(f"limiter cost per call over {calls} calls")
     print(summary("fleet (Redis, 3 RTT)", fleet_spent))
-    print(summary("local (in process)", local_spent))
 
 
 if __name__ == "__main__":
