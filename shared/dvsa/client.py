@@ -154,9 +154,20 @@ class DvsaClient:
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()
         permit.leaving()
+
+        async def trace(event: str, _: dict[str, Any]) -> None:
+            # The moment the whole request is on the wire, past the transport's own awaits.
+            if event.endswith("send_request_body.complete"):
+                permit.leaving()
+
         try:
             response = await self._http.request(
-                _METHODS[verb], self._base_url + path, params=params, json=json, headers=headers
+                _METHODS[verb],
+                self._base_url + path,
+                params=params,
+                json=json,
+                headers=headers,
+                extensions={"trace": trace},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise DvsaTransportError(type(exc).__name__, maybe_sent=False) from None
