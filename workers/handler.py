@@ -85,7 +85,7 @@ class Handler:
         started = self._clock()
         reply: DvsaReply | None = None
         try:
-            reply = await self._call(command)
+            reply = await self._dvsa.call(command)
             decision: Decision = decide(command, reply, attempts)
             outcome = _describe_reply(reply)
             maybe_sent = reply.status >= 500 or reply.status == 408
@@ -102,17 +102,6 @@ class Handler:
             reply=reply,
             started=started,
         )
-
-    async def _call(self, command: Command) -> DvsaReply:
-        match command.verb:
-            case "create":
-                return await self._dvsa.create(command)  # type: ignore[arg-type]
-            case "fix":
-                return await self._dvsa.fix(command)  # type: ignore[arg-type]
-            case "delete":
-                return await self._dvsa.delete(command)  # type: ignore[arg-type]
-            case _:
-                return await self._dvsa.get(command)  # type: ignore[arg-type]
 
     async def _settle(
         self,

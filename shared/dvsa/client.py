@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
 from shared.dvsa.tokens import TokenSource
 from shared.ratelimit import RateLimiter
 
@@ -97,6 +97,16 @@ class DvsaClient:
         self._api_key = api_key
         self._tokens = tokens
         self._limiter = limiter
+
+    async def call(self, command: Command) -> DvsaReply:
+        """The DVSA call that carries out ``command``."""
+        if isinstance(command, CreateCommand):
+            return await self.create(command)
+        if isinstance(command, FixCommand):
+            return await self.fix(command)
+        if isinstance(command, DeleteCommand):
+            return await self.delete(command)
+        return await self.get(command)
 
     async def create(self, command: CreateCommand) -> DvsaReply:
         body: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from cli.sandbox_process import pointed_at, sandbox_process
+from cli.sandbox_process import credential_env, pointed_at, sandbox_process
 from shared.contracts import Command, OutcomeEvent
 from shared.settings import Settings
 from shared.topology import Topology, declare, delete
@@ -157,11 +158,30 @@ async def channel(broker: AbstractRobustConnection, settings: Settings) -> Async
 
 @pytest.fixture
 async def events(channel: AbstractChannel, settings: Settings) -> Events:
+    return await collect_events(channel, settings)
+
+
+async def collect_events(channel: AbstractChannel, settings: Settings) -> Events:
+    """Every outcome event of ``settings.prefix`` from now on (the topology is declared first)."""
+    await declare(channel, Topology(settings.prefix, settings.retry_tiers))
     collected = Events()
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(Topology(settings.prefix).events_exchange, routing_key="#")
     await queue.consume(collected.on_message)
     return collected
+
+
+def worker_env(settings: Settings, **variables: str) -> dict[str, str]:
+    """The environment of a ``recalls worker`` child that matches ``settings`` (plus ``variables``)."""
+    return {
+        **os.environ,
+        **credential_env(settings),
+        "RECALLS_PREFIX": settings.prefix,
+        "RECALLS_SANDBOX_HOST": settings.sandbox_host,
+        "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
+        "RECALLS_RATE_MARGIN": str(settings.rate_margin),
+        **variables,
+    }
 
 
 async def publish_raw(

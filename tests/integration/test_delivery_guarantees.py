@@ -4,42 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import signal
 import sys
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from cli.sandbox_process import credential_env
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
-from shared.dvsa.client import DvsaClient, DvsaReply
+from shared.contracts import Command, DeleteCommand, FixCommand, Verb
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.validation import decode_command
 from tests.integration.conftest import (
-    TEST_RATE_MARGIN,
     Events,
     Sandbox,
     base_settings,
+    collect_events,
     publish,
     running_sandbox,
     running_worker,
+    worker_env,
 )
 from tests.integration.test_fleet_core import create, vin
 from workers.runtime import dvsa_client
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        **credential_env(settings),
-        "RECALLS_PREFIX": settings.prefix,
-        "RECALLS_SANDBOX_HOST": settings.sandbox_host,
-        "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
-        "RECALLS_RETRY_TIERS": "[0.2, 0.5, 1, 2]",
-        "RECALLS_SHUTDOWN_GRACE": "5",
-        "RECALLS_RATE_MARGIN": str(TEST_RATE_MARGIN),
-    }
 
 
 async def start_worker_process(settings: Settings) -> asyncio.subprocess.Process:
@@ -48,7 +33,7 @@ async def start_worker_process(settings: Settings) -> asyncio.subprocess.Process
         "-c",
         "from cli.main import main; main()",
         "worker",
-        env=worker_env(settings),
+        env=worker_env(settings, RECALLS_RETRY_TIERS="[0.2, 0.5, 1, 2]", RECALLS_SHUTDOWN_GRACE="5"),
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
@@ -92,20 +77,9 @@ async def _apply_then_crash(broker: AbstractRobustConnection, settings: Settings
     message = await queue.get(timeout=10)
     assert message is not None
     async with dvsa_client(settings) as dvsa:
-        reply = await _call(dvsa, decode_command(message.body))
+        reply = await dvsa.call(decode_command(message.body))
     assert reply.status in (201, 204)
     await channel.close()  # no ack: the message goes back to its queue, marked redelivered
-
-
-async def _call(dvsa: DvsaClient, command: Command) -> DvsaReply:
-    if isinstance(command, CreateCommand):
-        return await dvsa.create(command)
-    if isinstance(command, FixCommand):
-        return await dvsa.fix(command)
-    if isinstance(command, DeleteCommand):
-        return await dvsa.delete(command)
-    assert isinstance(command, GetCommand)
-    return await dvsa.get(command)
 
 
 async def test_redelivery_after_dvsa_applied_is_already_applied(
@@ -143,10 +117,7 @@ async def test_token_expiry_mid_run(prefix: str, broker: AbstractRobustConnectio
         )
         channel = await broker.channel(publisher_confirms=True)
         async with running_worker(settings):
-            collected = Events()
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(Topology(prefix).events_exchange, routing_key="#")
-            await queue.consume(collected.on_message)
+            collected = await collect_events(channel, settings)
             commands = [create(3000 + n) for n in range(150)]  # six seconds: three token lifetimes
             for command in commands:
                 await publish(channel, settings, command)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,36 +12,23 @@ from collections.abc import AsyncIterator
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from cli.sandbox_process import credential_env, pointed_at
+from cli.sandbox_process import pointed_at
 from shared.contracts import Command, FixCommand, GetCommand
 from shared.settings import Settings
-from shared.topology import Topology, declare
 from tests.integration.conftest import (
-    TEST_RATE_MARGIN,
     Events,
     Sandbox,
     base_settings,
+    collect_events,
     publish,
     running_sandbox,
     running_worker,
+    worker_env,
 )
 from tests.integration.test_fleet_core import create, vin
 from tests.support.tcp_proxy import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def fleet_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        **credential_env(settings),
-        "RECALLS_PREFIX": settings.prefix,
-        "RECALLS_SANDBOX_HOST": settings.sandbox_host,
-        "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
-        "RECALLS_REDIS_URL": REDIS_URL,
-        "RECALLS_RETRY_TIERS": "[0.2, 0.5, 1, 2, 2, 2, 2, 2]",
-        "RECALLS_RATE_MARGIN": str(TEST_RATE_MARGIN),
-    }
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +41,9 @@ async def worker_fleet(settings: Settings, processes: int) -> AsyncIterator[None
         "worker",
         "--processes",
         str(processes),
-        env=fleet_env(settings),
+        env=worker_env(
+            settings, RECALLS_REDIS_URL=REDIS_URL, RECALLS_RETRY_TIERS="[0.2, 0.5, 1, 2, 2, 2, 2, 2]"
+        ),
         stderr=asyncio.subprocess.PIPE,
     )
     assert supervisor.stderr is not None
@@ -123,15 +111,6 @@ async def test_any_number_of_processes_keeps_the_limit(
     stats = await sandbox.stats()
     assert_within_limit(stats)
     assert stats["create"]["count"] == per_verb
-
-
-async def collect_events(channel: AbstractChannel, settings: Settings) -> Events:
-    await declare(channel, Topology(settings.prefix, settings.retry_tiers))
-    collected = Events()
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(Topology(settings.prefix).events_exchange, routing_key="#")
-    await queue.consume(collected.on_message)
-    return collected
 
 
 async def test_one_token_for_the_fleet_per_lifetime(prefix: str, broker: AbstractRobustConnection) -> None:
