@@ -28,8 +28,7 @@ async def timings(limiter: RateLimiter, calls: int) -> list[float]:
     for _ in range(calls):
         started = time.perf_counter()
         permit = await limiter.acquire("get")
-        permit.leaving()
-        await limiter.sent(permit)
+        await limiter.answered(permit)
         spent.append((time.perf_counter() - started) * 1000)
     return spent
 

@@ -1,9 +1,9 @@
 """Fleet mode's rate limiter: one schedule per verb in Redis, shared by every worker on every host.
 
-The two steps of :mod:`shared.ratelimit` (spacing, then a gate counting calls from when they left),
-each made atomic across processes by a Lua script: the spacing is GCRA with no burst (each caller
-reserves the verb's next free slot and sleeps until it), the gate a sorted set of the calls let go,
-each scored first by its grant and then, once its sender reports it, by when it actually left.
+The two steps of :mod:`shared.ratelimit` (spacing, then a gate), each made atomic across processes by
+a Lua script: the spacing is GCRA with no burst (each caller reserves the verb's next free slot and
+sleeps until it), the gate a sorted set of the calls let go, each scored by when it stops counting:
+far ahead while it is in flight, then its answer plus one window once its sender reports the answer.
 Time is Redis's own clock (``TIME``), so hosts with skewed clocks share one schedule.  A 429 pauses
 the verb for everyone: callers waiting at the gate reserve new slots after the pause.
 
@@ -22,15 +22,21 @@ from shared.contracts import Verb
 from shared.ratelimit import Permit, Sleep
 from shared.redis_hold import RedisHold
 
-# KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  ARGV[1] interval (µs)
-# Reserves the verb's next slot; returns {wait before it (µs), the slot (µs, Redis time)}.
+# KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
+# ARGV[1] limit  ARGV[2] window (µs).  Reserves the verb's next slot, spaced so that a window plus
+# the slack of a call's time from grant to answer holds the limit (see shared.ratelimit); returns
+# {wait before it (µs), the slot (µs, Redis time)}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
+local window = tonumber(ARGV[2])
+local took = redis.call('HMGET', KEYS[3], 'mean', 'spread')
+local slack = math.min(tonumber(took[1] or 0) + 2 * tonumber(took[2] or 0), window)
 local next_free = tonumber(redis.call('GET', KEYS[1]) or 0)
 local paused_until = tonumber(redis.call('GET', KEYS[2]) or 0)
 local slot = math.max(now, next_free, paused_until)
-redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', 60000 + math.ceil((slot - now) / 1000))
+local interval = math.floor((window + slack) / tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], slot + interval, 'PX', 60000 + math.ceil((slot - now) / 1000))
 return {slot - now, slot}
 """
 
@@ -45,9 +51,9 @@ end
 return 0
 """
 
-# KEYS[1] calls let go (sorted set: ticket -> when it left, µs)  KEYS[2] pause-until (µs)
-# KEYS[3] ticket counter  ARGV[1] limit  ARGV[2] window (µs)
-# Returns {0, ticket} (let go, counted from now until its sender says when it left),
+# KEYS[1] calls let go (sorted set: ticket -> when it stops counting, µs)  KEYS[2] pause-until (µs)
+# KEYS[3] ticket counter  ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] in-flight lease (µs)
+# Returns {0, ticket} (let go, counting until its answer is reported or the lease runs out),
 # {µs to wait, 0} (the window is full) or {-1, 0} (paused: reserve a slot after the pause).
 _GATE = """
 local t = redis.call('TIME')
@@ -55,27 +61,43 @@ local now = t[1] * 1000000 + t[2]
 if tonumber(redis.call('GET', KEYS[2]) or 0) > now then return {-1, 0} end
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 if n >= limit then
+  -- A call still in flight stops counting a window after its answer at the soonest.
   local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  return {math.max(1, tonumber(oldest[2]) + window - now), 0}
+  return {math.max(1, math.min(tonumber(oldest[2]), now + window) - now), 0}
 end
 local ticket = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], now, ticket)
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 60000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ticket)
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) / 1000) + 60000)
 redis.call('PEXPIRE', KEYS[3], 86400000)
 return {0, ticket}
 """
 
-# KEYS[1] calls let go  ARGV[1] ticket  ARGV[2] µs from its grant to when it left (an upper bound).
-_LEFT = """
-local granted = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if granted then
-  redis.call('ZADD', KEYS[1], 'XX', 'GT', tonumber(granted) + tonumber(ARGV[2]), ARGV[1])
-end
+# KEYS[1] calls let go  KEYS[2] call time (hash: mean, spread, µs)  ARGV[1] ticket  ARGV[2] window
+# ARGV[3] in-flight lease (µs).  Now is after the call's answer came, so after it reached DVSA: it
+# stops counting a window from now.  Its time from grant to answer joins the running averages (as
+# shared.ratelimit.CallTime keeps them).
+_ANSWERED = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+local took = now - (tonumber(score) - tonumber(ARGV[3]))
+local avg = redis.call('HMGET', KEYS[2], 'mean', 'spread')
+local mean = tonumber(avg[1] or took)
+local spread = tonumber(avg[2] or 0)
+spread = spread + (math.abs(took - mean) - spread) / 16
+mean = mean + (took - mean) / 16
+redis.call('HSET', KEYS[2], 'mean', math.floor(mean), 'spread', math.floor(spread))
+redis.call('PEXPIRE', KEYS[2], 3600000)
 return 0
 """
+
+# A worker that dies mid-call never reports its answer: its place is freed after this long.
+_IN_FLIGHT_LEASE_US = 60_000_000
 
 
 class RedisLimiter:
@@ -87,46 +109,50 @@ class RedisLimiter:
         *,
         prefix: str,
         limit: int,
-        margin: float = 0.015,
+        margin: float,
         hold: RedisHold | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._prefix = prefix
         self._limit = limit
-        self._interval_us = round((1 + margin) / limit * 1_000_000)
         self._window_us = round((1 + margin) * 1_000_000)
         self._hold = hold or RedisHold()
         self._sleep = sleep
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
         self._gate = redis.register_script(_GATE)
-        self._left = redis.register_script(_LEFT)
+        self._answered = redis.register_script(_ANSWERED)
 
     def _keys(self, verb: Verb) -> list[str]:
-        return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "sent", "tickets")]
+        return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "counted", "tickets", "took")]
 
     async def acquire(self, verb: Verb) -> Permit:
-        schedule, paused, sent, tickets = self._keys(verb)
+        schedule, paused, counted, tickets, took = self._keys(verb)
         while True:
-            wait_us, _ = await self._run(self._reserve, [schedule, paused], [self._interval_us])
+            wait_us, _ = await self._run(
+                self._reserve, [schedule, paused, took], [self._limit, self._window_us]
+            )
             await self._sleep(wait_us / 1_000_000)
             while True:
-                # Asked before the grant, so the time it takes to leave is measured from before it.
-                permit = Permit(verb, granted_at=0.0)
                 wait_us, ticket = await self._run(
-                    self._gate, [sent, paused, tickets], [self._limit, self._window_us]
+                    self._gate,
+                    [counted, paused, tickets],
+                    [self._limit, self._window_us, _IN_FLIGHT_LEASE_US],
                 )
                 if wait_us <= 0:
                     break
                 await self._sleep(wait_us / 1_000_000)
             if wait_us == 0:
-                permit.ticket = str(ticket)
-                return permit
+                return Permit(verb, ticket=str(ticket))
             # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
 
-    async def sent(self, permit: Permit) -> None:
-        left_after_us = round(permit.left_after * 1_000_000)
-        await self._run(self._left, [self._keys(permit.verb)[2]], [permit.ticket, left_after_us])
+    async def answered(self, permit: Permit) -> None:
+        keys = self._keys(permit.verb)
+        await self._run(
+            self._answered,
+            [keys[2], keys[4]],
+            [permit.ticket, self._window_us, _IN_FLIGHT_LEASE_US],
+        )
 
     async def pause(self, verb: Verb, seconds: float) -> None:
         await self._run(self._pause, self._keys(verb)[:2], [round(seconds * 1_000_000)])

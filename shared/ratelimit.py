@@ -3,16 +3,22 @@
 DVSA counts requests at arrival.  A bucket of capacity N refilled each second admits up to 2N in a
 second, and fixed windows admit 2N across an edge, so each verb is limited in two steps:
 
-1. *Spacing*: callers reserve slots ``(1 + margin) / limit`` seconds apart and sleep until theirs, so
-   calls flow evenly instead of in bursts.
-2. *Gate*: when a caller wakes, its call is let through only if fewer than ``limit`` calls left in
-   the last ``1 + margin`` seconds.  Each call is counted from the moment it actually leaves (the
-   caller reports it through its :class:`Permit`), so a caller that woke or sent late (a busy loop, a
-   stalled process) makes the calls after it wait, instead of bunching with them, and loses no slot.
-   The margin is left for the jitter between leaving here and arriving at DVSA.
+1. *Gate*: a call is let through only if fewer than ``limit`` calls are in flight or were answered
+   in the last ``1 + margin`` seconds (the window).
+2. *Spacing*: callers reserve slots ``(window + slack) / limit`` seconds apart and sleep until
+   theirs, so calls flow evenly instead of in bursts, where the slack is the calls' usual time from
+   grant to answer (mean plus twice the mean deviation, measured as they go).  Spaced like that, a
+   call usually finds the gate open when it wakes; spaced tighter, waiters would pile up at the gate.
+
+Why count a call until one window after its *answer*: a request arrives at DVSA after it was let
+through and before its answer comes back, however late the sender wrote it or the network carried
+it.  So if call *k + limit* is let through a window after call *k* was answered, it arrives more than
+a window after call *k* did, on any machine under any load, with no allowance for jitter.  The price
+is one call's latency per window (a few milliseconds in a second).  The margin only covers how DVSA
+rounds its window.
 
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
-(:mod:`shared.fleet_limiter`, the same two steps in Redis) are interchangeable.
+(:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.contracts import VERBS, Verb
@@ -31,25 +37,37 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(eq=False)
 class Permit:
-    """Leave for one call.  The caller says when the request really leaves: :meth:`leaving`."""
+    """Leave for one call, counted until :meth:`RateLimiter.answered` is told its answer came."""
 
     verb: Verb
-    granted_at: float  # the limiter's clock when it let the call go (local mode)
     ticket: str = ""  # the fleet's name for this call (fleet mode)
-    asked_at: float = field(default_factory=time.perf_counter)
-    left_after: float = 0.0  # seconds from asking for leave to writing the request
+    granted_at: float = 0.0  # the limiter's clock (local mode)
+    answered_at: float | None = None  # the limiter's clock (local mode); None: still in flight
 
-    def leaving(self) -> None:
-        """Call right before the request is written."""
-        self.left_after = time.perf_counter() - self.asked_at
+
+@dataclass
+class CallTime:
+    """Running mean and mean deviation of calls' time from grant to answer, each new call weighing 1/16."""
+
+    mean: float | None = None
+    spread: float = 0.0
+
+    def add(self, took: float) -> None:
+        mean = took if self.mean is None else self.mean
+        self.spread += (abs(took - mean) - self.spread) / 16
+        self.mean = mean + (took - mean) / 16
+
+    def slack(self, most: float) -> float:
+        """How much longer than a window the calls of one window usually take, at most ``most``."""
+        return min((self.mean or 0.0) + 2 * self.spread, most)
 
 
 class RateLimiter(Protocol):
     async def acquire(self, verb: Verb) -> Permit:
         """Return when a call of ``verb`` may be sent now."""
 
-    async def sent(self, permit: Permit) -> None:
-        """Count the call from when it left (after :meth:`Permit.leaving`), not from its grant."""
+    async def answered(self, permit: Permit) -> None:
+        """The call is over (answered, failed or given up): count it for one window from now."""
 
     async def pause(self, verb: Verb, seconds: float) -> None:
         """Send no call of ``verb`` for ``seconds`` (DVSA said 429 with Retry-After)."""
@@ -61,26 +79,26 @@ class SpacingLimiter:
     def __init__(
         self,
         limit: int,
-        margin: float = 0.015,
+        margin: float,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.limit = limit
-        self.interval = (1 + margin) / limit
         self.window = 1 + margin
         self._clock = clock
         self._sleep = sleep
         self._next_slot: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
         self._paused_until: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
         self._let_go: dict[Verb, list[Permit]] = {verb: [] for verb in VERBS}
+        self._call_time: dict[Verb, CallTime] = {verb: CallTime() for verb in VERBS}
 
     async def acquire(self, verb: Verb) -> Permit:
         while True:
             now = self._clock()
             slot = max(now, self._next_slot[verb], self._paused_until[verb])
             # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
-            self._next_slot[verb] = slot + self.interval
+            self._next_slot[verb] = slot + self.interval(verb)
             if slot > now:
                 await self._sleep(slot - now)
             while (wait := self._gate(verb)) > 0:
@@ -94,21 +112,27 @@ class SpacingLimiter:
         now = self._clock()
         if now < self._paused_until[verb]:
             return -1.0
-        recent = [p for p in self._let_go[verb] if _left(p) > now - self.window]
+        recent = [p for p in self._let_go[verb] if self._counted_until(p) > now]
         self._let_go[verb] = recent
         if len(recent) >= self.limit:
-            times = sorted(_left(p) for p in recent)
+            # A call still in flight frees its place a window after its answer, which is not yet.
+            ends = sorted(min(self._counted_until(p), now + self.window) for p in recent)
             # Never 0: rounding must not turn a refusal into a pass.
-            return max(times[len(times) - self.limit] + self.window - now, 1e-6)
+            return max(ends[len(ends) - self.limit] - now, 1e-6)
         recent.append(Permit(verb, granted_at=now))
         return 0.0
 
-    async def sent(self, permit: Permit) -> None:
-        """Nothing to do: the permit itself carries the time it left."""
+    def interval(self, verb: Verb) -> float:
+        return (self.window + self._call_time[verb].slack(self.window)) / self.limit
+
+    async def answered(self, permit: Permit) -> None:
+        permit.answered_at = self._clock()
+        self._call_time[permit.verb].add(permit.answered_at - permit.granted_at)
 
     async def pause(self, verb: Verb, seconds: float) -> None:
         self._paused_until[verb] = max(self._paused_until[verb], self._clock() + seconds)
 
-
-def _left(permit: Permit) -> float:
-    return permit.granted_at + permit.left_after
+    def _counted_until(self, permit: Permit) -> float:
+        if permit.answered_at is None:
+            return float("inf")
+        return permit.answered_at + self.window

@@ -64,11 +64,11 @@ class Settings(BaseSettings):
         None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite."
     )
     rate_margin: float = Field(
-        0.015,
+        0.002,
         ge=0,
         lt=0.5,
-        description="Calls of one verb are spaced this share wider than 1/limit and at most `limit` go in "
-        "any 1 + margin seconds, leaving the margin for jitter between here and DVSA.",
+        description="Calls of one verb are spaced this share wider than 1/limit, and each counts until "
+        "1 + margin seconds after its answer: the margin covers how DVSA rounds its window.",
     )
     prefetch: int = Field(32, gt=0, le=1000, description="Unacked commands per verb per worker.")
     retry_tiers: tuple[float, ...] = Field(

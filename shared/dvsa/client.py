@@ -163,13 +163,6 @@ class DvsaClient:
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()
-        permit.leaving()
-
-        async def trace(event: str, _: dict[str, Any]) -> None:
-            # The moment the whole request is on the wire, past the transport's own awaits.
-            if event.endswith("send_request_body.complete"):
-                permit.leaving()
-
         try:
             response = await self._http.request(
                 _METHODS[verb],
@@ -177,14 +170,14 @@ class DvsaClient:
                 params=params,
                 json=json,
                 headers=headers,
-                extensions={"trace": trace},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise DvsaTransportError(type(exc).__name__, maybe_sent=False) from None
         except httpx.TransportError as exc:
             raise DvsaTransportError(type(exc).__name__, maybe_sent=True) from None
         finally:
-            await self._limiter.sent(permit)
+            # Counted until a window after this: the request reached DVSA, if at all, before now.
+            await self._limiter.answered(permit)
         elapsed_ms = (time.perf_counter() - started) * 1000
         reply = DvsaReply(
             status=response.status_code,

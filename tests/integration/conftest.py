@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-TEST_RATE_MARGIN = 0.05
 
 
 @dataclass
@@ -78,8 +77,6 @@ def base_settings(prefix: str, **overrides: Any) -> Settings:
         "dvsa_scope": "api://it/.default",
         "dvsa_api_key": "it-api-key-0123456789",
         "retry_tiers": (0.2, 0.5, 1.0, 2.0),
-        # The tests prove the mechanisms on a busy 2-core machine; bench/ measures the default margin.
-        "rate_margin": TEST_RATE_MARGIN,
         "dvsa_timeout": 2.0,
         "shutdown_grace": 5.0,
         **overrides,

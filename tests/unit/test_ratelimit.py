@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from shared.contracts import VERBS
+from shared.contracts import VERBS, Verb
 from shared.ratelimit import SpacingLimiter
 
 
@@ -20,6 +20,14 @@ class FakeTime:
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
+        await asyncio.sleep(0)  # let other callers run, as a real sleep would
+
+
+async def call(limiter: SpacingLimiter, fake: FakeTime, verb: Verb = "create") -> float:
+    """One call answered at once; returns when it was let go."""
+    permit = await limiter.acquire(verb)
+    await limiter.answered(permit)
+    return fake.now
 
 
 def max_in_any_window(times: list[float], window: float = 1.0) -> int:
@@ -35,10 +43,7 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
 async def test_a_burst_is_spaced_to_the_limit() -> None:
     fake = FakeTime()
     limiter = SpacingLimiter(25, margin=0.015, clock=fake.clock, sleep=fake.sleep)
-    sent: list[float] = []
-    for _ in range(200):
-        await limiter.acquire("create")
-        sent.append(fake.now)
+    sent = [await call(limiter, fake) for _ in range(200)]
     assert max_in_any_window(sent) == 25
     rate = (len(sent) - 1) / (sent[-1] - sent[0])
     assert 24.5 < rate <= 25
@@ -48,7 +53,7 @@ async def test_verbs_have_separate_budgets() -> None:
     fake = FakeTime()
     limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
     for verb in VERBS:
-        await limiter.acquire(verb)
+        await call(limiter, fake, verb)
     assert fake.now == 1000.0  # the first call of each verb waits for nothing
 
 
@@ -56,11 +61,11 @@ async def test_concurrent_callers_queue_in_order() -> None:
     limiter = SpacingLimiter(100, margin=0.1)  # real time: 10 callers in about 0.1 s
     order: list[int] = []
 
-    async def call(n: int) -> None:
-        await limiter.acquire("get")
+    async def call_in_turn(n: int) -> None:
+        await limiter.answered(await limiter.acquire("get"))
         order.append(n)
 
-    await asyncio.gather(*(call(n) for n in range(10)))
+    await asyncio.gather(*(call_in_turn(n) for n in range(10)))
     assert order == list(range(10))
 
 
@@ -73,33 +78,62 @@ async def test_late_wake_ups_never_bunch_calls_into_one_window() -> None:
         fake.now += seconds + (rng.uniform(0, 0.12) if rng.random() < 0.2 else 0.0)
 
     limiter = SpacingLimiter(25, margin=0.015, clock=fake.clock, sleep=stalling_sleep)
-    sent: list[float] = []
-    for _ in range(500):
-        await limiter.acquire("create")
-        sent.append(fake.now)
+    sent = [await call(limiter, fake) for _ in range(500)]
     assert max_in_any_window(sent, window=1.0) <= 25  # DVSA's rule, with the margin to spare
     rate = (len(sent) - 1) / (sent[-1] - sent[0])
     assert rate > 20  # late callers wait for the window; they do not give their slots away
 
 
-async def test_a_call_that_leaves_late_is_counted_from_when_it_left() -> None:
+async def test_calls_arriving_anywhere_before_their_answer_never_crowd_a_window() -> None:
+    # A request reaches DVSA at some moment between its grant and its answer: which one, the sender
+    # cannot know (a stalled loop, a slow network).  The worst case: slow calls arrive just before
+    # their answer, quick ones at once.  Even then no second holds 26.
     fake = FakeTime()
-    limiter = SpacingLimiter(25, margin=0.015, clock=fake.clock, sleep=fake.sleep)
-    late = await limiter.acquire("create")
-    late.left_after = 0.3  # its sender was stalled for 300 ms before writing the request
-    sent = [fake.now + 0.3]
-    for _ in range(25):
-        await limiter.acquire("create")
-        sent.append(fake.now)
-    # Counted from its grant instead, the 25th call after it would make 26 in one second.
-    assert max_in_any_window(sent, window=1.0) <= 25
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    arrivals: list[float] = []
+    for n in range(600):
+        permit = await limiter.acquire("create")
+        latency = 0.25 if n % 30 == 0 else 0.002
+        arrivals.append(fake.now + (latency if latency > 0.1 else 0.0))
+        fake.now += latency
+        await limiter.answered(permit)
+    assert max_in_any_window(arrivals, window=1.0) <= 25
+
+
+async def test_calls_in_flight_hold_their_place_until_answered() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    in_flight = [await limiter.acquire("fix") for _ in range(25)]
+    fake.now += 5.0  # long after their grants, but none has been answered
+    next_call = asyncio.create_task(limiter.acquire("fix"))
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not next_call.done()
+    answered_at = fake.now
+    for permit in in_flight:
+        await limiter.answered(permit)
+    await next_call
+    assert fake.now >= answered_at + 1.0
+
+
+async def test_spacing_widens_with_the_time_calls_take() -> None:
+    # Calls answered 200 ms after their grant: spaced a window apart, every other caller would wake to
+    # a closed gate; spaced by a window plus that time, they find it open.
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(100):
+        permit = await limiter.acquire("get")
+        fake.now += 0.2
+        await limiter.answered(permit)
+    assert abs(limiter.interval("get") - 1.2 / 25) < 0.001
+    assert limiter.interval("create") == 1.0 / 25
 
 
 async def test_pause_holds_the_verb() -> None:
     fake = FakeTime()
-    limiter = SpacingLimiter(25, clock=fake.clock, sleep=fake.sleep)
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
     await limiter.pause("fix", 3.0)
-    await limiter.acquire("fix")
+    await call(limiter, fake, "fix")
     assert fake.now >= 1003.0
-    await limiter.acquire("get")
+    await call(limiter, fake, "get")
     assert fake.now < 1003.1  # other verbs unaffected
