@@ -20,9 +20,9 @@ import msgspec
 from aiormq.exceptions import AMQPError
 
 from producers import broker
-from producers.publisher import Lane, Publisher
+from producers.publisher import Publisher
 from shared.amqp import PublishFailed
-from shared.contracts import VERBS, Command
+from shared.contracts import VERBS, Command, Lane
 from shared.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
 from shared.settings import Settings, SettingsError, load_settings
 from shared.topology import LANES, Topology, declare

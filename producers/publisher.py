@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Literal, get_args
+from typing import get_args
 
 import aio_pika
 import msgspec
@@ -34,12 +34,11 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from producers import broker
 from producers.keyed_lock import KeyedLock
 from shared.amqp import PublishFailed, publish_confirmed
-from shared.contracts import Command
+from shared.contracts import Command, Lane
 from shared.settings import Settings
 from shared.topology import Topology, declare
 from shared.validation import InvalidCommand, validate
 
-Lane = Literal["live", "bulk"]
 PublishResult = str | Exception
 """Per command of :meth:`Publisher.publish_many`: its message_id once confirmed, or why it was not."""
 

@@ -125,6 +125,7 @@ COMMAND_TYPES: dict[Verb, type[Command]] = {
 }
 
 Result = Literal["applied", "already_applied", "failed"]
+Lane = Literal["live", "bulk"]
 
 
 class Recall(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -158,4 +159,8 @@ class OutcomeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     dvsa_ms: float | None = None
     manufacturer: str | None = None
     recalls: list[Recall] | None = None
-    lane: Literal["live", "bulk"] = "live"
+    lane: Lane = "live"
+    # The command's dates, so that subscribers (the ledger) know what DVSA now holds.
+    recall_campaign_start_date: dt.date | None = None
+    rectification_date: dt.date | None = None
+    repair_status: RepairStatus | None = None

@@ -18,14 +18,15 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from shared.contracts import Verb
+from shared.contracts import VERBS, Lane, Verb
 from shared.ratelimit import Permit, Sleep
 from shared.redis_hold import RedisHold
 
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
-# ARGV[1] limit  ARGV[2] window (µs).  Reserves the verb's next slot, spaced so that a window plus
-# the slack of a call's time from grant to answer holds the limit (see shared.ratelimit); returns
-# {wait before it (µs), the slot (µs, Redis time)}.
+# ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] 1: bulk lane.  Reserves the verb's next slot, spaced
+# so that a window plus the slack of a call's time from grant to answer holds the limit (see
+# shared.ratelimit); returns {wait before it (µs), 1}.  A bulk caller books only a slot free now:
+# otherwise it gets {wait until the schedule is free (µs), 0} and must ask again then.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -35,9 +36,10 @@ local slack = math.min(tonumber(took[1] or 0) + 2 * tonumber(took[2] or 0), wind
 local next_free = tonumber(redis.call('GET', KEYS[1]) or 0)
 local paused_until = tonumber(redis.call('GET', KEYS[2]) or 0)
 local slot = math.max(now, next_free, paused_until)
+if ARGV[3] == '1' and slot > now then return {slot - now, 0} end
 local interval = math.floor((window + slack) / tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], slot + interval, 'PX', 60000 + math.ceil((slot - now) / 1000))
-return {slot - now, slot}
+return {slot - now, 1}
 """
 
 # KEYS[1] schedule  KEYS[2] pause-until  ARGV[1] pause (µs).  Returns 0.
@@ -122,17 +124,27 @@ class RedisLimiter:
         self._pause = redis.register_script(_PAUSE)
         self._gate = redis.register_script(_GATE)
         self._answered = redis.register_script(_ANSWERED)
+        self._bulk_turn = {verb: asyncio.Lock() for verb in VERBS}
 
     def _keys(self, verb: Verb) -> list[str]:
         return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "counted", "tickets", "took")]
 
-    async def acquire(self, verb: Verb) -> Permit:
+    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+        if lane == "live":
+            return await self._acquire(verb, bulk=False)
+        # One bulk caller per verb in this process asks at a time: the others would only ask in vain.
+        async with self._bulk_turn[verb]:
+            return await self._acquire(verb, bulk=True)
+
+    async def _acquire(self, verb: Verb, *, bulk: bool) -> Permit:
         schedule, paused, counted, tickets, took = self._keys(verb)
         while True:
-            wait_us, _ = await self._run(
-                self._reserve, [schedule, paused, took], [self._limit, self._window_us]
-            )
-            await self._sleep(wait_us / 1_000_000)
+            booked = 0
+            while not booked:
+                wait_us, booked = await self._run(
+                    self._reserve, [schedule, paused, took], [self._limit, self._window_us, int(bulk)]
+                )
+                await self._sleep(wait_us / 1_000_000)
             while True:
                 wait_us, ticket = await self._run(
                     self._gate,

@@ -17,6 +17,10 @@ a window after call *k* did, on any machine under any load, with no allowance fo
 is one call's latency per window (a few milliseconds in a second).  The margin only covers how DVSA
 rounds its window.
 
+Live work goes first: a caller from the bulk lane books a slot only when the verb's schedule is free
+now (one bulk caller per verb and process at a time), so live callers book ahead of all bulk work but
+one call, and bulk work takes every slot live work leaves.
+
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
 (:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
 """
@@ -29,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.contracts import VERBS, Verb
+from shared.contracts import VERBS, Lane, Verb
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -63,8 +67,8 @@ class CallTime:
 
 
 class RateLimiter(Protocol):
-    async def acquire(self, verb: Verb) -> Permit:
-        """Return when a call of ``verb`` may be sent now."""
+    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+        """Return when a call of ``verb`` may be sent now; bulk callers only with slots live leaves."""
 
     async def answered(self, permit: Permit) -> None:
         """The call is over (answered, failed or given up): count it for one window from now."""
@@ -92,8 +96,17 @@ class SpacingLimiter:
         self._paused_until: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
         self._let_go: dict[Verb, list[Permit]] = {verb: [] for verb in VERBS}
         self._call_time: dict[Verb, CallTime] = {verb: CallTime() for verb in VERBS}
+        self._bulk_turn: dict[Verb, asyncio.Lock] = {verb: asyncio.Lock() for verb in VERBS}
 
-    async def acquire(self, verb: Verb) -> Permit:
+    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+        if lane == "live":
+            return await self._acquire(verb)
+        async with self._bulk_turn[verb]:
+            while (wait := max(self._next_slot[verb], self._paused_until[verb]) - self._clock()) > 0:
+                await self._sleep(wait)
+            return await self._acquire(verb)
+
+    async def _acquire(self, verb: Verb) -> Permit:
         while True:
             now = self._clock()
             slot = max(now, self._next_slot[verb], self._paused_until[verb])

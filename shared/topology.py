@@ -15,15 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from pamqp.common import FieldValue
 
-from shared.contracts import VERBS, Verb
+from shared.contracts import VERBS, Lane, Verb
 
-Lane = Literal["live", "bulk"]
 LANES: tuple[Lane, ...] = ("live", "bulk")
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
 # A queue that cannot accept a message must say so to the publisher rather than drop it.

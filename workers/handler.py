@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.amqp import PublishFailed
-from shared.contracts import Command, OutcomeEvent, Recall
+from shared.contracts import Command, Lane, OutcomeEvent, Recall
 from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
@@ -85,7 +85,7 @@ class Handler:
         started = self._clock()
         reply: DvsaReply | None = None
         try:
-            reply = await self._dvsa.call(command)
+            reply = await self._dvsa.call(command, _lane(message))
             decision: Decision = decide(command, reply, attempts)
             outcome = _describe_reply(reply)
             maybe_sent = reply.status >= 500 or reply.status == 408
@@ -174,7 +174,10 @@ class Handler:
             dvsa_ms=round(reply.elapsed_ms, 2) if reply else None,
             manufacturer=str(manufacturer) if manufacturer is not None else None,
             recalls=_recalls(reply) if reply and command.verb == "get" else None,
-            lane="bulk" if (message.routing_key or "").endswith(".bulk") else "live",
+            lane=_lane(message),
+            recall_campaign_start_date=getattr(command, "recall_campaign_start_date", None),
+            rectification_date=getattr(command, "rectification_date", None),
+            repair_status=getattr(command, "repair_status", None),
         )
 
     def _log(
@@ -203,6 +206,10 @@ class Handler:
                 **extra,
             },
         )
+
+
+def _lane(message: AbstractIncomingMessage) -> Lane:
+    return "bulk" if (message.routing_key or "").endswith(".bulk") else "live"
 
 
 def _describe_reply(reply: DvsaReply) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
 from shared.dvsa.tokens import TokenSource
 from shared.ratelimit import RateLimiter
 
@@ -98,17 +98,17 @@ class DvsaClient:
         self._tokens = tokens
         self._limiter = limiter
 
-    async def call(self, command: Command) -> DvsaReply:
-        """The DVSA call that carries out ``command``."""
+    async def call(self, command: Command, lane: Lane = "live") -> DvsaReply:
+        """The DVSA call that carries out ``command``; a bulk lane's call waits for live work."""
         if isinstance(command, CreateCommand):
-            return await self.create(command)
+            return await self.create(command, lane)
         if isinstance(command, FixCommand):
-            return await self.fix(command)
+            return await self.fix(command, lane)
         if isinstance(command, DeleteCommand):
-            return await self.delete(command)
-        return await self.get(command)
+            return await self.delete(command, lane)
+        return await self.get(command, lane)
 
-    async def create(self, command: CreateCommand) -> DvsaReply:
+    async def create(self, command: CreateCommand, lane: Lane = "live") -> DvsaReply:
         body: dict[str, Any] = {
             "vin": command.vin,
             "manufacturerCampaignReference": command.manufacturer_campaign_reference,
@@ -116,40 +116,42 @@ class DvsaClient:
         }
         if command.dvsa_campaign_reference is not None:
             body["dvsaCampaignReference"] = command.dvsa_campaign_reference
-        return await self._call("create", "/recalls", json=body)
+        return await self._call("create", lane, "/recalls", json=body)
 
-    async def fix(self, command: FixCommand) -> DvsaReply:
+    async def fix(self, command: FixCommand, lane: Lane = "live") -> DvsaReply:
         body = {
             "rectificationDate": command.rectification_date.isoformat(),
             "repairStatus": command.repair_status,
         }
         path = f"/recalls/vin/{command.vin}"
-        return await self._call("fix", path, params=_campaign_params(command), json=body)
+        return await self._call("fix", lane, path, params=_campaign_params(command), json=body)
 
-    async def delete(self, command: DeleteCommand) -> DvsaReply:
+    async def delete(self, command: DeleteCommand, lane: Lane = "live") -> DvsaReply:
         path = f"/recalls/vin/{command.vin}"
-        return await self._call("delete", path, params=_campaign_params(command))
+        return await self._call("delete", lane, path, params=_campaign_params(command))
 
-    async def get(self, command: GetCommand) -> DvsaReply:
+    async def get(self, command: GetCommand, lane: Lane = "live") -> DvsaReply:
         path = f"/recalls/vin/{command.vin}"
-        return await self._call("get", path, params=_campaign_params(command))
+        return await self._call("get", lane, path, params=_campaign_params(command))
 
     async def _call(
         self,
         verb: Verb,
+        lane: Lane,
         path: str,
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
     ) -> DvsaReply:
-        reply, token = await self._send(verb, path, params, json, rejected=None)
+        reply, token = await self._send(verb, lane, path, params, json, rejected=None)
         if reply.status == 401:
-            reply, _ = await self._send(verb, path, params, json, rejected=token)
+            reply, _ = await self._send(verb, lane, path, params, json, rejected=token)
         return reply
 
     async def _send(
         self,
         verb: Verb,
+        lane: Lane,
         path: str,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
@@ -159,7 +161,7 @@ class DvsaClient:
         # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
-        permit = await self._limiter.acquire(verb)
+        permit = await self._limiter.acquire(verb, lane)
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from shared.contracts import VERBS, Verb
+from shared.contracts import VERBS, Lane, Verb
 from shared.ratelimit import SpacingLimiter
 
 
@@ -127,6 +127,34 @@ async def test_spacing_widens_with_the_time_calls_take() -> None:
         await limiter.answered(permit)
     assert abs(limiter.interval("get") - 1.2 / 25) < 0.001
     assert limiter.interval("create") == 1.0 / 25
+
+
+async def test_live_calls_go_ahead_of_a_bulk_backlog() -> None:
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    granted: list[tuple[str, float]] = []
+    fifty_done = asyncio.Event()
+
+    async def caller(lane: Lane, count: int) -> None:
+        for _ in range(count):
+            permit = await limiter.acquire("create", lane)
+            granted.append((lane, fake.now))
+            await limiter.answered(permit)
+            if len(granted) == 50:
+                fifty_done.set()
+
+    bulk = [asyncio.create_task(caller("bulk", 40)) for _ in range(10)]  # 400 calls queued
+    await fifty_done.wait()
+    live_asked = fake.now
+    await caller("live", 1)
+    await asyncio.gather(*bulk)
+    live_at = next(at for lane, at in granted if lane == "live")
+    # Behind at most the one bulk call already booked, not behind the 350 still waiting.
+    assert live_at - live_asked <= 2 / 25 + 1e-9
+    times = [at for _, at in granted]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert rate > 24.9  # bulk work takes every slot live work leaves
+    assert max_in_any_window(times) <= 25
 
 
 async def test_pause_holds_the_verb() -> None:
