@@ -7,6 +7,7 @@ bad variable that names the variable and the reason, and never echoes the value 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import (
@@ -61,7 +62,10 @@ class Settings(BaseSettings):
         None, description="Redis URL. Set: fleet mode (one rate budget and token for all workers)."
     )
     database_url: SecretStr | None = Field(
-        None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite."
+        None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite at `sqlite_path`."
+    )
+    sqlite_path: Path = Field(
+        Path("recalls.db"), description="The SQLite file of the ledger and batch jobs (no database_url)."
     )
     rate_margin: float = Field(
         0.002,
