@@ -1,0 +1,125 @@
+"""The connection to the store: one async SQLAlchemy engine over PostgreSQL (asyncpg) or SQLite (aiosqlite).
+
+Everything above this module is written once for both.  SQLite is set up so that several processes can
+share its file: WAL (readers never block the writer), a busy timeout (a writer waits for the lock
+instead of failing), and ``BEGIN IMMEDIATE`` for transactions that write, so a transaction that reads
+before it writes cannot lose its snapshot to another process's commit.  The database URL's password
+never reaches a log line or an error: the URL is kept as a ``SecretStr`` and errors name only the
+variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shared.settings import Settings
+from shared.store.migrations import apply_migrations
+
+_SQLITE_BUSY_MS = 30_000
+_READ_ONLY = "recalls_read_only"
+
+
+class StoreError(Exception):
+    """The store's configuration is unusable (the message never contains the URL's password)."""
+
+
+def database_url(settings: Settings) -> URL:
+    """The async SQLAlchemy URL the settings describe."""
+    if settings.database_url is None:
+        return URL.create("sqlite+aiosqlite", database=str(settings.sqlite_path))
+    try:
+        url = make_url(settings.database_url.get_secret_value())
+    except (ArgumentError, ValueError):
+        # SQLAlchemy's message quotes the whole URL, password included.
+        raise StoreError("RECALLS_DATABASE_URL: not a database URL") from None
+    backend = url.drivername.split("+", 1)[0]
+    if backend not in {"postgresql", "postgres"}:
+        raise StoreError(f"RECALLS_DATABASE_URL: must be a postgresql:// URL, not {backend}://")
+    return url.set(drivername="postgresql+asyncpg")
+
+
+class Database:
+    """An engine plus the store's transaction conventions; open with :meth:`open` or :meth:`connect`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Database:
+        url = database_url(settings)
+        if url.drivername.startswith("sqlite"):
+            if url.database:
+                parent = settings.sqlite_path.parent
+                await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
+            return cls(_sqlite_engine(url))
+        return cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[Database]:
+        """Open, migrate, and close on the way out."""
+        database = await cls.open(settings)
+        try:
+            await database.migrate()
+            yield database
+        finally:
+            await database.close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    def writing(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction that commits on success and rolls back on error."""
+        return self._engine.begin()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (on SQLite it takes no write lock)."""
+        async with self._engine.connect() as connection:
+            await connection.execution_options(**{_READ_ONLY: True})
+            async with connection.begin():
+                yield connection
+
+    async def migrate(self) -> None:
+        async with self.writing() as connection:
+            await apply_migrations(connection)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url, hide_parameters=True)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:
+    # The driver's own implicit BEGIN is turned off; _begin_sqlite issues the right one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

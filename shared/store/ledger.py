@@ -1,0 +1,198 @@
+"""The ledger: what DVSA holds for each (vehicle, campaign), kept from the fleet's outcome events.
+
+Events arrive at least once and, with several consumers, in any order.  Each entry remembers the
+``completed_at`` of the newest event it reflects (``updated_at``, ties broken by message id), and an
+entry is changed by one upsert whose ``WHERE`` lets only a newer event through: a late or repeated
+event is a no-op, and every consumer ends with the same ledger whatever order it saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts import OutcomeEvent, Recall
+from shared.store.database import Database
+from shared.store.tables import ledger
+
+log = logging.getLogger("recalls.store.ledger")
+
+State = Literal["open", "fixed", "deleted"]
+Key = tuple[str, str]
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    vin: str
+    manufacturer_campaign_reference: str
+    dvsa_campaign_reference: str | None
+    state: State
+    recall_campaign_start_date: dt.date | None
+    rectification_date: dt.date | None
+    last_message_id: str
+    updated_at: dt.datetime
+    confirmed_at: dt.datetime | None
+
+
+def _entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(**row._asdict())
+
+
+class Ledger:
+    """Reads and updates the ledger."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def apply(self, event: OutcomeEvent) -> None:
+        """Bring the entries ``event`` speaks of up to date, unless they already reflect something newer."""
+        if event.result == "failed":
+            return
+        async with self._db.writing() as connection:
+            for key, changes in await _changes(connection, event):
+                await connection.execute(self._upsert(key, changes, event))
+
+    def _upsert(self, key: Key, changes: dict[str, Any], event: OutcomeEvent) -> Any:
+        values = {
+            "vin": key[0],
+            "manufacturer_campaign_reference": key[1],
+            "last_message_id": event.message_id,
+            "updated_at": event.completed_at,
+            **changes,
+        }
+        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        insert = dialect.insert(ledger).values(**values)
+        newer = insert.excluded
+        return insert.on_conflict_do_update(
+            index_elements=[ledger.c.vin, ledger.c.manufacturer_campaign_reference],
+            set_={
+                name: newer[name] for name in values if name not in {"vin", "manufacturer_campaign_reference"}
+            },
+            where=or_(
+                newer.updated_at > ledger.c.updated_at,
+                and_(
+                    newer.updated_at == ledger.c.updated_at,
+                    newer.last_message_id > ledger.c.last_message_id,
+                ),
+            ),
+        )
+
+    async def for_vin(self, vin: str) -> list[LedgerEntry]:
+        query = (
+            select(ledger)
+            .where(ledger.c.vin == vin.upper())
+            .order_by(ledger.c.manufacturer_campaign_reference)
+        )
+        async with self._db.reading() as connection:
+            return [_entry(row) for row in await connection.execute(query)]
+
+    async def holding(self, keys: Collection[Key]) -> dict[Key, LedgerEntry]:
+        """The entries (any state) of those ``(vin, manufacturer reference)`` keys the ledger holds."""
+        wanted = {(vin.upper(), reference): (vin, reference) for vin, reference in keys}
+        vins = sorted({vin for vin, _ in wanted})
+        found: dict[Key, LedgerEntry] = {}
+        async with self._db.reading() as connection:
+            # One query per page of VINs (a VIN has few campaigns); the exact keys are picked here.
+            for start in range(0, len(vins), _PAGE):
+                query = select(ledger).where(ledger.c.vin.in_(vins[start : start + _PAGE]))
+                for row in await connection.execute(query):
+                    entry = _entry(row)
+                    asked = wanted.get((entry.vin, entry.manufacturer_campaign_reference))
+                    if asked is not None:
+                        found[asked] = entry
+        return found
+
+    async def open_recalls(self) -> AsyncIterator[LedgerEntry]:
+        """Every open entry ordered by VIN and reference, read a page at a time."""
+        after: Key | None = None
+        while True:
+            query = select(ledger).where(ledger.c.state == "open")
+            key = tuple_(ledger.c.vin, ledger.c.manufacturer_campaign_reference)
+            if after is not None:
+                query = query.where(key > tuple_(*after))
+            query = query.order_by(ledger.c.vin, ledger.c.manufacturer_campaign_reference).limit(_PAGE)
+            async with self._db.reading() as connection:
+                page = [_entry(row) for row in await connection.execute(query)]
+            for entry in page:
+                yield entry
+            if len(page) < _PAGE:
+                return
+            after = (page[-1].vin, page[-1].manufacturer_campaign_reference)
+
+    async def count_open(self) -> int:
+        async with self._db.reading() as connection:
+            count = await connection.scalar(select(func.count()).where(ledger.c.state == "open"))
+        return int(count or 0)
+
+
+async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tuple[Key, dict[str, Any]]]:
+    """The entries ``event`` touches, each with the columns it sets."""
+    if event.verb == "get":
+        return [change for recall in event.recalls or [] if (change := _confirmed(event, recall))]
+    changes = _command_changes(event)
+    if event.manufacturer_campaign_reference is not None:
+        return [((event.vin.upper(), event.manufacturer_campaign_reference), changes)]
+    references = await _by_dvsa_reference(connection, event.vin.upper(), event.dvsa_campaign_reference)
+    if not references:
+        log.debug(
+            "no ledger entry for a %s by DVSA reference; skipped",
+            event.verb,
+            extra={"message_id": event.message_id, "vin": event.vin},
+        )
+    return [((event.vin.upper(), reference), changes) for reference in references]
+
+
+def _command_changes(event: OutcomeEvent) -> dict[str, Any]:
+    """What a create, fix or delete that DVSA accepted says about its entry."""
+    changes: dict[str, Any] = {}
+    if event.dvsa_campaign_reference is not None:
+        changes["dvsa_campaign_reference"] = event.dvsa_campaign_reference
+    if event.verb == "create":
+        changes.update(state="open", recall_campaign_start_date=event.recall_campaign_start_date)
+        changes["rectification_date"] = None
+    elif event.verb == "fix" and event.repair_status == "NOT_FIXED":
+        changes.update(state="open", rectification_date=None)
+    elif event.verb == "fix":
+        changes.update(state="fixed", rectification_date=event.rectification_date)
+    else:
+        changes["state"] = "deleted"
+    return changes
+
+
+def _confirmed(event: OutcomeEvent, recall: Recall) -> tuple[Key, dict[str, Any]] | None:
+    """What one recall of a get's reply says about its entry (``None``: nothing usable)."""
+    if not recall.manufacturer_campaign_reference or recall.repair_status not in {"FIXED", "NOT_FIXED"}:
+        return None
+    changes: dict[str, Any] = {"state": "fixed" if recall.repair_status == "FIXED" else "open"}
+    changes["confirmed_at"] = event.completed_at
+    if recall.repair_status == "NOT_FIXED":
+        changes["rectification_date"] = None  # DVSA's reply carries no rectification date to keep
+    if recall.dvsa_campaign_reference:
+        changes["dvsa_campaign_reference"] = recall.dvsa_campaign_reference
+    start = _date(recall.recall_campaign_start_date)
+    if start is not None:
+        changes["recall_campaign_start_date"] = start
+    return (event.vin.upper(), recall.manufacturer_campaign_reference), changes
+
+
+def _date(value: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value[:10]) if value else None
+    except ValueError:
+        return None
+
+
+async def _by_dvsa_reference(connection: AsyncConnection, vin: str, reference: str | None) -> list[str]:
+    if reference is None:
+        return []
+    condition: ColumnElement[bool] = and_(ledger.c.vin == vin, ledger.c.dvsa_campaign_reference == reference)
+    query = select(ledger.c.manufacturer_campaign_reference).where(condition)
+    return list(cast(list[str], (await connection.execute(query)).scalars().all()))

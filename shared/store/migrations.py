@@ -1,0 +1,104 @@
+"""The schema's history: numbered migrations, applied in order, each recorded in ``schema_migrations``.
+
+A migration is written as plain SQL that both SQLite and PostgreSQL accept, and is never edited once
+released: a change to the schema is a new migration (and the matching change in ``tables.py``).  All
+pending migrations run in one transaction, so a failure leaves the schema as it was.  Concurrent
+callers queue behind one lock (PostgreSQL: an advisory lock; SQLite: the write lock that the store's
+``BEGIN IMMEDIATE`` takes) and the later ones find nothing left to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# An arbitrary constant: the advisory lock that serialises migrations of one PostgreSQL database.
+_LOCK_KEY = 7_305_113_022
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "ledger and batch jobs",
+        (
+            """CREATE TABLE ledger (
+                vin VARCHAR(17) NOT NULL,
+                manufacturer_campaign_reference VARCHAR(49) NOT NULL,
+                dvsa_campaign_reference VARCHAR(32),
+                state VARCHAR(8) NOT NULL,
+                recall_campaign_start_date DATE,
+                rectification_date DATE,
+                last_message_id VARCHAR(128) NOT NULL,
+                updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                confirmed_at TIMESTAMP WITH TIME ZONE,
+                PRIMARY KEY (vin, manufacturer_campaign_reference)
+            )""",
+            "CREATE INDEX ledger_by_state ON ledger (state, vin, manufacturer_campaign_reference)",
+            """CREATE TABLE batches (
+                id VARCHAR(32) NOT NULL PRIMARY KEY,
+                kind VARCHAR(32) NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                source TEXT,
+                created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                rejected INTEGER NOT NULL DEFAULT 0,
+                skipped INTEGER NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE batch_commands (
+                message_id VARCHAR(128) NOT NULL PRIMARY KEY,
+                batch_id VARCHAR(32) NOT NULL REFERENCES batches (id),
+                verb VARCHAR(8) NOT NULL,
+                vin VARCHAR(17) NOT NULL,
+                manufacturer_campaign_reference VARCHAR(49),
+                published BOOLEAN NOT NULL DEFAULT FALSE,
+                result VARCHAR(16),
+                reason TEXT,
+                dvsa_status INTEGER,
+                recalls TEXT,
+                completed_at TIMESTAMP WITH TIME ZONE
+            )""",
+            "CREATE INDEX batch_commands_by_batch ON batch_commands (batch_id, published, result)",
+        ),
+    ),
+)
+
+
+async def apply_migrations(
+    connection: AsyncConnection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[int]:
+    """Apply the migrations ``connection``'s database lacks, inside its open transaction; their versions."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    await connection.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+            "applied_at TIMESTAMP WITH TIME ZONE NOT NULL)"
+        )
+    )
+    versions = await connection.execute(text("SELECT version FROM schema_migrations"))
+    applied: set[int] = set(versions.scalars())
+    done: list[int] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in applied:
+            continue
+        for statement in migration.statements:
+            await connection.execute(text(statement))
+        await connection.execute(
+            text(
+                "INSERT INTO schema_migrations (version, name, applied_at) "
+                "VALUES (:version, :name, CURRENT_TIMESTAMP)"
+            ),
+            {"version": migration.version, "name": migration.name},
+        )
+        done.append(migration.version)
+    return done

@@ -1,0 +1,93 @@
+"""The store's tables as SQLAlchemy Core objects, for building queries (the DDL lives in the migrations).
+
+Times are stored in UTC.  SQLite keeps no time zone, so :class:`UtcDateTime` turns every stored time
+into UTC on the way in and marks it UTC on the way out: both dialects then hand back aware datetimes,
+and SQLite's text timestamps (fixed width, microseconds always written) compare in time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime, stored in UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the store only takes aware times")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+metadata = MetaData()
+
+# One row per (vehicle, campaign): what DVSA holds as far as the fleet's outcome events tell.
+# updated_at is the completed_at of the newest event the row reflects, so older events lose.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("vin", String(17), primary_key=True),
+    Column("manufacturer_campaign_reference", String(49), primary_key=True),
+    Column("dvsa_campaign_reference", String(32)),
+    Column("state", String(8), nullable=False),
+    Column("recall_campaign_start_date", Date),
+    Column("rectification_date", Date),
+    Column("last_message_id", String(128), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+)
+
+# One row per batch job: an import, a sync, a batch check.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+)
+
+# The journal of a batch's commands, keyed by message_id, with each command's outcome once known.
+batch_commands = Table(
+    "batch_commands",
+    metadata,
+    Column("message_id", String(128), primary_key=True),
+    Column("batch_id", String(32), nullable=False),
+    Column("verb", String(8), nullable=False),
+    Column("vin", String(17), nullable=False),
+    Column("manufacturer_campaign_reference", String(49)),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("result", String(16)),
+    Column("reason", Text),
+    Column("dvsa_status", Integer),
+    Column("recalls", Text),
+    Column("completed_at", UtcDateTime),
+)

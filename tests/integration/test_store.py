@@ -1,0 +1,302 @@
+"""The store on both of its databases: a SQLite file and the real PostgreSQL (a fresh database per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.contracts import Command, CreateCommand, FixCommand, OutcomeEvent, Recall
+from shared.settings import Settings, load_settings
+from shared.store.batches import Batches
+from shared.store.database import Database, StoreError, database_url
+from shared.store.ledger import Ledger
+from shared.store.tables import metadata
+
+pytestmark = pytest.mark.integration
+
+T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+START = dt.date(2025, 9, 1)
+VIN = "SALGA2EV5HA123456"
+PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    if request.param == "sqlite":
+        yield load_settings(sqlite_path=tmp_path / "store" / "recalls.db")
+        return
+    name = f"recalls_it_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")  # CREATE DATABASE needs it
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield load_settings(database_url=f"postgresql://postgres@127.0.0.1:5432/{name}")
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def db(store_settings: Settings) -> AsyncIterator[Database]:
+    async with Database.connect(store_settings) as database:
+        yield database
+
+
+def event(verb: str, at: int, *, result: str = "applied", **fields: Any) -> OutcomeEvent:
+    """An outcome event completed ``at`` minutes after T0."""
+    values: dict[str, Any] = {
+        "message_id": uuid.uuid4().hex,
+        "verb": verb,
+        "vin": VIN.lower(),
+        "manufacturer_campaign_reference": "RC-1",
+        "result": result,
+        "attempts": 1,
+        "first_seen_at": T0,
+        "completed_at": T0 + dt.timedelta(minutes=at),
+        **fields,
+    }
+    return OutcomeEvent(**values)
+
+
+def created(at: int, **fields: Any) -> OutcomeEvent:
+    values: dict[str, Any] = {"dvsa_campaign_reference": "R/2025/101", "recall_campaign_start_date": START}
+    return event("create", at, **{**values, **fields})
+
+
+def fixed(at: int, **fields: Any) -> OutcomeEvent:
+    values: dict[str, Any] = {"rectification_date": dt.date(2026, 1, 2), "repair_status": "FIXED", **fields}
+    return event("fix", at, **values)
+
+
+# --- the database --------------------------------------------------------------------------------------
+
+
+async def test_migrate_twice_and_concurrently_is_a_no_op(db: Database, store_settings: Settings) -> None:
+    others = [await Database.open(store_settings) for _ in range(3)]
+    try:
+        await asyncio.gather(*(other.migrate() for other in others))
+    finally:
+        await asyncio.gather(*(other.close() for other in others))
+    await db.migrate()
+    async with db.reading() as connection:
+        versions = await connection.execute(text("SELECT version FROM schema_migrations"))
+        assert list(versions.scalars()) == [1]
+
+
+async def test_the_migrated_schema_has_every_column_of_the_tables(db: Database) -> None:
+    async with db.reading() as connection:
+        columns = await connection.run_sync(
+            lambda sync: {t: {c["name"] for c in inspect(sync).get_columns(t)} for t in metadata.tables}
+        )
+    assert columns == {name: set(table.columns.keys()) for name, table in metadata.tables.items()}
+
+
+def test_urls_are_normalised_and_errors_hide_the_password() -> None:
+    url = database_url(load_settings(database_url="postgres://app:s3cret-pw@db.example:5432/recalls"))
+    assert url.drivername == "postgresql+asyncpg"
+    assert url.password == "s3cret-pw"
+    assert "s3cret-pw" not in str(url)
+    sqlite_url = database_url(load_settings(sqlite_path=Path("/srv/recalls/recalls.db")))
+    assert sqlite_url.render_as_string() == "sqlite+aiosqlite:////srv/recalls/recalls.db"
+    for bad in ("mysql://app:s3cret-pw@db/recalls", "::not a url s3cret-pw"):
+        with pytest.raises(StoreError) as caught:
+            database_url(load_settings(database_url=bad))
+        assert "s3cret-pw" not in str(caught.value)
+        assert "RECALLS_DATABASE_URL" in str(caught.value)
+
+
+# --- the ledger ----------------------------------------------------------------------------------------
+
+
+async def test_create_fix_reopen_delete(db: Database) -> None:
+    ledger = Ledger(db)
+    opened = created(0)
+    await ledger.apply(opened)
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.vin, entry.manufacturer_campaign_reference, entry.state) == (VIN, "RC-1", "open")
+    assert (entry.dvsa_campaign_reference, entry.recall_campaign_start_date) == ("R/2025/101", START)
+    assert (entry.last_message_id, entry.updated_at, entry.confirmed_at) == (opened.message_id, T0, None)
+
+    await ledger.apply(fixed(1, result="already_applied"))
+    [entry] = await ledger.for_vin(VIN.lower())
+    assert (entry.state, entry.rectification_date) == ("fixed", dt.date(2026, 1, 2))
+    assert entry.dvsa_campaign_reference == "R/2025/101"  # the fix named no DVSA reference: kept
+
+    await ledger.apply(fixed(2, repair_status="NOT_FIXED"))
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.state, entry.rectification_date) == ("open", None)
+
+    await ledger.apply(event("delete", 3))
+    assert [e.state for e in await ledger.for_vin(VIN)] == ["deleted"]
+    await ledger.apply(event("delete", 4, result="failed", manufacturer_campaign_reference="RC-2"))
+    assert len(await ledger.for_vin(VIN)) == 1
+
+
+async def test_older_and_repeated_events_change_nothing(db: Database) -> None:
+    ledger = Ledger(db)
+    fix = fixed(5)
+    await ledger.apply(fix)
+    await ledger.apply(created(1))  # the create completed before the fix, arrived after it
+    await ledger.apply(event("delete", 4))
+    await ledger.apply(fix)
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.state, entry.last_message_id, entry.updated_at) == (
+        "fixed",
+        fix.message_id,
+        T0 + dt.timedelta(minutes=5),
+    )
+    assert entry.recall_campaign_start_date is None  # only an applied create would have said
+
+
+async def test_fix_and_delete_by_dvsa_reference(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(0))
+    await ledger.apply(fixed(1, manufacturer_campaign_reference=None, dvsa_campaign_reference="R/2025/101"))
+    assert [e.state for e in await ledger.for_vin(VIN)] == ["fixed"]
+    # No entry holds this DVSA reference: skipped, nothing invented.
+    await ledger.apply(
+        event("delete", 2, manufacturer_campaign_reference=None, dvsa_campaign_reference="R/2025/999")
+    )
+    assert [(e.manufacturer_campaign_reference, e.state) for e in await ledger.for_vin(VIN)] == [
+        ("RC-1", "fixed")
+    ]
+
+
+async def test_a_get_confirms_each_recall_it_lists(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(0))
+    await ledger.apply(fixed(1))
+    recalls = [
+        Recall(
+            manufacturer_campaign_reference="RC-1",
+            dvsa_campaign_reference="R/2025/101",
+            repair_status="NOT_FIXED",
+        ),
+        Recall(
+            manufacturer_campaign_reference="RC-2",
+            recall_campaign_start_date="2025-10-01",
+            repair_status="FIXED",
+        ),
+    ]
+    check = event("get", 2, manufacturer_campaign_reference=None, recalls=recalls)
+    await ledger.apply(check)
+    first, second = await ledger.for_vin(VIN)
+    assert (first.state, first.rectification_date, first.confirmed_at) == ("open", None, check.completed_at)
+    assert (second.manufacturer_campaign_reference, second.state) == ("RC-2", "fixed")
+    assert second.recall_campaign_start_date == dt.date(2025, 10, 1)
+    await ledger.apply(fixed(3, manufacturer_campaign_reference="RC-2"))
+    [_, second] = await ledger.for_vin(VIN)
+    assert second.confirmed_at == check.completed_at  # a fix is not a confirmation
+
+
+async def test_holding_open_recalls_and_count(db: Database) -> None:
+    ledger = Ledger(db)
+    vins = [f"WAUZZZ8V{n:09d}" for n in range(1_205)]
+    for n, vin in enumerate(vins):
+        await ledger.apply(created(n, vin=vin, manufacturer_campaign_reference="RC-1"))
+    await ledger.apply(fixed(5_000, vin=vins[3], manufacturer_campaign_reference="RC-1"))
+
+    asked = [(vin.lower(), "RC-1") for vin in vins[:1_000]] + [
+        (vins[0], "RC-9"),
+        ("WAUZZZ8V999999999", "RC-1"),
+    ]
+    held = await ledger.holding(asked)
+    assert set(held) == set(asked[:1_000])
+    assert held[(vins[3].lower(), "RC-1")].state == "fixed"
+
+    assert await ledger.count_open() == 1_204
+    streamed = [(e.vin, e.manufacturer_campaign_reference) async for e in ledger.open_recalls()]
+    assert streamed == [(vin, "RC-1") for vin in vins if vin != vins[3]]
+
+
+# --- batches -------------------------------------------------------------------------------------------
+
+
+def creates(first: int, count: int) -> list[Command]:
+    return [
+        CreateCommand(
+            vin=f"WAUZZZ8V{n:09d}", manufacturer_campaign_reference="RC-1", recall_campaign_start_date=START
+        )
+        for n in range(first, first + count)
+    ]
+
+
+async def test_claim_returns_new_and_left_over_commands_but_never_published_ones(db: Database) -> None:
+    batches = Batches(db)
+    interrupted = await batches.start("import", "fleet.csv")
+    commands = creates(0, 6)
+    assert await batches.claim(interrupted, commands[:4]) == commands[:4]
+    await batches.published([c.message_id for c in commands[:2]])  # then the run died
+
+    rerun = await batches.start("import", "fleet.csv")
+    assert await batches.claim(rerun, [*commands, commands[5]]) == commands[2:]
+    assert await batches.claim(rerun, commands) == commands[2:]  # still unpublished: still due
+    await batches.published([c.message_id for c in commands[2:]])
+    assert await batches.claim(rerun, commands) == []
+
+    first, second = await batches.status(interrupted), await batches.status(rerun)
+    assert first is not None and second is not None
+    assert (first.total, second.total) == (2, 4)
+
+
+def outcome(command: Command, result: str, at: int = 0, **fields: Any) -> OutcomeEvent:
+    return event(command.verb, at, message_id=command.message_id, vin=command.vin, result=result, **fields)
+
+
+async def test_record_completes_the_batch_and_status_counts(db: Database) -> None:
+    batches = Batches(db)
+    batch = await batches.start("sync", None)
+    commands = [
+        *creates(100, 3),
+        FixCommand(vin="WAUZZZ8V000000100", manufacturer_campaign_reference="RC-1", rectification_date=START),
+    ]
+    await batches.published([c.message_id for c in await batches.claim(batch, commands)])
+    await batches.record(outcome(commands[0], "applied"))
+    await batches.record(outcome(commands[1], "already_applied"))
+    await batches.record(outcome(commands[2], "failed", reason="400 bad date"))
+    await batches.record(outcome(commands[2], "applied"))  # a duplicate delivery: the first outcome stands
+    await batches.record(event("create", 0))  # not a batch's command: ignored
+    await batches.close_publishing(batch, rejected=2, skipped=1)
+
+    status = await batches.status(batch)
+    assert status is not None
+    assert (status.kind, status.status, status.source) == ("sync", "running", None)
+    counts = (status.total, status.processed, status.succeeded, status.already_applied, status.failed)
+    assert counts == (4, 3, 1, 1, 1)
+    assert (status.rejected, status.skipped) == (2, 1)
+    assert status.failures == [
+        {"message_id": commands[2].message_id, "vin": commands[2].vin, "reason": "400 bad date"}
+    ]
+
+    recalls = [Recall(manufacturer_campaign_reference="RC-1", repair_status="FIXED")]
+    await batches.record(outcome(commands[3], "applied", recalls=recalls))
+    status = await batches.status(batch)
+    assert status is not None and status.status == "completed"
+    results = {row["message_id"]: row async for row in batches.results(batch)}
+    assert results[commands[2].message_id]["result"] == "failed"
+    assert results[commands[3].message_id]["recalls"] == [
+        {"manufacturer_campaign_reference": "RC-1", "repair_status": "FIXED"}
+    ]
+    assert await batches.status("no-such-batch") is None
+
+
+async def test_a_batch_with_every_outcome_in_completes_when_publishing_closes(db: Database) -> None:
+    batches = Batches(db)
+    empty, done, dropped = [await batches.start("import", None) for _ in range(3)]
+    [command] = creates(200, 1)
+    await batches.published([c.message_id for c in await batches.claim(done, [command])])
+    await batches.record(outcome(command, "applied"))
+    await batches.close_publishing(empty, rejected=0, skipped=0)
+    await batches.close_publishing(done, rejected=0, skipped=0)
+    await batches.close_publishing(dropped, rejected=0, skipped=0, cancelled=True)
+    statuses = [await batches.status(batch) for batch in (empty, done, dropped)]
+    assert [s.status if s else None for s in statuses] == ["completed", "completed", "cancelled"]
