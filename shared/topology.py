@@ -7,6 +7,7 @@
                                                <p>.commands with the message's own routing key
 <p>.dead (fanout)        -> <p>.dead           quorum, the dead-letter queue
 <p>.events (topic)       recall.created|fixed|deleted|checked|failed
+                  --#-->  <p>.ledger         quorum, every outcome: the ledger and the batch tracker
 ```
 Producers and workers both call :func:`declare`, so whichever starts first creates the topology.
 """
@@ -62,6 +63,11 @@ class Topology:
         return f"{self.prefix}.events"
 
     @property
+    def ledger_queue(self) -> str:
+        """Every outcome event, consumed by the workers' event recorder."""
+        return f"{self.prefix}.ledger"
+
+    @property
     def dead_exchange(self) -> str:
         return f"{self.prefix}.dead"
 
@@ -85,10 +91,12 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
     durable = aio_pika.ExchangeType
     commands = await channel.declare_exchange(topology.commands_exchange, durable.DIRECT, durable=True)
     dead = await channel.declare_exchange(topology.dead_exchange, durable.FANOUT, durable=True)
-    await channel.declare_exchange(topology.events_exchange, durable.TOPIC, durable=True)
+    events = await channel.declare_exchange(topology.events_exchange, durable.TOPIC, durable=True)
 
     dead_queue = await channel.declare_queue(topology.dead_queue, durable=True, arguments=_QUORUM)
     await dead_queue.bind(dead)
+    ledger_queue = await channel.declare_queue(topology.ledger_queue, durable=True, arguments=_QUORUM)
+    await ledger_queue.bind(events, routing_key="#")
     for verb in VERBS:
         for lane in LANES:
             await _declare_command_queue(channel, commands, topology, verb, lane)
@@ -133,7 +141,7 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
     """Remove every queue and exchange of ``topology``, messages included (demos and tests)."""
     retry_names = [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
     queues = [topology.command_queue(verb, lane) for verb in VERBS for lane in LANES]
-    for name in [*queues, *retry_names, topology.dead_queue]:
+    for name in [*queues, *retry_names, topology.dead_queue, topology.ledger_queue]:
         await channel.queue_delete(name)
     exchanges = [topology.commands_exchange, topology.events_exchange, topology.dead_exchange]
     for name in [*exchanges, *retry_names]:

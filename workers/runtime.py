@@ -1,9 +1,11 @@
 """The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
 
 One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
-concurrency) and one confirm channel for everything the handler publishes.  On stop the consumers are
-cancelled first, in-flight commands get ``shutdown_grace`` seconds to finish, and whatever is still
-unacked is returned to its queue by the broker when the channel closes.
+concurrency) and one confirm channel for everything the handler publishes.  Alongside, the event
+recorder keeps the ledger and the batch jobs from the outcome events, in the store the worker opens
+(and migrates) at start.  On stop the consumers are cancelled first, in-flight commands get
+``shutdown_grace`` seconds to finish, then the recorder stops; whatever is still unacked is returned
+to its queue by the broker when the channel closes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from redis import asyncio as aioredis
 
 from shared.amqp import connect
@@ -26,8 +28,11 @@ from shared.fleet_limiter import RedisLimiter
 from shared.ratelimit import RateLimiter, SpacingLimiter
 from shared.redis_hold import RedisHold
 from shared.settings import Settings
+from shared.store.database import Database
 from shared.topology import LANES, Topology, declare
 from workers.handler import Handler
+from workers.inflight import InFlight
+from workers.ledger import EventRecorder
 from workers.reporting import Reporter
 
 log = logging.getLogger("recalls.worker")
@@ -88,41 +93,36 @@ class Worker:
         self._settings = settings
         self._dvsa = dvsa
         self._topology = topology_of(settings)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = InFlight()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
+        self.recorder: EventRecorder | None = None  # set once running
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        connection = await connect(self._settings, "recalls-worker")
-        try:
-            await self._serve(connection)
-        finally:
-            await connection.close()
+        async with Database.connect(self._settings) as db:
+            connection = await connect(self._settings, "recalls-worker")
+            try:
+                await self._serve(connection, db)
+            finally:
+                await connection.close()
 
-    async def _serve(self, connection: AbstractRobustConnection) -> None:
+    async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
         handler = Handler(self._settings, self._dvsa, await Reporter.open(publishing, self._topology))
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.add(task)
-            try:
-                await handler(message)
-            finally:
-                self._in_flight.discard(task)
-
+        on_message = self._in_flight.tracking(handler)
         consumers: list[tuple[AbstractQueue, str]] = []
         for verb in VERBS:
             for lane in LANES:
                 queue = await consuming.get_queue(self._topology.command_queue(verb, lane))
                 consumers.append((queue, await queue.consume(on_message)))
+        self.recorder = recorder = EventRecorder(db, self._topology, prefetch=self._settings.prefetch)
+        await recorder.start(connection)
         self._announce()
         self.ready.set()
         await self._stopping.wait()
@@ -130,18 +130,15 @@ class Worker:
             await queue.cancel(tag)
         await self._drain()
         await consuming.close()
+        await recorder.stop(self._settings.shutdown_grace)
 
     async def _drain(self) -> None:
-        pending = set(self._in_flight)
-        if not pending:
+        if not self._in_flight:
             return
-        log.info("finishing in-flight commands", extra={"in_flight": len(pending)})
-        _, late = await asyncio.wait(pending, timeout=self._settings.shutdown_grace)
-        for task in late:
-            task.cancel()  # unacked: the broker requeues it when the channel closes
-        if late:
-            await asyncio.wait(late)
-            log.warning("requeued unfinished commands", extra={"requeued": len(late)})
+        log.info("finishing in-flight commands", extra={"in_flight": len(self._in_flight)})
+        requeued = await self._in_flight.drain(self._settings.shutdown_grace)
+        if requeued:
+            log.warning("requeued unfinished commands", extra={"requeued": requeued})
 
     def _announce(self) -> None:
         settings = self._settings

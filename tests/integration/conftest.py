@@ -1,8 +1,9 @@
 """Fixtures for end-to-end tests: the real RabbitMQ, a DVSA sandbox in its own process, and workers.
 
 Each test gets its own prefix, so its exchanges and queues never meet another test's, and they are
-deleted afterwards.  The sandbox runs as a separate process (as DVSA would be), so the time it stamps
-on arrivals is not distorted by the worker's event loop.
+deleted afterwards; and its own SQLite file for the store, so no test shares the ledger of another.
+The sandbox runs as a separate process (as DVSA would be), so the time it stamps on arrivals is not
+distorted by the worker's event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aio_pika
@@ -89,6 +91,14 @@ def prefix() -> str:
     return f"it-{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(autouse=True)
+def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's SQLite file; also in the environment, for settings a test builds itself."""
+    path = tmp_path / "store" / "recalls.db"
+    monkeypatch.setenv("RECALLS_SQLITE_PATH", str(path))
+    return path
+
+
 @pytest.fixture
 async def sandbox(prefix: str) -> AsyncIterator[Sandbox]:
     async with running_sandbox(base_settings(prefix)) as running:
@@ -96,10 +106,10 @@ async def sandbox(prefix: str) -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-def settings(prefix: str, sandbox: Sandbox, request: pytest.FixtureRequest) -> Settings:
+def settings(prefix: str, sandbox: Sandbox, store_path: Path, request: pytest.FixtureRequest) -> Settings:
     """The test's settings; ``@pytest.mark.settings(name=value)`` overrides any of them."""
     marker = request.node.get_closest_marker("settings")
-    overrides = marker.kwargs if marker else {}
+    overrides = {"sqlite_path": store_path, **(marker.kwargs if marker else {})}
     return pointed_at(base_settings(prefix, **overrides), sandbox.url)
 
 
@@ -177,6 +187,7 @@ def worker_env(settings: Settings, **variables: str) -> dict[str, str]:
         "RECALLS_SANDBOX_HOST": settings.sandbox_host,
         "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
         "RECALLS_RATE_MARGIN": str(settings.rate_margin),
+        "RECALLS_SQLITE_PATH": str(settings.sqlite_path),
         **variables,
     }
 

@@ -1,0 +1,88 @@
+"""The event recorder: keeps the ledger and the batch jobs up to date from the fleet's outcome events.
+
+It consumes ``<prefix>.ledger`` (every event of ``<prefix>.events``) and acks an event only once both the
+ledger and the batch journal have committed it; both are idempotent, so a redelivery after a crash
+between the two is harmless.  A database error returns the event to the queue after a short pause (so
+an outage does not spin); an event that cannot be decoded is logged and dropped, as it never will be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.contracts import OutcomeEvent
+from shared.store.batches import Batches
+from shared.store.database import Database
+from shared.store.ledger import Ledger
+from shared.topology import Topology
+from workers.inflight import InFlight
+
+log = logging.getLogger("recalls.worker.ledger")
+
+_DECODER = msgspec.json.Decoder(OutcomeEvent)
+
+
+class EventRecorder:
+    """Records outcome events in the store between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, db: Database, topology: Topology, *, prefetch: int, retry_pause: float = 1.0) -> None:
+        self._ledger = Ledger(db)
+        self._batches = Batches(db)
+        self._topology = topology
+        self._prefetch = prefetch
+        self._retry_pause = retry_pause
+        self._in_flight = InFlight()
+        self._channel: AbstractChannel | None = None
+        self._consumer: tuple[AbstractQueue, str] | None = None
+        self._recorded = 0
+        self._progress = asyncio.Condition()
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        """Consume the ledger queue (declared by :func:`shared.topology.declare`) on a channel of its own."""
+        self._channel = await connection.channel(publisher_confirms=False)
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        queue = await self._channel.get_queue(self._topology.ledger_queue)
+        self._consumer = (queue, await queue.consume(self._in_flight.tracking(self.handle)))
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking events, let those in hand finish (up to ``grace`` s), close the channel."""
+        if self._consumer is not None:
+            queue, tag = self._consumer
+            await queue.cancel(tag)
+        await self._in_flight.drain(grace)
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = _DECODER.decode(message.body)
+        except msgspec.DecodeError as exc:
+            log.error("undecodable outcome event dropped: %s", exc, extra={"message_id": message.message_id})
+            await message.ack()
+            return
+        try:
+            await self._ledger.apply(event)
+            await self._batches.record(event)
+        except (SQLAlchemyError, OSError):
+            log.exception("could not record an outcome event; it goes back to the queue", extra=_ids(event))
+            await asyncio.sleep(self._retry_pause)  # a database outage must not become a busy loop
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        async with self._progress:
+            self._recorded += 1
+            self._progress.notify_all()
+
+    async def recorded(self, count: int) -> None:
+        """Return once ``count`` events have been recorded since start (for tests and demos)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._recorded >= count)
+
+
+def _ids(event: OutcomeEvent) -> dict[str, object]:
+    return {"message_id": event.message_id, "vin": event.vin, "verb": event.verb}
