@@ -12,6 +12,7 @@ from cli.demo import demo
 from producers.command import publish, schemas, topology
 from simulator.command import simulator
 from workers.command import worker
+from workers.status_command import batch, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,8 @@ cli.add_command(publish)
 cli.add_command(topology)
 cli.add_command(schemas)
 cli.add_command(worker)
+cli.add_command(status)
+cli.add_command(batch)
 cli.add_command(demo)
 
 
