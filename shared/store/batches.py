@@ -120,6 +120,7 @@ class Batches:
             "dvsa_status": event.dvsa_status,
             "recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
             "completed_at": event.completed_at,
+            "published": True,  # an outcome proves it, even if the publisher died before saying so
         }
         first = and_(batch_commands.c.message_id == event.message_id, batch_commands.c.result.is_(None))
         async with self._db.writing() as connection:

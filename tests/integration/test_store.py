@@ -230,26 +230,28 @@ def creates(first: int, count: int) -> list[Command]:
     ]
 
 
+def outcome(command: Command, result: str, at: int = 0, **fields: Any) -> OutcomeEvent:
+    return event(command.verb, at, message_id=command.message_id, vin=command.vin, result=result, **fields)
+
+
 async def test_claim_returns_new_and_left_over_commands_but_never_published_ones(db: Database) -> None:
     batches = Batches(db)
     interrupted = await batches.start("import", "fleet.csv")
     commands = creates(0, 6)
     assert await batches.claim(interrupted, commands[:4]) == commands[:4]
     await batches.published([c.message_id for c in commands[:2]])  # then the run died
+    await batches.record(outcome(commands[3], "applied"))  # it was published: its outcome came
 
     rerun = await batches.start("import", "fleet.csv")
-    assert await batches.claim(rerun, [*commands, commands[5]]) == commands[2:]
-    assert await batches.claim(rerun, commands) == commands[2:]  # still unpublished: still due
-    await batches.published([c.message_id for c in commands[2:]])
+    due = [commands[2], commands[4], commands[5]]
+    assert await batches.claim(rerun, [*commands, commands[5]]) == due
+    assert await batches.claim(rerun, commands) == due  # still unpublished: still due
+    await batches.published([c.message_id for c in due])
     assert await batches.claim(rerun, commands) == []
 
     first, second = await batches.status(interrupted), await batches.status(rerun)
     assert first is not None and second is not None
-    assert (first.total, second.total) == (2, 4)
-
-
-def outcome(command: Command, result: str, at: int = 0, **fields: Any) -> OutcomeEvent:
-    return event(command.verb, at, message_id=command.message_id, vin=command.vin, result=result, **fields)
+    assert (first.total, first.processed, second.total) == (3, 1, 3)
 
 
 async def test_record_completes_the_batch_and_status_counts(db: Database) -> None:
