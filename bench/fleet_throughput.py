@@ -407,16 +407,24 @@ def percentiles(latencies_ms: list[float]) -> Json:
 
 async def run(options: Options) -> Json:
     tag = uuid.uuid4().hex[:6]
-    settings = load_settings(prefix=f"bench-{tag}")
+    async with sandbox_and_broker(load_settings(prefix=f"bench-{tag}")) as (settings, admin, channel):
+        return await run_phases(options, settings, tag, admin, channel)
+
+
+@contextlib.asynccontextmanager
+async def sandbox_and_broker(
+    settings: Settings,
+) -> AsyncIterator[tuple[Settings, httpx.AsyncClient, AbstractChannel]]:
+    """A sandbox, an admin client for it, and a channel with the prefix's topology (deleted after)."""
     topology = Topology(settings.prefix, settings.retry_tiers)
     async with sandbox_process(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as admin:
         settings = pointed_at(settings, url)
-        connection = await connect(settings, "bench-fleet-throughput")
+        connection = await connect(settings, f"bench-{settings.prefix}")
         async with connection:
             channel = await connection.channel()
             await declare(channel, topology)
             try:
-                return await run_phases(options, settings, tag, admin, channel)
+                yield settings, admin, channel
             finally:
                 await delete(channel, topology)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from cli.demo import demo
+from producers.bulk_command import import_, sync
 from producers.command import publish, schemas, topology
 from simulator.command import simulator
 from workers.command import worker
@@ -28,6 +29,8 @@ cli.add_command(schemas)
 cli.add_command(worker)
 cli.add_command(status)
 cli.add_command(batch)
+cli.add_command(import_)
+cli.add_command(sync)
 cli.add_command(demo)
 
 

@@ -181,14 +181,14 @@ def _publish_one(
 ) -> None:
     envelope = {"verb": verb, "vin": vin, "message_id": message_id, "correlation_id": correlation_id}
     command = _command({**envelope, **fields})
-    settings = _settings()
+    settings = cli_settings()
     lane: Lane = "bulk" if bulk else "live"
 
     async def send() -> str:
         async with Publisher.connect(settings, name="recalls-cli publish") as publisher:
             return await publisher.publish(command, lane=lane)
 
-    click.echo(_run(send(), settings))
+    click.echo(run_with_broker(send(), settings))
 
 
 def _command(fields: dict[str, str | None]) -> Command:
@@ -201,14 +201,14 @@ def _command(fields: dict[str, str | None]) -> Command:
         raise InputError(str(exc)) from None
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
         raise InputError(str(exc)) from None
 
 
-def _run(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
+def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     """Run ``work``, turning broker failures into one-line errors without the password."""
     try:
         with _quiet_amqp_libraries():
@@ -239,7 +239,7 @@ def _quiet_amqp_libraries() -> Iterator[None]:
 @click.command()
 def topology() -> None:
     """Declare every exchange and queue for RECALLS_PREFIX (safe to repeat) and list them."""
-    settings = _settings()
+    settings = cli_settings()
     names = Topology(settings.prefix, settings.retry_tiers)
 
     async def declare_all() -> None:
@@ -247,7 +247,7 @@ def topology() -> None:
         async with connection:
             await declare(await connection.channel(), names)
 
-    _run(declare_all(), settings)
+    run_with_broker(declare_all(), settings)
     for line in declared_names(names):
         click.echo(line)
 

@@ -1,0 +1,178 @@
+"""The ``recalls import`` and ``recalls sync`` commands: bulk work from DVSA's SFTP CSV format.
+
+Both show a progress bar (rows read, published, rejected, rate), end with a summary and the batch id
+(``recalls batch status ID``), and stop cleanly on Ctrl-C: what was published is recorded, and the
+same command run again continues without publishing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from producers.command import InputError, cli_settings, run_with_broker
+from producers.importer import Importer, ImportProgress
+from producers.publisher import Publisher
+from producers.reject_report import report_path
+from producers.sync import (
+    DEFAULT_MAX_FIX_SHARE,
+    SAMPLE,
+    MassFixRefused,
+    SyncPlan,
+    check_mass_fix,
+    plan_sync,
+    run_sync,
+    snapshot_date,
+)
+from shared.settings import Settings
+from shared.store.batches import Batches
+from shared.store.database import Database
+from shared.store.ledger import Ledger
+
+_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+STOPPED_EXIT = 130  # as a shell reports a command stopped by Ctrl-C
+
+
+@click.command(name="import")
+@click.argument("file", type=_FILE)
+def import_(file: Path) -> None:
+    """Publish FILE's rows (DVSA's SFTP CSV format) as creates in the bulk lane: the historic load."""
+    settings = cli_settings()
+
+    async def work(importer: Importer, stop: asyncio.Event) -> ImportProgress:
+        return await importer.run(file, stop)
+
+    _finish(run_with_broker(_bulk_run(settings, work), settings))
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--dry-run", is_flag=True, help="Print the plan (counts and a sample); publish nothing.")
+@click.option(
+    "--date",
+    "rectification_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Rectification date of the fixes.  [default: the date in FILE's name, else today]",
+)
+@click.option(
+    "--max-fix-share",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MAX_FIX_SHARE,
+    show_default=True,
+    help="Refuse a snapshot that would fix more than this share of the open recalls.",
+)
+@click.option("--allow-mass-fix", is_flag=True, help="Publish even when the share above is exceeded.")
+def sync(
+    file: Path,
+    dry_run: bool,
+    rectification_date: dt.datetime | None,
+    max_fix_share: float,
+    allow_mass_fix: bool,
+) -> None:
+    """Bring DVSA in line with FILE, a full daily snapshot: create new rows, fix recalls it lacks."""
+    settings = cli_settings()
+    day = rectification_date.date() if rectification_date else snapshot_date(file, dt.date.today())
+
+    async def work(importer: Importer, stop: asyncio.Event) -> ImportProgress | None:
+        plan = await plan_sync(importer.ledger, file, day)
+        _show_plan(plan)
+        if dry_run:
+            return None
+        try:
+            check_mass_fix(plan, 1.0 if allow_mass_fix else max_fix_share)
+        except MassFixRefused as exc:
+            raise InputError(str(exc)) from None
+        return await run_sync(importer, plan, stop)
+
+    _finish(run_with_broker(_bulk_run(settings, work), settings))
+
+
+async def _bulk_run(
+    settings: Settings,
+    work: Callable[[Importer, asyncio.Event], Awaitable[ImportProgress | None]],
+) -> ImportProgress | None:
+    async with (
+        Database.connect(settings) as db,
+        Publisher.connect(settings, name="recalls-cli bulk") as publisher,
+        _progress_bar() as show,
+        _ctrl_c() as stop,
+    ):
+        importer = Importer(publisher, Ledger(db), Batches(db), on_progress=show)
+        return await work(importer, stop)
+
+
+@contextlib.asynccontextmanager
+async def _ctrl_c() -> AsyncIterator[asyncio.Event]:
+    """Ctrl-C sets the event: the run finishes the chunk in hand, records it, and stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        yield stop
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+@contextlib.asynccontextmanager
+async def _progress_bar() -> AsyncIterator[Callable[[ImportProgress], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[figures]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("reading", total=None, figures="")
+
+        def show(progress: ImportProgress) -> None:
+            figures = (
+                f"{progress.rows_read:,} read · {progress.published:,} published · "
+                f"{progress.rejected:,} rejected · {progress.rows_per_second:,.0f} rows/s"
+            )
+            bar.update(task, total=progress.size_chars, completed=progress.chars_read, figures=figures)
+
+        yield show
+
+
+def _show_plan(plan: SyncPlan) -> None:
+    click.echo(
+        f"snapshot {plan.snapshot.name} ({plan.rectification_date}): {plan.rows_read:,} rows, "
+        f"{plan.rejected:,} rejected, {plan.unchanged:,} unchanged"
+    )
+    click.echo(f"  create {plan.creates:,} recalls new to the ledger")
+    for command in plan.create_sample:
+        click.echo(f"    + {command.vin} {command.manufacturer_campaign_reference}")
+    click.echo(
+        f"  fix    {len(plan.fixes):,} of {plan.open_before:,} open recalls missing from the snapshot "
+        f"({plan.fix_share:.1%}), rectification date {plan.rectification_date}"
+    )
+    for fix in plan.fixes[:SAMPLE]:
+        click.echo(f"    ~ {fix.vin} {fix.manufacturer_campaign_reference}")
+
+
+def _finish(progress: ImportProgress | None) -> None:
+    if progress is None:
+        click.echo("dry run: nothing published")
+        return
+    click.echo(
+        f"batch {progress.batch_id}: {progress.rows_read:,} rows read, {progress.published:,} published, "
+        f"{progress.rejected:,} rejected, {progress.duplicates:,} duplicates or published before, "
+        f"{progress.in_ledger:,} already in the ledger; {progress.seconds:.1f} s "
+        f"({progress.rows_per_second:,.0f} rows/s)"
+    )
+    if progress.rejected:
+        click.echo(f"rejected rows: {report_path(progress.source)}")
+    if progress.failed_to_publish:
+        click.echo(f"{progress.failed_to_publish:,} not confirmed by RabbitMQ: run the command again")
+    if progress.stopped:
+        click.echo("stopped by Ctrl-C: run the same command again to continue")
+        raise SystemExit(STOPPED_EXIT)
+    click.echo(f"follow it with: recalls batch status {progress.batch_id}")

@@ -1,0 +1,149 @@
+"""DVSA's SFTP file format, read as a stream of create commands and row errors.
+
+The format (DVSA's daily snapshot and one-off historic transfer) has four columns in this order:
+``VIN, ManufacturerRecallCampaignReference, DVSACampaignReference, RecallCampaignStartDate``, with or
+without a header row; the DVSA reference may be empty.  Every row becomes a :class:`CreateCommand`
+checked by the same rules as the publisher, or a :class:`RowError` naming the row, field and reason.
+
+Rows are read in chunks by a plain generator so that memory stays flat for any file size; async callers
+run :meth:`SnapshotReader.next_chunk` in a thread so the event loop never waits on the disk.  A row's
+message_id is derived from its content, so the same row read again (a re-run, a duplicate row, the same
+recall in a later snapshot) is the same command.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from shared.contracts import CreateCommand
+from shared.validation import FieldError, InvalidCommand, validate
+
+COLUMNS = (
+    "VIN",
+    "ManufacturerRecallCampaignReference",
+    "DVSACampaignReference",
+    "RecallCampaignStartDate",
+)
+_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y")
+# Fixed, so that every installation derives the same message_id from the same row.
+_NAMESPACE = uuid.UUID("5b0f6c1e-8f3a-4d5e-9a43-2f1d7c9e6b21")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A row that cannot become a command; ``line`` is the row as read, for the reject report."""
+
+    row: int
+    errors: list[FieldError]
+    line: list[str]
+
+    def __str__(self) -> str:
+        return f"row {self.row}: " + "; ".join(str(error) for error in self.errors)
+
+
+@dataclass
+class Chunk:
+    commands: list[tuple[int, CreateCommand]]  # (row number, command)
+    rejected: list[RowError]
+    chars_read: int  # how far into the file the chunk ends, for progress
+
+
+def create_message_id(vin: str, manufacturer_ref: str, dvsa_ref: str | None, start: dt.date) -> str:
+    """The message_id of the create that opens this recall: the same whoever builds it."""
+    return str(uuid.uuid5(_NAMESPACE, f"create|{vin.upper()}|{manufacturer_ref}|{dvsa_ref or ''}|{start}"))
+
+
+class SnapshotReader:
+    """Reads a snapshot file in chunks of ``chunk_rows`` rows."""
+
+    def __init__(self, stream: IO[str], *, chunk_rows: int = 1000, correlation_id: str | None = None) -> None:
+        self._stream = stream
+        self._chunk_rows = chunk_rows
+        self._correlation_id = correlation_id
+        self._chars_read = 0
+        self._rows = self._numbered_rows()
+
+    @classmethod
+    def open(cls, path: Path, **options: int | str | None) -> SnapshotReader:
+        stream = path.open(newline="", encoding="utf-8-sig")  # Excel writes a byte-order mark
+        return cls(stream, **options)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def next_chunk(self) -> Chunk | None:
+        """The next rows as commands and errors; ``None`` at the end of the file."""
+        chunk = Chunk(commands=[], rejected=[], chars_read=0)
+        for number, line in self._rows:
+            parsed = self._parse(number, line)
+            if isinstance(parsed, RowError):
+                chunk.rejected.append(parsed)
+            else:
+                chunk.commands.append((number, parsed))
+            if len(chunk.commands) + len(chunk.rejected) >= self._chunk_rows:
+                break
+        if not chunk.commands and not chunk.rejected:
+            return None
+        chunk.chars_read = self._chars_read
+        return chunk
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while (chunk := self.next_chunk()) is not None:
+            yield chunk
+
+    def _counted_lines(self) -> Iterator[str]:
+        for line in self._stream:
+            self._chars_read += len(line)
+            yield line
+
+    def _numbered_rows(self) -> Iterator[tuple[int, list[str]]]:
+        for number, line in enumerate(csv.reader(self._counted_lines()), start=1):
+            if not line or all(not cell.strip() for cell in line):
+                continue  # blank lines are not rows
+            if number == 1 and _is_header(line):
+                continue
+            yield number, line
+
+    def _parse(self, number: int, line: list[str]) -> CreateCommand | RowError:
+        if len(line) != len(COLUMNS):
+            reason = f"expected {len(COLUMNS)} columns ({', '.join(COLUMNS)}), found {len(line)}"
+            return RowError(number, [FieldError("row", reason)], line)
+        vin, manufacturer_ref, dvsa_ref, start_text = (cell.strip() for cell in line)
+        start = _date(start_text)
+        if start is None:
+            reason = "must be a date such as 2024-03-31 or 31/03/2024"
+            return RowError(number, [FieldError("recall_campaign_start_date", reason)], line)
+        try:
+            command = validate(
+                CreateCommand(
+                    message_id=create_message_id(vin, manufacturer_ref, dvsa_ref or None, start),
+                    correlation_id=self._correlation_id,
+                    vin=vin,
+                    manufacturer_campaign_reference=manufacturer_ref,
+                    dvsa_campaign_reference=dvsa_ref or None,
+                    recall_campaign_start_date=start,
+                )
+            )
+        except InvalidCommand as exc:
+            return RowError(number, exc.errors, line)
+        assert isinstance(command, CreateCommand)
+        return command
+
+
+def _is_header(line: list[str]) -> bool:
+    return [cell.strip().lower() for cell in line] == [column.lower() for column in COLUMNS]
+
+
+def _date(text: str) -> dt.date | None:
+    for layout in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, layout).date()
+        except ValueError:
+            continue
+    return None
