@@ -257,7 +257,7 @@ def declared_names(names: Topology) -> list[str]:
     command_queues = [names.command_queue(verb, lane) for verb in VERBS for lane in LANES]
     retries = [names.retry_name(tier) for tier in range(len(names.retry_tiers))]
     exchanges = [names.commands_exchange, names.events_exchange, names.dead_exchange, *retries]
-    queues = [*command_queues, *retries, names.dead_queue]
+    queues = [*command_queues, *retries, names.dead_queue, names.ledger_queue]
     return [f"exchange {name}" for name in exchanges] + [f"queue {name}" for name in queues]
 
 

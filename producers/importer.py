@@ -165,7 +165,9 @@ class Importer:
         self, progress: ImportProgress, commands: list[Command], window: asyncio.Semaphore
     ) -> None:
         try:
-            results = await self.publisher.publish_many(commands, lane="bulk", max_in_flight=len(commands))
+            results = await self.publisher.publish_many(
+                commands, lane="bulk", max_in_flight=len(commands), validated=True
+            )
             confirmed = [result for result in results if isinstance(result, str)]
             await self.batches.published(confirmed)
             progress.unmarked.difference_update(command.message_id for command in commands)

@@ -120,56 +120,81 @@ class Publisher:
         lane: Lane = "live",
         reply_to: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        validated: bool = False,
     ) -> list[PublishResult]:
         """Publish many commands with up to ``max_in_flight`` confirms outstanding at once.
 
-        Every command is validated before any is sent.  Returns one result per command, in order: its
+        Every command is validated before any is sent (``validated=True``: the caller already ran
+        :func:`~shared.validation.validate` on each).  Returns one result per command, in order: its
         message_id once confirmed, or the exception that stopped it (an invalid command is never sent
         and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
         """
         _check_lane(lane)
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
-        checked = [_validated(command) for command in commands]
-        results: dict[int, PublishResult] = {
-            index: item for index, item in enumerate(checked) if isinstance(item, InvalidCommand)
-        }
-        slots = asyncio.Semaphore(max_in_flight)
-
-        async def send(index: int, command: Command) -> None:
-            try:
-                await self._send(command, lane, reply_to)
-                results[index] = command.message_id
-            except Exception as exc:  # each command's fate is reported in its result, not raised
-                results[index] = exc
-            finally:
-                slots.release()
-
+        checked = list(commands) if validated else [_validated(command) for command in commands]
+        results: list[PublishResult] = [item if isinstance(item, InvalidCommand) else "" for item in checked]
+        sendable = [(i, item) for i, item in enumerate(checked) if not isinstance(item, InvalidCommand)]
+        # Two half windows in turn: one fills while the other's last confirms come back.
+        size = max(1, max_in_flight // 2)
+        turns = asyncio.Semaphore(2)
         async with asyncio.TaskGroup() as group:
-            for index, item in enumerate(checked):
-                if not isinstance(item, InvalidCommand):
-                    await slots.acquire()  # acquired here so at most max_in_flight tasks exist
-                    group.create_task(send(index, item))
-        return [results[index] for index in range(len(checked))]
+            for start in range(0, len(sendable), size):
+                await turns.acquire()
+                window = sendable[start : start + size]
+                group.create_task(self._send_window(window, lane, reply_to, results, turns))
+        return results
 
-    async def _send(self, command: Command, lane: Lane, reply_to: str | None) -> None:
+    async def _send_window(
+        self,
+        window: list[tuple[int, Command]],
+        lane: Lane,
+        reply_to: str | None,
+        results: list[PublishResult],
+        turns: asyncio.Semaphore,
+    ) -> None:
+        """Send a window of commands under one deadline (a timer per message costs more than the send)."""
+        try:
+            sends = {
+                asyncio.ensure_future(self._send(command, lane, reply_to, timed=False)): (index, command)
+                for index, command in window
+            }
+            _, late = await asyncio.wait(sends, timeout=self._confirm_timeout)
+            for send in late:
+                send.cancel()
+            for send, (index, command) in sends.items():
+                failure = _no_confirm(command, self._confirm_timeout) if send in late else send.exception()
+                if failure is None:
+                    results[index] = command.message_id
+                else:
+                    results[index] = (
+                        failure if isinstance(failure, Exception) else PublishFailed(repr(failure))
+                    )
+        finally:
+            turns.release()
+
+    async def _send(self, command: Command, lane: Lane, reply_to: str | None, *, timed: bool = True) -> None:
         routing_key = self._topology.routing_key(command.verb, lane)
         # aiormq matches a returned message to its confirm by message_id: two copies in flight on one
         # channel could credit one's return to the other and report an unroutable copy as confirmed.
         async with self._sending.hold(command.message_id):
             try:
-                async with asyncio.timeout(self._confirm_timeout):
+                async with asyncio.timeout(self._confirm_timeout if timed else None):
                     await publish_confirmed(self._exchange, _message(command, reply_to), routing_key)
             except TimeoutError:
-                raise PublishFailed(
-                    f"no confirm for {command.message_id} within {self._confirm_timeout:g} s; "
-                    "it may be queued: publish it again with the same message_id"
-                ) from None
+                raise _no_confirm(command, self._confirm_timeout) from None
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
                 raise PublishFailed(
                     f"connection lost before {command.message_id} was confirmed ({exc!r}); "
                     "it may be queued: publish it again with the same message_id"
                 ) from exc
+
+
+def _no_confirm(command: Command, timeout: float | None) -> PublishFailed:
+    return PublishFailed(
+        f"no confirm for {command.message_id} within {timeout or 0:g} s; "
+        "it may be queued: publish it again with the same message_id"
+    )
 
 
 def _message(command: Command, reply_to: str | None) -> aio_pika.Message:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import uuid
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,7 @@ COLUMNS = (
     "DVSACampaignReference",
     "RecallCampaignStartDate",
 )
-_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y")
-# Fixed, so that every installation derives the same message_id from the same row.
-_NAMESPACE = uuid.UUID("5b0f6c1e-8f3a-4d5e-9a43-2f1d7c9e6b21")
+_DATE_FORMATS = ("%d/%m/%Y",)
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,13 @@ class Chunk:
 
 def create_message_id(vin: str, manufacturer_ref: str, dvsa_ref: str | None, start: dt.date) -> str:
     """The message_id of the create that opens this recall: the same whoever builds it."""
-    return str(uuid.uuid5(_NAMESPACE, f"create|{vin.upper()}|{manufacturer_ref}|{dvsa_ref or ''}|{start}"))
+    return content_id(f"create|{vin.upper()}|{manufacturer_ref}|{dvsa_ref or ''}|{start}")
+
+
+def content_id(content: str) -> str:
+    """A UUID-shaped digest of ``content`` (a hash, a few times faster than ``uuid.uuid5``)."""
+    h = hashlib.blake2b(content.encode(), digest_size=16, person=b"recalls-fleet").hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class SnapshotReader:
@@ -141,6 +145,11 @@ def _is_header(line: list[str]) -> bool:
 
 
 def _date(text: str) -> dt.date | None:
+    if len(text) == 10 and text[4] == "-":
+        try:
+            return dt.date.fromisoformat(text)  # the usual case, many times faster than strptime
+        except ValueError:
+            return None
     for layout in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, layout).date()

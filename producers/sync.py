@@ -17,20 +17,18 @@ import asyncio
 import datetime as dt
 import hashlib
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from producers.importer import Importer, ImportProgress
 from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import SnapshotReader
+from producers.snapshot_csv import SnapshotReader, content_id
 from shared.contracts import CreateCommand, FixCommand
 from shared.store.ledger import Ledger, LedgerEntry
 
 DEFAULT_MAX_FIX_SHARE = 0.2
 SAMPLE = 5
 _DATE_IN_NAME = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
-_NAMESPACE = uuid.UUID("0c7d4a61-3b5e-4f0a-8e2d-9b6c1f3a7d54")
 
 
 class MassFixRefused(Exception):
@@ -66,8 +64,7 @@ def snapshot_date(path: Path, today: dt.date) -> dt.date:
 
 
 def fix_message_id(entry: LedgerEntry, rectification_date: dt.date) -> str:
-    key = f"fix|{entry.vin}|{entry.manufacturer_campaign_reference}|{rectification_date}"
-    return str(uuid.uuid5(_NAMESPACE, key))
+    return content_id(f"fix|{entry.vin}|{entry.manufacturer_campaign_reference}|{rectification_date}")
 
 
 async def plan_sync(ledger: Ledger, snapshot: Path, rectification_date: dt.date) -> SyncPlan:

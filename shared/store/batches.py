@@ -78,14 +78,18 @@ class Batches:
             return []
         dialect = postgresql if self._db.dialect == "postgresql" else sqlite
         rows = [_journal_row(batch_id, command) for command in commands]
-        unpublished = and_(batch_commands.c.message_id.in_(ids), batch_commands.c.published.is_(False))
+        journal = batch_commands.c
+        insert = dialect.insert(batch_commands).on_conflict_do_nothing().returning(journal.message_id)
         async with self._db.writing() as connection:
-            await connection.execute(dialect.insert(batch_commands).on_conflict_do_nothing(), rows)
-            # A left-over of an interrupted run is published by this batch now, so it counts here.
-            moved = update(batch_commands).where(unpublished, batch_commands.c.batch_id != batch_id)
-            await connection.execute(moved.values(batch_id=batch_id))
-            due = await connection.execute(select(batch_commands.c.message_id).where(unpublished))
-            to_publish = set(due.scalars())
+            to_publish: set[str] = set((await connection.execute(insert, rows)).scalars())
+            known = [message_id for message_id in ids if message_id not in to_publish]
+            if known:  # journaled before: only a left-over of an interrupted run is published again
+                unpublished = and_(journal.message_id.in_(known), journal.published.is_(False))
+                # It is published by this batch now, so it counts here.
+                moved = update(batch_commands).where(unpublished, journal.batch_id != batch_id)
+                await connection.execute(moved.values(batch_id=batch_id))
+                due = await connection.execute(select(journal.message_id).where(unpublished))
+                to_publish.update(due.scalars())
         claimed: list[Command] = []
         for command in commands:
             if command.message_id in to_publish:
