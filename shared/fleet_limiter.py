@@ -25,8 +25,8 @@ from shared.redis_hold import RedisHold
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
 # ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] 1: bulk lane.  Reserves the verb's next slot, spaced
 # so that a window plus the slack of a call's time from grant to answer holds the limit (see
-# shared.ratelimit); returns {wait before it (µs), 1}.  A bulk caller books only a slot free now:
-# otherwise it gets {wait until the schedule is free (µs), 0} and must ask again then.
+# shared.ratelimit); returns {wait before it (µs), 1}.  A bulk caller books only the next slot or
+# one free now: otherwise it gets {wait until only one slot is booked ahead (µs), 0} and asks again.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -36,8 +36,8 @@ local slack = math.min(tonumber(took[1] or 0) + 2 * tonumber(took[2] or 0), wind
 local next_free = tonumber(redis.call('GET', KEYS[1]) or 0)
 local paused_until = tonumber(redis.call('GET', KEYS[2]) or 0)
 local slot = math.max(now, next_free, paused_until)
-if ARGV[3] == '1' and slot > now then return {slot - now, 0} end
 local interval = math.floor((window + slack) / tonumber(ARGV[1]))
+if ARGV[3] == '1' and slot > now + interval then return {slot - now - interval, 0} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', 60000 + math.ceil((slot - now) / 1000))
 return {slot - now, 1}
 """
@@ -131,20 +131,28 @@ class RedisLimiter:
 
     async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
         if lane == "live":
-            return await self._acquire(verb, bulk=False)
-        # One bulk caller per verb in this process asks at a time: the others would only ask in vain.
+            return await self._go(verb, await self._book(verb, bulk=False))
+        # One bulk caller per verb in this process books at a time: the others would only ask in vain.
         async with self._bulk_turn[verb]:
-            return await self._acquire(verb, bulk=True)
+            wait_us = await self._book(verb, bulk=True)
+        return await self._go(verb, wait_us)
 
-    async def _acquire(self, verb: Verb, *, bulk: bool) -> Permit:
-        schedule, paused, counted, tickets, took = self._keys(verb)
+    async def _book(self, verb: Verb, *, bulk: bool) -> int:
+        """Book the verb's next slot (bulk: once it is at most one slot ahead); µs until it comes."""
+        schedule, paused, _, _, took = self._keys(verb)
         while True:
-            booked = 0
-            while not booked:
-                wait_us, booked = await self._run(
-                    self._reserve, [schedule, paused, took], [self._limit, self._window_us, int(bulk)]
-                )
-                await self._sleep(wait_us / 1_000_000)
+            wait_us, booked = await self._run(
+                self._reserve, [schedule, paused, took], [self._limit, self._window_us, int(bulk)]
+            )
+            if booked:
+                return int(wait_us)
+            await self._sleep(wait_us / 1_000_000)
+
+    async def _go(self, verb: Verb, wait_us: int) -> Permit:
+        """Wait for the booked slot, then for the gate."""
+        _, paused, counted, tickets, _ = self._keys(verb)
+        while True:
+            await self._sleep(wait_us / 1_000_000)
             while True:
                 wait_us, ticket = await self._run(
                     self._gate,
@@ -157,6 +165,7 @@ class RedisLimiter:
             if wait_us == 0:
                 return Permit(verb, ticket=str(ticket))
             # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
+            wait_us = await self._book(verb, bulk=False)
 
     async def answered(self, permit: Permit) -> None:
         keys = self._keys(permit.verb)

@@ -17,9 +17,11 @@ a window after call *k* did, on any machine under any load, with no allowance fo
 is one call's latency per window (a few milliseconds in a second).  The margin only covers how DVSA
 rounds its window.
 
-Live work goes first: a caller from the bulk lane books a slot only when the verb's schedule is free
-now (one bulk caller per verb and process at a time), so live callers book ahead of all bulk work but
-one call, and bulk work takes every slot live work leaves.
+Live work goes first: a caller from the bulk lane books a slot only when the verb's schedule is booked
+no further ahead than the next slot (one bulk caller per verb and process asks at a time), so a live
+caller finds at most one bulk call booked ahead of it, and bulk work takes every slot live work
+leaves: the next bulk booking is made while the last one waits for its slot, so a late wake-up of
+the bulk side loses no slot.
 
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
 (:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
@@ -100,25 +102,33 @@ class SpacingLimiter:
 
     async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
         if lane == "live":
-            return await self._acquire(verb)
+            return await self._go(verb, self._book(verb))
         async with self._bulk_turn[verb]:
-            while (wait := max(self._next_slot[verb], self._paused_until[verb]) - self._clock()) > 0:
+            # Rounding can leave a wait too small to move the clock: a microsecond is near enough.
+            while (wait := self._booked_ahead(verb) - self.interval(verb)) > 1e-6:
                 await self._sleep(wait)
-            return await self._acquire(verb)
+            slot = self._book(verb)
+        return await self._go(verb, slot)
 
-    async def _acquire(self, verb: Verb) -> Permit:
+    def _book(self, verb: Verb) -> float:
+        """Claim the verb's next slot at once, so callers queue up behind it in order."""
+        slot = max(self._clock(), self._next_slot[verb], self._paused_until[verb])
+        self._next_slot[verb] = slot + self.interval(verb)
+        return slot
+
+    def _booked_ahead(self, verb: Verb) -> float:
+        return max(self._next_slot[verb], self._paused_until[verb]) - self._clock()
+
+    async def _go(self, verb: Verb, slot: float) -> Permit:
         while True:
-            now = self._clock()
-            slot = max(now, self._next_slot[verb], self._paused_until[verb])
-            # Claim the slot before sleeping, so concurrent callers queue up behind it in order.
-            self._next_slot[verb] = slot + self.interval(verb)
-            if slot > now:
-                await self._sleep(slot - now)
+            if (wait := slot - self._clock()) > 0:
+                await self._sleep(wait)
             while (wait := self._gate(verb)) > 0:
                 await self._sleep(wait)
             if wait == 0:
                 return self._let_go[verb][-1]
             # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
+            slot = self._book(verb)
 
     def _gate(self, verb: Verb) -> float:
         """Let the call through (0), say how long until the window allows it, or -1 when paused."""
