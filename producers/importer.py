@@ -23,7 +23,7 @@ import msgspec
 
 from producers.publisher import Publisher
 from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import Chunk, SnapshotReader
+from producers.snapshot_csv import Chunk, SnapshotReader, chunks
 from shared.contracts import Command, CreateCommand
 from shared.store.batches import Batches
 from shared.store.ledger import Ledger
@@ -110,9 +110,8 @@ class Importer:
     async def _prepare(self, run: _Run) -> None:
         """Read, validate and claim chunks ahead of the publisher, then the commands that follow."""
         try:
-            while not run.stop.is_set():
-                chunk = await asyncio.to_thread(run.reader.next_chunk)
-                if chunk is None:
+            async for chunk in chunks(run.reader):
+                if run.stop.is_set():
                     break
                 await asyncio.to_thread(run.rejects.add, chunk.rejected)
                 await run.ready.put(await self._claim_rows(chunk, run.progress))

@@ -11,16 +11,21 @@ class KeyedLock:
     """Serialises work per key while unrelated keys run concurrently; holds no memory for idle keys."""
 
     def __init__(self) -> None:
-        self._released: dict[str, asyncio.Event] = {}
+        # A held key maps to the event its waiters wait on, made only when one has to wait.
+        self._held: dict[str, asyncio.Event | None] = {}
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         # No await between the check and the claim, so two waiters cannot both claim the key.
-        while (busy := self._released.get(key)) is not None:
-            await busy.wait()
-        released = self._released[key] = asyncio.Event()
+        while key in self._held:
+            released = self._held[key]
+            if released is None:
+                released = self._held[key] = asyncio.Event()
+            await released.wait()
+        self._held[key] = None
         try:
             yield
         finally:
-            del self._released[key]
-            released.set()
+            released = self._held.pop(key)
+            if released is not None:
+                released.set()

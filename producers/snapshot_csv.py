@@ -5,18 +5,21 @@ The format (DVSA's daily snapshot and one-off historic transfer) has four column
 without a header row; the DVSA reference may be empty.  Every row becomes a :class:`CreateCommand`
 checked by the same rules as the publisher, or a :class:`RowError` naming the row, field and reason.
 
-Rows are read in chunks by a plain generator so that memory stays flat for any file size; async callers
-run :meth:`SnapshotReader.next_chunk` in a thread so the event loop never waits on the disk.  A row's
+Rows are read in chunks so that memory stays flat for any file size.  :func:`chunks` reads the file's
+bytes in a thread (the event loop never waits on the disk) and parses them on the loop: parsing in a
+thread would only contend for the interpreter lock with the publishing it feeds.  A row's
 message_id is derived from its content, so the same row read again (a re-run, a duplicate row, the same
 recall in a later snapshot) is the same command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -31,6 +34,7 @@ COLUMNS = (
     "RecallCampaignStartDate",
 )
 _DATE_FORMATS = ("%d/%m/%Y",)
+_READ_AHEAD_CHARS = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,15 @@ def content_id(content: str) -> str:
 
 
 class SnapshotReader:
-    """Reads a snapshot file in chunks of ``chunk_rows`` rows."""
+    """Parses a snapshot file in chunks of ``chunk_rows`` rows from lines read ahead by :meth:`read_ahead`."""
 
     def __init__(self, stream: IO[str], *, chunk_rows: int = 1000, correlation_id: str | None = None) -> None:
         self._stream = stream
         self._chunk_rows = chunk_rows
         self._correlation_id = correlation_id
         self._chars_read = 0
+        self._lines: deque[str] = deque()
+        self._end_of_file = False
         self._rows = self._numbered_rows()
 
     @classmethod
@@ -81,8 +87,21 @@ class SnapshotReader:
     def close(self) -> None:
         self._stream.close()
 
+    @property
+    def wants_lines(self) -> bool:
+        # Twice a chunk ahead, so a quoted field's line breaks never run past what has been read.
+        return not self._end_of_file and len(self._lines) < 2 * self._chunk_rows
+
+    def read_ahead(self) -> None:
+        """Read the next lines of the file (blocking: async callers run it in a thread)."""
+        lines = self._stream.readlines(_READ_AHEAD_CHARS)
+        self._lines.extend(lines)
+        self._end_of_file = not lines
+
     def next_chunk(self) -> Chunk | None:
         """The next rows as commands and errors; ``None`` at the end of the file."""
+        while self.wants_lines:
+            self.read_ahead()
         chunk = Chunk(commands=[], rejected=[], chars_read=0)
         for number, line in self._rows:
             parsed = self._parse(number, line)
@@ -101,13 +120,16 @@ class SnapshotReader:
         while (chunk := self.next_chunk()) is not None:
             yield chunk
 
-    def _counted_lines(self) -> Iterator[str]:
-        for line in self._stream:
+    def _read_lines(self) -> Iterator[str]:
+        while self._lines or not self._end_of_file:
+            if not self._lines:
+                raise ValueError(f"a row spans more than {2 * self._chunk_rows} lines")
+            line = self._lines.popleft()
             self._chars_read += len(line)
             yield line
 
     def _numbered_rows(self) -> Iterator[tuple[int, list[str]]]:
-        for number, line in enumerate(csv.reader(self._counted_lines()), start=1):
+        for number, line in enumerate(csv.reader(self._read_lines()), start=1):
             if not line or all(not cell.strip() for cell in line):
                 continue  # blank lines are not rows
             if number == 1 and _is_header(line):
@@ -138,6 +160,17 @@ class SnapshotReader:
             return RowError(number, exc.errors, line)
         assert isinstance(command, CreateCommand)
         return command
+
+
+async def chunks(reader: SnapshotReader) -> AsyncIterator[Chunk]:
+    """The reader's chunks, with the file read in a thread and each chunk parsed on the loop."""
+    while True:
+        while reader.wants_lines:
+            await asyncio.to_thread(reader.read_ahead)
+        chunk = reader.next_chunk()
+        if chunk is None:
+            return
+        yield chunk
 
 
 def _is_header(line: list[str]) -> bool:

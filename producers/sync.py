@@ -22,7 +22,7 @@ from pathlib import Path
 
 from producers.importer import Importer, ImportProgress
 from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import SnapshotReader, content_id
+from producers.snapshot_csv import SnapshotReader, chunks, content_id
 from shared.contracts import CreateCommand, FixCommand
 from shared.store.ledger import Ledger, LedgerEntry
 
@@ -76,7 +76,7 @@ async def plan_sync(ledger: Ledger, snapshot: Path, rectification_date: dt.date)
     reader = await asyncio.to_thread(SnapshotReader.open, snapshot)
     rejects = await asyncio.to_thread(RejectReport, report_path(snapshot))
     try:
-        while (chunk := await asyncio.to_thread(reader.next_chunk)) is not None:
+        async for chunk in chunks(reader):
             await asyncio.to_thread(rejects.add, chunk.rejected)
             plan.rows_read += len(chunk.commands) + len(chunk.rejected)
             plan.rejected += len(chunk.rejected)
