@@ -37,6 +37,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, deque
@@ -407,8 +408,11 @@ def percentiles(latencies_ms: list[float]) -> Json:
 
 async def run(options: Options) -> Json:
     tag = uuid.uuid4().hex[:6]
-    async with sandbox_and_broker(load_settings(prefix=f"bench-{tag}")) as (settings, admin, channel):
-        return await run_phases(options, settings, tag, admin, channel)
+    with tempfile.TemporaryDirectory() as scratch:
+        # The workers' ledger: a scratch SQLite file, unless RECALLS_DATABASE_URL names a database.
+        os.environ.setdefault("RECALLS_SQLITE_PATH", str(Path(scratch) / "ledger.db"))
+        async with sandbox_and_broker(load_settings(prefix=f"bench-{tag}")) as (settings, admin, channel):
+            return await run_phases(options, settings, tag, admin, channel)
 
 
 @contextlib.asynccontextmanager
