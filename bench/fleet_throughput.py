@@ -267,9 +267,9 @@ async def stop_workers(workers: Sequence[WorkerProcess]) -> list[int]:
 @contextlib.asynccontextmanager
 async def running_workers(settings: Settings, options: Options) -> AsyncIterator[list[WorkerProcess]]:
     env = worker_env(settings, options.redis)
-    started = await asyncio.gather(
-        *(start_worker(env) for _ in range(options.processes)), return_exceptions=True
-    )
+    # As ``recalls worker --processes N`` does: the first process alone keeps the ledger.
+    envs = [env] + [{**env, "RECALLS_RECORD_EVENTS": "false"}] * (options.processes - 1)
+    started = await asyncio.gather(*(start_worker(e) for e in envs), return_exceptions=True)
     workers = [w for w in started if isinstance(w, WorkerProcess)]
     try:
         for failure in started:

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         20, ge=0, description="Seconds a stopping worker lets in-flight commands finish."
     )
+    record_events: bool = Field(
+        True,
+        description="This worker process also keeps the ledger and batch jobs from the outcome events. "
+        "A fleet needs it in one or two processes, not all.",
+    )
     sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
     sandbox_port: int = Field(8900, gt=0, lt=65536, description="The DVSA sandbox's port.")
 

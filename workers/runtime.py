@@ -121,8 +121,9 @@ class Worker:
             for lane in LANES:
                 queue = await consuming.get_queue(self._topology.command_queue(verb, lane))
                 consumers.append((queue, await queue.consume(on_message)))
-        self.recorder = recorder = EventRecorder(db, self._topology, prefetch=self._settings.prefetch)
-        await recorder.start(connection)
+        if self._settings.record_events:
+            self.recorder = EventRecorder(db, self._topology, prefetch=self._settings.prefetch)
+            await self.recorder.start(connection)
         self._announce()
         self.ready.set()
         await self._stopping.wait()
@@ -130,7 +131,8 @@ class Worker:
             await queue.cancel(tag)
         await self._drain()
         await consuming.close()
-        await recorder.stop(self._settings.shutdown_grace)
+        if self.recorder is not None:
+            await self.recorder.stop(self._settings.shutdown_grace)
 
     async def _drain(self) -> None:
         if not self._in_flight:

@@ -3,19 +3,22 @@
 Each child is an ordinary ``python -m workers`` process, so a fleet of N here behaves exactly like N
 workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
 reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
-pause, so one crash does not shrink the fleet.
+pause, so one crash does not shrink the fleet.  Only the first child keeps the ledger from the outcome
+events (one recorder serves a host's fleet), unless ``RECALLS_RECORD_EVENTS`` says otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 log = logging.getLogger("recalls.supervisor")
 RESTART_PAUSE = 1.0
+RECORD_EVENTS = "RECALLS_RECORD_EVENTS"
 
 
 class Supervisor:
@@ -34,7 +37,7 @@ class Supervisor:
 
     async def _keep_running(self, index: int) -> int:
         while True:
-            child = await asyncio.create_subprocess_exec(*self._argv)
+            child = await asyncio.create_subprocess_exec(*self._argv, env=_child_env(index))
             log.info("worker process started", extra={"index": index, "pid": child.pid})
             stop = asyncio.create_task(self._stopping.wait())
             exited = asyncio.create_task(child.wait())
@@ -50,6 +53,12 @@ class Supervisor:
                 return 0
             except TimeoutError:
                 continue
+
+
+def _child_env(index: int) -> dict[str, str] | None:
+    if index == 0 or RECORD_EVENTS in os.environ:
+        return None  # as this process's
+    return {**os.environ, RECORD_EVENTS: "false"}
 
 
 async def supervise(processes: int, argv: Sequence[str] = ()) -> int:
