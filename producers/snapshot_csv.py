@@ -80,9 +80,9 @@ class SnapshotReader:
         self._rows = self._numbered_rows()
 
     @classmethod
-    def open(cls, path: Path, **options: int | str | None) -> SnapshotReader:
+    def open(cls, path: Path, *, chunk_rows: int = 1000, correlation_id: str | None = None) -> SnapshotReader:
         stream = path.open(newline="", encoding="utf-8-sig")  # Excel writes a byte-order mark
-        return cls(stream, **options)  # type: ignore[arg-type]
+        return cls(stream, chunk_rows=chunk_rows, correlation_id=correlation_id)
 
     def close(self) -> None:
         self._stream.close()
