@@ -116,26 +116,29 @@ class Batches:
             )
             await _complete_if_done(connection, batch_id)
 
-    async def record(self, event: OutcomeEvent) -> None:
-        """Store a command's outcome (the first one only), completing its batch with the last one."""
-        outcome = {
-            "result": event.result,
-            "reason": event.reason,
-            "dvsa_status": event.dvsa_status,
-            "recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
-            "completed_at": event.completed_at,
-            "published": True,  # an outcome proves it, even if the publisher died before saying so
-        }
-        first = and_(batch_commands.c.message_id == event.message_id, batch_commands.c.result.is_(None))
+    async def record(self, *events: OutcomeEvent) -> None:
+        """Store each command's outcome (the first one only), completing a batch with its last one.
+
+        All in one transaction, in message_id order, and each batch row locked once, in id order, so
+        that two consumers cannot deadlock.
+        """
+        touched: set[str] = set()
         async with self._db.writing() as connection:
-            stored = await connection.execute(
-                update(batch_commands).where(first).values(**outcome).returning(batch_commands.c.batch_id)
-            )
-            batch_id = stored.scalar_one_or_none()
-            if batch_id is None:
-                return  # not a batch's command, or its outcome is already known
-            await _lock(connection, batch_id)
-            await _complete_if_done(connection, batch_id)
+            for event in sorted(events, key=lambda e: e.message_id):
+                journal = batch_commands.c
+                first = and_(journal.message_id == event.message_id, journal.result.is_(None))
+                stored = await connection.execute(
+                    update(batch_commands)
+                    .where(first)
+                    .values(**_outcome(event))
+                    .returning(batch_commands.c.batch_id)
+                )
+                batch_id = stored.scalar_one_or_none()
+                if batch_id is not None:  # else not a batch's command, or its outcome is already known
+                    touched.add(batch_id)
+            for batch_id in sorted(touched):
+                await _lock(connection, batch_id)
+                await _complete_if_done(connection, batch_id)
 
     async def status(self, batch_id: str) -> BatchStatus | None:
         async with self._db.reading() as connection:
@@ -180,6 +183,17 @@ class Batches:
             if len(page) < _PAGE:
                 return
             after = page[-1]["message_id"]
+
+
+def _outcome(event: OutcomeEvent) -> dict[str, Any]:
+    return {
+        "result": event.result,
+        "reason": event.reason,
+        "dvsa_status": event.dvsa_status,
+        "recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
+        "completed_at": event.completed_at,
+        "published": True,  # an outcome proves it, even if the publisher died before saying so
+    }
 
 
 def _journal_row(batch_id: str, command: Command) -> dict[str, Any]:

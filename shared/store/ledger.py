@@ -52,13 +52,18 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def apply(self, event: OutcomeEvent) -> None:
-        """Bring the entries ``event`` speaks of up to date, unless they already reflect something newer."""
-        if event.result == "failed":
+    async def apply(self, *events: OutcomeEvent) -> None:
+        """Bring the entries the events speak of up to date, unless they already reflect something newer.
+
+        All in one transaction, taking rows in VIN order so that two consumers cannot deadlock.
+        """
+        usable = sorted((event for event in events if event.result != "failed"), key=lambda e: e.vin.upper())
+        if not usable:
             return
         async with self._db.writing() as connection:
-            for key, changes in await _changes(connection, event):
-                await connection.execute(self._upsert(key, changes, event))
+            for event in usable:
+                for key, changes in await _changes(connection, event):
+                    await connection.execute(self._upsert(key, changes, event))
 
     def _upsert(self, key: Key, changes: dict[str, Any], event: OutcomeEvent) -> Any:
         values = {

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import logging
+import sqlite3
+from pathlib import Path
 
 from aio_pika.abc import AbstractChannel
 from click.testing import CliRunner, Result
@@ -100,3 +104,45 @@ async def test_a_batch_completes_when_its_outcomes_are_recorded(
     unknown = await recalls("batch", "status", "0" * 32)
     assert unknown.exit_code == 1
     assert "no batch job" in unknown.output
+
+
+class _Seen(logging.Handler):
+    """Sets an event when a record whose message starts with ``prefix`` is logged."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            self.seen.set()
+
+
+def rename_table(path: Path, old: str, new: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute(f"ALTER TABLE {old} RENAME TO {new}")
+        connection.commit()
+
+
+async def test_events_the_store_refuses_go_back_to_the_queue_and_are_recorded_later(
+    settings: Settings, channel: AbstractChannel, events: Events, worker: Worker
+) -> None:
+    refused = _Seen("could not record")
+    logging.getLogger("recalls.worker.ledger").addHandler(refused)
+    try:
+        await asyncio.to_thread(rename_table, settings.sqlite_path, "ledger", "ledger_away")
+        opened, _ = create_and_fix("WAUZZZ8V000000888")
+        await publish(channel, settings, opened)
+        await events.wait_for(1)
+        async with asyncio.timeout(30):
+            await refused.seen.wait()
+    finally:
+        logging.getLogger("recalls.worker.ledger").removeHandler(refused)
+    assert worker.recorder is not None and worker.recorder.recorded_count == 0
+
+    await asyncio.to_thread(rename_table, settings.sqlite_path, "ledger_away", "ledger")
+    await recorded(worker, 1)
+    shown = await recalls("status", "WAUZZZ8V000000888", "--json")
+    [entry] = json.loads(shown.output)
+    assert (entry["state"], entry["last_message_id"]) == ("open", opened.message_id)
