@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, case, exists, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -119,24 +119,26 @@ class Batches:
     async def record(self, *events: OutcomeEvent) -> None:
         """Store each command's outcome (the first one only), completing a batch with its last one.
 
-        All in one transaction, in message_id order, and each batch row locked once, in id order, so
-        that two consumers cannot deadlock.
+        All in one transaction: one query finds which events are a batch's commands still waiting for
+        their outcome (most events are not), one statement stores those, then each batch touched is
+        locked once, in id order so that two consumers cannot deadlock.
         """
-        touched: set[str] = set()
+        journal = batch_commands.c
         async with self._db.writing() as connection:
-            for event in sorted(events, key=lambda e: e.message_id):
-                journal = batch_commands.c
-                first = and_(journal.message_id == event.message_id, journal.result.is_(None))
-                stored = await connection.execute(
-                    update(batch_commands)
-                    .where(first)
-                    .values(**_outcome(event))
-                    .returning(batch_commands.c.batch_id)
+            waiting: dict[str, str] = {}
+            ids = sorted({event.message_id for event in events})
+            for start in range(0, len(ids), _PAGE):
+                page = ids[start : start + _PAGE]
+                query = select(journal.message_id, journal.batch_id).where(
+                    journal.message_id.in_(page), journal.result.is_(None)
                 )
-                batch_id = stored.scalar_one_or_none()
-                if batch_id is not None:  # else not a batch's command, or its outcome is already known
-                    touched.add(batch_id)
-            for batch_id in sorted(touched):
+                waiting.update((row.message_id, row.batch_id) for row in await connection.execute(query))
+            outcomes = [_outcome(event) for event in events if event.message_id in waiting]
+            if not outcomes:
+                return
+            # A repeated message_id's later outcome finds the result set and changes nothing.
+            await connection.execute(_STORE_OUTCOME, sorted(outcomes, key=lambda row: row["m_id"]))
+            for batch_id in sorted(set(waiting.values())):
                 await _lock(connection, batch_id)
                 await _complete_if_done(connection, batch_id)
 
@@ -185,14 +187,24 @@ class Batches:
             after = page[-1]["message_id"]
 
 
+_OUTCOME_COLUMNS = ("result", "reason", "dvsa_status", "recalls", "completed_at")
+_STORE_OUTCOME = (
+    update(batch_commands)
+    .where(batch_commands.c.message_id == bindparam("m_id"), batch_commands.c.result.is_(None))
+    # published: an outcome proves it, even if the publisher died before saying so
+    .values(published=True, **{name: bindparam(f"m_{name}") for name in _OUTCOME_COLUMNS})
+)
+
+
 def _outcome(event: OutcomeEvent) -> dict[str, Any]:
+    """``_STORE_OUTCOME``'s parameters for ``event``."""
     return {
-        "result": event.result,
-        "reason": event.reason,
-        "dvsa_status": event.dvsa_status,
-        "recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
-        "completed_at": event.completed_at,
-        "published": True,  # an outcome proves it, even if the publisher died before saying so
+        "m_id": event.message_id,
+        "m_result": event.result,
+        "m_reason": event.reason,
+        "m_dvsa_status": event.dvsa_status,
+        "m_recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
+        "m_completed_at": event.completed_at,
     }
 
 

@@ -26,7 +26,9 @@ log = logging.getLogger("recalls.store.ledger")
 
 State = Literal["open", "fixed", "deleted"]
 Key = tuple[str, str]
+Change = tuple[Key, dict[str, Any], OutcomeEvent]
 _PAGE = 1000
+_KEY = ("vin", "manufacturer_campaign_reference")
 
 
 @dataclass(frozen=True)
@@ -51,44 +53,50 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._statements: dict[tuple[str, ...], Any] = {}
 
     async def apply(self, *events: OutcomeEvent) -> None:
         """Bring the entries the events speak of up to date, unless they already reflect something newer.
 
-        All in one transaction, taking rows in VIN order so that two consumers cannot deadlock.
+        One transaction for all of them, and one statement per kind of change, each run for many rows
+        at once: the recorder's cost per event stays small at the fleet's full rate.
         """
-        usable = sorted((event for event in events if event.result != "failed"), key=lambda e: e.vin.upper())
+        usable = [event for event in events if event.result != "failed"]
         if not usable:
             return
         async with self._db.writing() as connection:
+            pending: list[Change] = []
             for event in usable:
-                for key, changes in await _changes(connection, event):
-                    await connection.execute(self._upsert(key, changes, event))
+                if _finds_entries(event):  # by looking them up: what came before must be in place
+                    await self._upsert_all(connection, pending)
+                    pending = []
+                pending.extend((key, values, event) for key, values in await _changes(connection, event))
+            await self._upsert_all(connection, pending)
 
-    def _upsert(self, key: Key, changes: dict[str, Any], event: OutcomeEvent) -> Any:
-        values = {
-            "vin": key[0],
-            "manufacturer_campaign_reference": key[1],
-            "last_message_id": event.message_id,
-            "updated_at": event.completed_at,
-            **changes,
-        }
-        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
-        insert = dialect.insert(ledger).values(**values)
-        newer = insert.excluded
-        return insert.on_conflict_do_update(
-            index_elements=[ledger.c.vin, ledger.c.manufacturer_campaign_reference],
-            set_={
-                name: newer[name] for name in values if name not in {"vin", "manufacturer_campaign_reference"}
-            },
-            where=or_(
-                newer.updated_at > ledger.c.updated_at,
-                and_(
-                    newer.updated_at == ledger.c.updated_at,
-                    newer.last_message_id > ledger.c.last_message_id,
+    async def _upsert_all(self, connection: AsyncConnection, changes: list[Change]) -> None:
+        for round_ in _rounds(changes):
+            for columns, rows in _by_columns(round_).items():
+                await connection.execute(self._upsert(columns), rows)
+
+    def _upsert(self, columns: tuple[str, ...]) -> Any:
+        """The upsert that sets ``columns`` (made once per set of columns), for rows given at run time."""
+        statement = self._statements.get(columns)
+        if statement is None:
+            dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+            insert = dialect.insert(ledger)
+            newer = insert.excluded
+            statement = self._statements[columns] = insert.on_conflict_do_update(
+                index_elements=[ledger.c.vin, ledger.c.manufacturer_campaign_reference],
+                set_={name: newer[name] for name in columns if name not in _KEY},
+                where=or_(
+                    newer.updated_at > ledger.c.updated_at,
+                    and_(
+                        newer.updated_at == ledger.c.updated_at,
+                        newer.last_message_id > ledger.c.last_message_id,
+                    ),
                 ),
-            ),
-        )
+            )
+        return statement
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         query = (
@@ -136,6 +144,39 @@ class Ledger:
         async with self._db.reading() as connection:
             count = await connection.scalar(select(func.count()).where(ledger.c.state == "open"))
         return int(count or 0)
+
+
+def _rounds(changes: list[Change]) -> list[list[Change]]:
+    """The changes in rounds, each entry at most once a round and in time order across rounds.
+
+    One statement may not touch a row twice (PostgreSQL refuses), and an entry's changes must land
+    oldest first, as each sets only its own columns.
+    """
+    per_key: dict[Key, list[Change]] = {}
+    for change in sorted(changes, key=lambda c: (c[2].completed_at, c[2].message_id)):
+        per_key.setdefault(change[0], []).append(change)
+    depth = max((len(queue) for queue in per_key.values()), default=0)
+    return [[queue[n] for queue in per_key.values() if n < len(queue)] for n in range(depth)]
+
+
+def _by_columns(changes: list[Change]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The rows to upsert, grouped by the columns they set; rows sorted by key, so locks go in order."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for (vin, reference), values, event in sorted(changes, key=lambda c: c[0]):
+        row = {
+            "vin": vin,
+            "manufacturer_campaign_reference": reference,
+            "last_message_id": event.message_id,
+            "updated_at": event.completed_at,
+            **values,
+        }
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return groups
+
+
+def _finds_entries(event: OutcomeEvent) -> bool:
+    """A fix or delete that names only DVSA's reference: its entries are looked up by it."""
+    return event.verb != "get" and event.manufacturer_campaign_reference is None
 
 
 async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tuple[Key, dict[str, Any]]]:

@@ -198,6 +198,34 @@ async def test_a_get_confirms_each_recall_it_lists(db: Database) -> None:
     assert second.confirmed_at == check.completed_at  # a fix is not a confirmation
 
 
+async def test_a_group_of_events_in_one_call_lands_as_if_applied_in_time_order(db: Database) -> None:
+    ledger = Ledger(db)
+    other = "WAUZZZ8V000000042"
+    group = [
+        fixed(2),  # arrives first, completed after the create: both land, the fix on top
+        created(1),
+        fixed(3, manufacturer_campaign_reference=None, dvsa_campaign_reference="R/2025/101", vin=other),
+        created(0, vin=other, manufacturer_campaign_reference="RC-5"),  # the fix above finds it by it
+        event("delete", 4, manufacturer_campaign_reference="RC-7"),
+        event("delete", 5, manufacturer_campaign_reference="RC-7"),  # the same entry twice in one go
+        fixed(6, result="failed", manufacturer_campaign_reference="RC-8"),
+    ]
+    group[2], group[3] = group[3], group[2]  # the create of `other` comes before its fix by reference
+    await ledger.apply(*group)
+
+    first, deleted = await ledger.for_vin(VIN)
+    assert (first.manufacturer_campaign_reference, first.state, first.recall_campaign_start_date) == (
+        "RC-1",
+        "fixed",
+        START,
+    )
+    assert first.last_message_id == group[0].message_id
+    assert (deleted.manufacturer_campaign_reference, deleted.state) == ("RC-7", "deleted")
+    assert deleted.last_message_id == group[5].message_id
+    [found] = await ledger.for_vin(other)
+    assert (found.manufacturer_campaign_reference, found.state) == ("RC-5", "fixed")
+
+
 async def test_holding_open_recalls_and_count(db: Database) -> None:
     ledger = Ledger(db)
     vins = [f"WAUZZZ8V{n:09d}" for n in range(1_205)]
@@ -289,6 +317,24 @@ async def test_record_completes_the_batch_and_status_counts(db: Database) -> Non
         {"manufacturer_campaign_reference": "RC-1", "repair_status": "FIXED"}
     ]
     assert await batches.status("no-such-batch") is None
+
+
+async def test_outcomes_recorded_as_one_group_complete_the_batch(db: Database) -> None:
+    batches = Batches(db)
+    batch = await batches.start("import", None)
+    commands = creates(300, 3)
+    await batches.published([c.message_id for c in await batches.claim(batch, commands)])
+    await batches.close_publishing(batch, rejected=0, skipped=0)
+    await batches.record(
+        outcome(commands[2], "failed", reason="400 bad date"),
+        event("create", 0),  # not a batch's command
+        outcome(commands[0], "applied"),
+        outcome(commands[2], "applied"),  # a duplicate in the same group: the first outcome stands
+        outcome(commands[1], "already_applied"),
+    )
+    status = await batches.status(batch)
+    assert status is not None
+    assert (status.status, status.succeeded, status.already_applied, status.failed) == ("completed", 1, 1, 1)
 
 
 async def test_a_batch_with_every_outcome_in_completes_when_publishing_closes(db: Database) -> None:
