@@ -1,7 +1,7 @@
 """How fast ``recalls import`` publishes a large historic file, against a bare aio-pika loop.
 
 1. Writes a CSV of ``--rows`` rows in DVSA's SFTP format (default 1,000,000).
-2. Bare loop: publishes the same create messages (same JSON bodies and message_ids) to the bulk create
+2. Bare loop: publishes the same create messages (same JSON bodies and properties) to the bulk create
    queue with publisher confirms, 1,000 outstanding at a time, with nothing else: no CSV, no checks, no
    journal.  The ceiling for a Python client on this machine.
 3. Empties the queue, then runs ``recalls import FILE`` as a child process (the real command, with its
@@ -73,6 +73,7 @@ def message(tag: str, n: int, batch: str) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=command.message_id,
         correlation_id=batch,
+        timestamp=command.issued_at,
         type="create",
     )
 

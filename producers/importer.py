@@ -167,14 +167,14 @@ class Importer:
             results = await self.publisher.publish_many(
                 commands, lane="bulk", max_in_flight=len(commands), validated=True
             )
-            confirmed = [result for result in results if isinstance(result, str)]
-            await self.batches.published(confirmed)
-            progress.unmarked.difference_update(command.message_id for command in commands)
-            progress.published += len(confirmed)
-            progress.failed_to_publish += len(results) - len(confirmed)
-            self.on_progress(progress)
         finally:
-            window.release()
+            window.release()  # the next chunk goes out while this one is marked
+        confirmed = [result for result in results if isinstance(result, str)]
+        await self.batches.published(confirmed)
+        progress.unmarked.difference_update(command.message_id for command in commands)
+        progress.published += len(confirmed)
+        progress.failed_to_publish += len(results) - len(confirmed)
+        self.on_progress(progress)
 
 
 @dataclass

@@ -178,9 +178,13 @@ class Publisher:
         # aiormq matches a returned message to its confirm by message_id: two copies in flight on one
         # channel could credit one's return to the other and report an unroutable copy as confirmed.
         async with self._sending.hold(command.message_id):
+            confirmed = publish_confirmed(self._exchange, _message(command, reply_to), routing_key)
             try:
-                async with asyncio.timeout(self._confirm_timeout if timed else None):
-                    await publish_confirmed(self._exchange, _message(command, reply_to), routing_key)
+                if timed:
+                    async with asyncio.timeout(self._confirm_timeout):
+                        await confirmed
+                else:  # the caller keeps one deadline for many sends
+                    await confirmed
             except TimeoutError:
                 raise _no_confirm(command, self._confirm_timeout) from None
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
