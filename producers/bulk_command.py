@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from producers.command import InputError, cli_settings, run_with_broker
 from producers.importer import Importer, ImportProgress
-from producers.publisher import Publisher
+from producers.publish_process import PublisherProcess
 from producers.reject_report import report_path
 from producers.sync import (
     DEFAULT_MAX_FIX_SHARE,
@@ -101,7 +101,7 @@ async def _bulk_run(
 ) -> ImportProgress | None:
     async with (
         Database.connect(settings) as db,
-        Publisher.connect(settings, name="recalls-cli bulk") as publisher,
+        PublisherProcess.start(settings, name="recalls-cli bulk") as publisher,
         _progress_bar() as show,
         _ctrl_c() as stop,
     ):

@@ -3,7 +3,7 @@
 The file is streamed in chunks through a small pipeline, so memory stays flat for any size:
 
     read + validate (a thread)  ->  skip what the ledger holds  ->  claim in the batch journal
-        ->  publish to the bulk lane with confirms  ->  mark published
+        ->  publish to the bulk lane with confirms (``recalls import``: in a child process)  ->  mark published
 
 Each row's message_id comes from its content, and the journal keeps every message_id published, so a
 duplicate row, a re-run of the same file, or a run resumed after Ctrl-C publishes nothing twice.  Bad
@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
-from producers.publisher import Publisher
+from producers.publisher import PublishResult
 from producers.reject_report import RejectReport, report_path
 from producers.snapshot_csv import Chunk, SnapshotReader, chunks
-from shared.contracts import Command, CreateCommand
+from shared.contracts import Command, CreateCommand, Lane
 from shared.store.batches import Batches
 from shared.store.ledger import Ledger
 
@@ -57,13 +58,22 @@ class ImportProgress:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
 
+class BulkPublisher(Protocol):
+    """What the import needs of a publisher: :class:`~producers.publisher.Publisher` in this process,
+    or :class:`~producers.publish_process.PublisherProcess` in a child (what ``recalls import`` uses)."""
+
+    async def publish_many(
+        self, commands: Iterable[Command], *, lane: Lane, max_in_flight: int, validated: bool
+    ) -> list[PublishResult]: ...
+
+
 Report = Callable[[ImportProgress], None]
 CHUNKS_IN_FLIGHT = 3  # chunks awaiting confirms at once: enough to keep the broker busy between them
 
 
 @dataclass
 class Importer:
-    publisher: Publisher
+    publisher: BulkPublisher
     ledger: Ledger
     batches: Batches
     chunk_rows: int = 1000
