@@ -5,7 +5,8 @@
    queue with publisher confirms, 1,000 outstanding at a time, with nothing else: no CSV, no checks, no
    journal.  The ceiling for a Python client on this machine.
 3. Empties the queue, then runs ``recalls import FILE`` as a child process (the real command, with its
-   journal on SQLite) and samples the child's resident memory every 0.5 s.
+   journal on SQLite) and samples its resident memory every 0.5 s: the command's process and the
+   process it publishes from, added up.
 
 Prints rows per second for both and their ratio (goal >= 0.9), and the import's peak memory (goal: flat,
 under 200 MB).  Writes ``bench/results/import_throughput.json``.  Asserts nothing.
@@ -134,13 +135,22 @@ async def run_import(settings: Settings, path: Path, database: Path) -> Json:
 
 
 def resident_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (the import publishes from a child process)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return round(sum(_own_resident_mb(int(child)) for child in children) + _own_resident_mb(pid), 1)
+
+
+def _own_resident_mb(pid: int) -> float:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
     for line in status.splitlines():
         if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
+            return int(line.split()[1]) / 1024
     return 0.0
 
 

@@ -3,7 +3,7 @@
 The file is streamed in chunks through a small pipeline, so memory stays flat for any size:
 
     read + validate (a thread)  ->  skip what the ledger holds  ->  claim in the batch journal
-        ->  publish to the bulk lane with confirms (``recalls import``: in a child process)  ->  mark published
+        ->  publish to the bulk lane with confirms (a child process's work)  ->  mark published
 
 Each row's message_id comes from its content, and the journal keeps every message_id published, so a
 duplicate row, a re-run of the same file, or a run resumed after Ctrl-C publishes nothing twice.  Bad

@@ -108,6 +108,11 @@ class PublisherProcess:
                 child.kill()
                 await child.wait()
 
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._child.pid
+
     async def publish_many(
         self,
         commands: Iterable[Command],
