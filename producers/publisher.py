@@ -28,12 +28,13 @@ from typing import get_args
 
 import aio_pika
 import msgspec
-from aio_pika.abc import AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+from pamqp.commands import Basic
 
 from producers import broker
 from producers.keyed_lock import KeyedLock
-from shared.amqp import PublishFailed, publish_confirmed
+from shared.amqp import PublishFailed, publish_body_confirmed
 from shared.contracts import Command, Lane
 from shared.settings import Settings
 from shared.topology import Topology, declare
@@ -55,13 +56,13 @@ class Publisher:
 
     def __init__(
         self,
-        exchange: AbstractExchange,
+        channel: AbstractChannel,
         topology: Topology,
         *,
         confirm_timeout: float | None = CONFIRM_TIMEOUT,
     ) -> None:
-        """``exchange`` must be the commands exchange on a channel with publisher confirms."""
-        self._exchange = exchange
+        """``channel`` must have publisher confirms on and the topology declared."""
+        self._channel = channel
         self._topology = topology
         self._confirm_timeout = confirm_timeout
         self._sending = KeyedLock()
@@ -92,13 +93,12 @@ class Publisher:
     ) -> AsyncIterator[Publisher]:
         """A publisher on its own channel of ``connection``; closes the channel, not the connection."""
         # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
-        # message itself, which publish_confirmed reports as Unroutable; with True, aiormq raises a
+        # message itself, which publish_body_confirmed reports as Unroutable; with True, aiormq raises a
         # PublishError that cannot be told apart from a nack.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
         async with channel:
             await declare(channel, topology)
-            exchange = await channel.get_exchange(topology.commands_exchange)
-            yield cls(exchange, topology)
+            yield cls(channel, topology)
 
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
         """Validate, publish and return the message_id once the broker has confirmed it.
@@ -178,7 +178,13 @@ class Publisher:
         # aiormq matches a returned message to its confirm by message_id: two copies in flight on one
         # channel could credit one's return to the other and report an unroutable copy as confirmed.
         async with self._sending.hold(command.message_id):
-            confirmed = publish_confirmed(self._exchange, _message(command, reply_to), routing_key)
+            confirmed = publish_body_confirmed(
+                self._channel,
+                self._topology.commands_exchange,
+                msgspec.json.encode(command),
+                _properties(command, reply_to),
+                routing_key,
+            )
             try:
                 if timed:
                     async with asyncio.timeout(self._confirm_timeout):
@@ -201,15 +207,14 @@ def _no_confirm(command: Command, timeout: float | None) -> PublishFailed:
     )
 
 
-def _message(command: Command, reply_to: str | None) -> aio_pika.Message:
-    return aio_pika.Message(
-        msgspec.json.encode(command),
+def _properties(command: Command, reply_to: str | None) -> Basic.Properties:
+    return Basic.Properties(
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
         message_id=command.message_id,
         correlation_id=command.correlation_id,
         timestamp=command.issued_at,
-        type=command.verb,
+        message_type=command.verb,
         reply_to=reply_to,
     )
 

@@ -8,8 +8,8 @@ silently drop a command, so it is turned into :class:`Unroutable` here.
 from __future__ import annotations
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
-from aiormq.exceptions import DeliveryError
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
 from shared.settings import Settings
@@ -43,8 +43,32 @@ async def publish_confirmed(
         confirmation = await exchange.publish(message, routing_key=routing_key, mandatory=mandatory)
     except DeliveryError as exc:
         raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
+    _check(confirmation, exchange.name, routing_key)
+
+
+async def publish_body_confirmed(
+    channel: AbstractChannel, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
+) -> None:
+    """:func:`publish_confirmed` (mandatory) of a body and its properties, with no ``aio_pika.Message``.
+
+    For bulk publishing: building a Message and going through ``Exchange.publish`` costs a tenth of
+    what publishing a message costs the client, and the frames sent are the same.
+    """
+    if channel.is_closed:
+        raise ChannelInvalidStateError(f"{channel!r} closed")
+    underlay = await channel.get_underlay_channel()
+    try:
+        confirmation = await underlay.basic_publish(
+            body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
+        )
+    except DeliveryError as exc:
+        raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
+    _check(confirmation, exchange, routing_key)
+
+
+def _check(confirmation: object, exchange: str, routing_key: str) -> None:
     if isinstance(confirmation, Basic.Ack) or confirmation is None:
         return
     if isinstance(confirmation, Basic.Nack | Basic.Reject):
         raise PublishFailed(f"broker refused message for {routing_key!r}")
-    raise Unroutable(f"no queue is bound to {exchange.name!r} for routing key {routing_key!r}")
+    raise Unroutable(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
