@@ -23,7 +23,6 @@ import signal
 import struct
 import sys
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -179,16 +178,11 @@ def _validated(command: Command) -> Command | InvalidCommand:
 
 
 def _settings_frame(settings: Settings) -> bytes:
-    values = {
-        name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in settings
-    }
-    return msgspec.msgpack.encode(values, enc_hook=_encode_other)
-
-
-def _encode_other(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    raise NotImplementedError(f"cannot send a {type(value).__name__} setting")
+    values = settings.model_dump(mode="json")  # secrets come out masked: put them back
+    values.update(
+        (name, value.get_secret_value()) for name, value in settings if isinstance(value, SecretStr)
+    )
+    return msgspec.msgpack.encode(values)
 
 
 async def _write(stream: asyncio.StreamWriter, payload: bytes) -> None:

@@ -8,11 +8,12 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import pytest
 from aio_pika.abc import AbstractConnection
 
 from producers.broker import BrokerUnreachable
-from producers.publish_process import PublisherProcess
+from producers.publish_process import PublisherProcess, _settings_frame
 from shared.amqp import PublishFailed
 from shared.contracts import Command, CreateCommand, FixCommand, GetCommand
 from shared.settings import Settings, load_settings
@@ -83,3 +84,19 @@ async def test_a_broker_the_child_cannot_reach_is_reported_without_the_password(
         async with PublisherProcess.start(settings, name="test-child"):
             pass
     assert "secretpw" not in str(caught.value)
+
+
+def test_the_child_gets_the_parents_settings_secrets_and_urls_included() -> None:
+    settings = load_settings(
+        prefix="t-frame",
+        amqp_url="amqp://app:s3cret@broker:5672/fleet",
+        redis_url="redis://:r3dis@cache:6379/0",
+        dvsa_base_url="https://dvsa.example/recalls",
+        dvsa_token_url="https://login.example/token",
+        dvsa_client_id="client",
+        dvsa_client_secret="client-secret",
+        dvsa_scope="scope/.default",
+        dvsa_api_key="api-key-0123456789",
+        retry_tiers=(1, 5),
+    )
+    assert load_settings(**msgspec.msgpack.decode(_settings_frame(settings))) == settings
