@@ -94,6 +94,31 @@ class Settings(BaseSettings):
         description="This worker process also keeps the ledger and batch jobs from the outcome events. "
         "A fleet needs it in one or two processes, not all.",
     )
+    public_url: str | None = Field(
+        None, description="The batch API's base URL for links it hands out (unset: the request's own)."
+    )
+    batch_max_vins: int = Field(10_000, gt=0, description="Most VINs one batch check may hold.")
+    check_freshness: float = Field(
+        86_400, ge=0, description="Seconds a VIN's DVSA answer serves batch checks from the store."
+    )
+    batch_retention: float = Field(
+        30 * 86_400, gt=0, description="Seconds batch jobs and their results are kept."
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description="Allow http and private, loopback or link-local addresses for csvUrl and webhookUrl "
+        "(tests and closed networks only).",
+    )
+    csv_url_allowed_hosts: tuple[str, ...] = Field(
+        (), description="Hosts a csvUrl may name (empty: any public host)."
+    )
+    csv_url_max_bytes: int = Field(5_000_000, gt=0, description="Largest CSV fetched from a csvUrl.")
+    csv_url_timeout: float = Field(30, gt=0, description="Seconds to fetch a csvUrl, redirects included.")
+    csv_url_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed for a csvUrl.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Key of the HMAC signature on batch webhooks (unset: webhooks are refused)."
+    )
+    webhook_timeout: float = Field(30, gt=0, description="Seconds a webhook receiver has to answer.")
     sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
     sandbox_port: int = Field(8900, gt=0, lt=65536, description="The DVSA sandbox's port.")
 
