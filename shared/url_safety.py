@@ -1,0 +1,188 @@
+"""Checks on URLs that callers hand us to fetch (csvUrl) or to call back (webhookUrl), against SSRF.
+
+:func:`check_url` checks the URL's form (https, a host, no user name or password) and refuses a literal
+address that is not public; :func:`resolve_checked` resolves a host name and refuses it if *any* of its
+addresses is not public; :func:`check_target` does both.  :func:`pinned_stream` sends a request to one of
+the addresses that were checked, so that DNS cannot answer the check with a public address and the
+connection with a private one.
+``allow_private`` (tests, closed networks) lifts the address checks and allows http; nothing else.
+
+Reasons never quote the URL itself: its path or query may carry a credential (a signed link, a token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import re
+import socket
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import httpx
+
+MAX_URL_LENGTH = 2048
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_.])?")  # urlsplit lower-cases the host
+# What makes an address one a caller must not make us reach; the first that matches is named, so the
+# narrow ones come before is_private, which covers most of them.
+_NOT_PUBLIC = (
+    "is_unspecified",
+    "is_loopback",
+    "is_link_local",
+    "is_multicast",
+    "is_private",
+    "is_reserved",
+)
+
+
+class UnsafeUrl(ValueError):
+    """The URL is malformed or not allowed; ``reason`` says why, without quoting the URL."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HostNotAllowed(UnsafeUrl):
+    """The URL is well formed but its host (a name not allowed, or a non-public address) is refused."""
+
+
+class UnresolvedHost(OSError):
+    """The host name does not resolve (not a refusal: the name may resolve later)."""
+
+
+def check_url(url: str, *, allow_private: bool, allowed_hosts: Collection[str] = ()) -> SplitResult:
+    """The parts of ``url`` if it is an absolute https URL with a host and no user name or password.
+
+    ``allowed_hosts`` (names, any case; empty: any host) limits the host; a host written as an address
+    must be public.  Host names are checked by :func:`resolve_checked` when they are resolved.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"longer than {MAX_URL_LENGTH} characters")
+    if any(char <= " " or char == "\x7f" for char in url):
+        # urlsplit would silently drop tabs and newlines: the URL checked must be the URL fetched.
+        raise UnsafeUrl("contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeUrl("not a valid URL (bad host or port)") from None
+    schemes = ("https", "http") if allow_private else ("https",)
+    if parts.scheme.lower() not in schemes:
+        raise UnsafeUrl(f"must be an {' or '.join(schemes)} URL")
+    if "@" in parts.netloc:
+        raise UnsafeUrl("must not carry a user name or password")
+    host = parts.hostname
+    if not host:
+        raise UnsafeUrl("has no host")
+    if not host.isascii():
+        raise UnsafeUrl("host: must be ASCII (write an international name in its xn-- form)")
+    if port == 0:
+        raise UnsafeUrl("port: must not be 0")
+    if allowed_hosts and host.rstrip(".") not in {name.lower().rstrip(".") for name in allowed_hosts}:
+        raise HostNotAllowed(f"host {host} is not one of the allowed hosts")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            # e.g. a backslash, which other URL parsers read as a slash: another host than the one checked
+            raise UnsafeUrl("host: must be letters, digits, dots and hyphens") from None
+        return parts
+    if not allow_private and (refusal := _not_public(address)):
+        raise HostNotAllowed(f"host {host} is {refusal}")
+    return parts
+
+
+async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """The addresses ``host`` resolves to, refused (:class:`HostNotAllowed`) if any one is not public.
+
+    Any, not all: a name that also resolves to an internal address must not be reachable by retrying.
+    Raises :class:`UnresolvedHost` when the name does not resolve.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnresolvedHost(f"host {host} does not resolve ({exc.strerror})") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise UnresolvedHost(f"host {host} does not resolve")
+    if not allow_private:
+        for address in addresses:
+            if refusal := _not_public(ipaddress.ip_address(address)):
+                raise HostNotAllowed(f"host {host} resolves to {address}, which is {refusal}")
+    return addresses
+
+
+@dataclass(frozen=True)
+class CheckedUrl:
+    """A URL :func:`check_url` passed, with the addresses of its host :func:`resolve_checked` passed."""
+
+    url: str
+    parts: SplitResult
+    port: int
+    addresses: tuple[str, ...]
+
+
+async def check_target(url: str, *, allow_private: bool, allowed_hosts: Collection[str] = ()) -> CheckedUrl:
+    """:func:`check_url` then :func:`resolve_checked`: everything to check before a request to ``url``."""
+    parts = check_url(url, allow_private=allow_private, allowed_hosts=allowed_hosts)
+    port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
+    addresses = await resolve_checked(parts.hostname or "", port, allow_private=allow_private)
+    return CheckedUrl(url, parts, port, tuple(addresses))
+
+
+@contextlib.asynccontextmanager
+async def pinned_stream(
+    http: httpx.AsyncClient,
+    method: str,
+    target: CheckedUrl,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+) -> AsyncIterator[httpx.Response]:
+    """Send a request to ``target`` at one of the addresses that were checked, not one DNS gives later.
+
+    The addresses are tried in order until one connects.  The Host header and TLS (SNI and the
+    certificate check) still use the URL's host name.  Redirects are never followed, and the
+    connection is closed after the answer: a pooled connection, verified for another host name on the
+    same address, must not carry this request.  The answer's body is left to the caller to read; the
+    client's timeouts apply (callers keep an overall deadline with ``asyncio.timeout``).
+    """
+    parts = target.parts
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme.lower() == "https" else {}
+    request_headers = {**(headers or {}), "Host": parts.netloc, "Connection": "close"}
+    refused: httpx.ConnectError | None = None
+    for address in target.addresses:
+        literal = f"[{address}]" if ":" in address else address
+        url = urlunsplit((parts.scheme, f"{literal}:{target.port}", parts.path or "/", parts.query, ""))
+        request = http.build_request(
+            method, url, headers=request_headers, content=content, extensions=extensions
+        )
+        try:
+            response = await http.send(request, stream=True, follow_redirects=False)
+        except httpx.ConnectError as exc:
+            refused = exc
+            continue
+        try:
+            yield response
+        finally:
+            await response.aclose()
+        return
+    assert refused is not None  # resolve_checked never returns no address
+    raise refused
+
+
+def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``address`` is not a public one (e.g. "loopback"), or None if it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+    for flag in _NOT_PUBLIC:
+        if getattr(address, flag):
+            return flag.removeprefix("is_").replace("_", "-")
+    if not address.is_global:  # e.g. 100.64.0.0/10, shared address space used inside clouds
+        return "not a public address"
+    return None
