@@ -55,18 +55,23 @@ class CsvUrlError(Exception):
 
 async def fetch_csv(url: str, settings: Settings) -> str:
     """The text at ``url`` (UTF-8, a BOM dropped); raises :class:`CsvUrlError` naming the reason."""
-    limit = settings.csv_url_timeout
+    deadline = settings.csv_url_timeout
     try:
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout(deadline):
             target = await check_hop(url, settings)
-            # Loading the CA bundle takes a few tens of milliseconds of CPU: not on the event loop.
+            # Loading the CA bundle takes a few tens of milliseconds of CPU: not on the event loop.  It
+            # honours SSL_CERT_FILE; the client ignores proxy variables (a proxy would pick the address).
             ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
             async with httpx.AsyncClient(
-                verify=ssl_context, trust_env=False, follow_redirects=False, timeout=limit, headers=_HEADERS
+                verify=ssl_context,
+                trust_env=False,
+                follow_redirects=False,
+                timeout=deadline,
+                headers=_HEADERS,
             ) as http:
                 return await _follow(http, target, settings)
     except (TimeoutError, httpx.TimeoutException):
-        raise CsvUrlError(TIMEOUT, f"csvUrl: not fetched within {limit:g} s") from None
+        raise CsvUrlError(TIMEOUT, f"csvUrl: not fetched within {deadline:g} s") from None
     except httpx.HTTPError as exc:
         # httpx's messages name the address and the socket error, never the URL's path or query.
         raise CsvUrlError(FETCH_FAILED, f"csvUrl: could not be fetched ({_describe(exc)})", 502) from None
