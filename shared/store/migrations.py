@@ -69,6 +69,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX batch_commands_by_batch ON batch_commands (batch_id, published, result)",
         ),
     ),
+    Migration(
+        2,
+        "batch API: api keys, batch webhooks and owners, the cache of checks",
+        (
+            """CREATE TABLE api_keys (
+                id VARCHAR(16) NOT NULL PRIMARY KEY,
+                name VARCHAR(100) NOT NULL,
+                key_hash VARCHAR(64) NOT NULL,
+                created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                revoked_at TIMESTAMP WITH TIME ZONE
+            )""",
+            # SQLite adds one column per ALTER TABLE.
+            "ALTER TABLE batches ADD COLUMN webhook_url TEXT",
+            "ALTER TABLE batches ADD COLUMN owner VARCHAR(16)",
+            "ALTER TABLE batches ADD COLUMN completed_at TIMESTAMP WITH TIME ZONE",
+            "ALTER TABLE batches ADD COLUMN error_message TEXT",
+            "CREATE INDEX batches_by_age ON batches (created_at)",
+            "ALTER TABLE batch_commands ADD COLUMN has_recalls BOOLEAN",
+            """CREATE TABLE vin_checks (
+                vin VARCHAR(17) NOT NULL PRIMARY KEY,
+                checked_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                recalls TEXT NOT NULL
+            )""",
+            """CREATE TABLE webhook_deliveries (
+                batch_id VARCHAR(32) NOT NULL PRIMARY KEY REFERENCES batches (id),
+                url TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                delivered_at TIMESTAMP WITH TIME ZONE,
+                gave_up BOOLEAN NOT NULL DEFAULT FALSE,
+                last_error TEXT
+            )""",
+            "CREATE INDEX webhook_deliveries_by_due ON webhook_deliveries (next_attempt_at)",
+        ),
+    ),
 )
 
 

@@ -73,6 +73,10 @@ batches = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("rejected", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
+    Column("webhook_url", Text),  # where to say that the batch ended
+    Column("owner", String(16)),  # the id of the API key that submitted it (None: the CLI)
+    Column("completed_at", UtcDateTime),
+    Column("error_message", Text),  # why it failed
 )
 
 # The journal of a batch's commands, keyed by message_id, with each command's outcome once known.
@@ -90,4 +94,38 @@ batch_commands = Table(
     Column("dvsa_status", Integer),
     Column("recalls", Text),
     Column("completed_at", UtcDateTime),
+    Column("has_recalls", Boolean),  # a get's: any recall not FIXED (None: not a get, or no answer)
+)
+
+# The batch API's keys; only a hash of each key is kept (the key is shown once, when created).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# The newest whole answer DVSA gave about each vehicle (a get naming no campaign): the batch API's cache.
+vin_checks = Table(
+    "vin_checks",
+    metadata,
+    Column("vin", String(17), primary_key=True),
+    Column("checked_at", UtcDateTime, nullable=False),
+    Column("recalls", Text, nullable=False),  # JSON list of Recall
+)
+
+# The one webhook call due for each batch that has a webhook_url, from when it ended until delivered.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("batch_id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Column("gave_up", Boolean, nullable=False, default=False),
+    Column("last_error", Text),
 )
