@@ -1,0 +1,97 @@
+"""The batch API's keys: created with a name, shown in clear once, verified, listed and revoked.
+
+A key reads ``rk_<id>_<secret>``: the id (8 hex digits, random) finds its row, and only the SHA-256 of
+the whole key is stored, compared in constant time.  A key is never logged nor put in an error: the
+name and the id are what identify one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from shared.contracts import utc_now
+from shared.store.database import Database
+from shared.store.tables import UtcDateTime, api_keys
+
+NAME_MAX = 100
+_KEY = re.compile(r"rk_([0-9a-f]{8})_([A-Za-z0-9_-]{32})")
+_SECRET_BYTES = 24  # 32 characters of URL-safe base64
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def _record(row: Row[Any]) -> ApiKey:
+    return ApiKey(id=row.id, name=row.name, created_at=row.created_at, revoked_at=row.revoked_at)
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeys:
+    """Creates, verifies, lists and revokes API keys."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, name: str) -> tuple[ApiKey, str]:
+        """A new key named ``name``: its record, and the key in clear (to show once; it is not kept)."""
+        name = name.strip()
+        if not name or len(name) > NAME_MAX:
+            raise ValueError(f"name: must be 1 to {NAME_MAX} characters")
+        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        new = dialect.insert(api_keys).on_conflict_do_nothing().returning(*api_keys.c)
+        while True:  # ids are random: one already taken (rare) is drawn again
+            key_id = secrets.token_hex(4)
+            key = f"rk_{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+            row = {"id": key_id, "name": name, "key_hash": _hash(key), "created_at": self._clock()}
+            async with self._db.writing() as connection:
+                created = (await connection.execute(new, row)).first()
+            if created is not None:
+                return _record(created), key
+
+    async def verify(self, presented: str) -> ApiKey | None:
+        """The key's record if ``presented`` is a key in force (``None``: malformed, unknown or revoked)."""
+        parsed = _KEY.fullmatch(presented)
+        if parsed is None:
+            return None
+        async with self._db.reading() as connection:
+            query = select(api_keys).where(api_keys.c.id == parsed.group(1))
+            row = (await connection.execute(query)).first()
+        if row is None or not hmac.compare_digest(row.key_hash, _hash(presented)):
+            return None
+        return None if row.revoked_at is not None else _record(row)
+
+    async def list(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first (names and ids; never a key or its hash)."""
+        columns = (api_keys.c.id, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at)
+        query = select(*columns).order_by(api_keys.c.created_at, api_keys.c.id)
+        async with self._db.reading() as connection:
+            return [_record(row) for row in await connection.execute(query)]
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke the key (a revoked one keeps its first revocation time); ``False``: no such key."""
+        revoking = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(revoked_at=func.coalesce(api_keys.c.revoked_at, literal(self._clock(), UtcDateTime)))
+        )
+        async with self._db.writing() as connection:
+            return (await connection.execute(revoking)).rowcount > 0
