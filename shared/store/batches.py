@@ -5,27 +5,39 @@ by the command's message_id, is what makes a re-run publish nothing twice), mark
 the broker confirmed them, and closes publishing.  The event recorder then *records* each command's
 outcome; the batch completes when every published command has one.  Completion is decided under the
 batch row's lock, so the last outcome and the close of publishing cannot both miss it.
+
+A batch check (the batch API's job, kind ``check``) may also journal answers taken from the cache of
+checks (:meth:`Batches.add_cached`), may end in failure with a message (:meth:`Batches.fail`), and,
+when it was given a webhook URL, owes one webhook call once it ends: a ``webhook_deliveries`` row
+written in the transaction that ends it, which a sender takes with :meth:`Batches.due_webhooks` and
+settles with :meth:`Batches.webhook_delivered` or :meth:`Batches.webhook_failed`.  Old batch checks are
+removed with :meth:`Batches.purge`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import Command, OutcomeEvent, utc_now
+from shared.contracts import Command, OutcomeEvent, Recall, utc_now
 from shared.store.database import Database
-from shared.store.tables import batch_commands, batches
+from shared.store.tables import batch_commands, batches, webhook_deliveries
 
 BatchState = Literal["publishing", "running", "completed", "failed", "cancelled"]
+CHECK_KIND = "check"  # the batch API's jobs: the only kind purge removes unless told otherwise
 FAILURE_SAMPLE = 20
+# How long a webhook handed out by due_webhooks is not handed out again: longer than one delivery takes.
+WEBHOOK_LEASE = dt.timedelta(minutes=5)
+_ERROR_CHARS = 1000
 _PAGE = 1000
 _RESULT_COLUMNS = (
     "message_id",
@@ -36,6 +48,7 @@ _RESULT_COLUMNS = (
     "reason",
     "dvsa_status",
     "recalls",
+    "has_recalls",
 )
 
 
@@ -55,18 +68,43 @@ class BatchStatus:
     rejected: int
     skipped: int
     failures: list[dict[str, Any]]
+    webhook_url: str | None
+    owner: str | None
+    completed_at: dt.datetime | None
+    error_message: str | None
+    hits: int  # checks whose answer holds a recall not FIXED
+
+
+@dataclass(frozen=True)
+class WebhookDue:
+    """A webhook call to make now; ``attempts``: how many were made before."""
+
+    batch_id: str
+    url: str
+    attempts: int
 
 
 class Batches:
     """Starts, journals, tracks and reports batch jobs."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._db = db
+        self._clock = clock
 
-    async def start(self, kind: str, source: str | None) -> str:
+    async def start(
+        self, kind: str, source: str | None, *, webhook_url: str | None = None, owner: str | None = None
+    ) -> str:
+        """A new batch, publishing; ``owner``: the id of its API key; ``webhook_url``: told when it ends."""
         batch_id = uuid.uuid4().hex
-        now = utc_now()
-        row = {"id": batch_id, "kind": kind, "status": "publishing", "source": source}
+        now = self._clock()
+        row = {
+            "id": batch_id,
+            "kind": kind,
+            "status": "publishing",
+            "source": source,
+            "webhook_url": webhook_url,
+            "owner": owner,
+        }
         async with self._db.writing() as connection:
             await connection.execute(batches.insert().values(**row, created_at=now, updated_at=now))
         return batch_id
@@ -76,12 +114,11 @@ class Batches:
         ids = list(dict.fromkeys(command.message_id for command in commands))
         if not ids:
             return []
-        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
         rows = [_journal_row(batch_id, command) for command in commands]
         journal = batch_commands.c
-        insert = dialect.insert(batch_commands).on_conflict_do_nothing().returning(journal.message_id)
         async with self._db.writing() as connection:
-            to_publish: set[str] = set((await connection.execute(insert, rows)).scalars())
+            new = _insert_new(connection, batch_commands).returning(journal.message_id)
+            to_publish: set[str] = set((await connection.execute(new, rows)).scalars())
             known = [message_id for message_id in ids if message_id not in to_publish]
             if known:  # journaled before: only a left-over of an interrupted run is published again
                 unpublished = and_(journal.message_id.in_(known), journal.published.is_(False))
@@ -97,6 +134,27 @@ class Batches:
                 claimed.append(command)
         return claimed
 
+    async def add_cached(
+        self, batch_id: str, answers: Mapping[str, list[Recall]], checked_at: dt.datetime
+    ) -> None:
+        """Journal the cache's answers as the batch's outcomes: an applied get per VIN, reason ``cached``.
+
+        They count as published and processed at once; a batch whose publishing is closed completes if
+        nothing else is pending (one served wholly from the cache completes at ``close_publishing``).
+        """
+        rows = sorted(
+            (_cached_row(batch_id, vin, recalls, checked_at) for vin, recalls in answers.items()),
+            key=lambda row: row["message_id"],
+        )
+        if not rows:
+            return
+        async with self._db.writing() as connection:
+            # One added before (a retry) is kept as it was.
+            await connection.execute(_insert_new(connection, batch_commands), rows)
+            now = self._clock()
+            await _lock(connection, batch_id, now)
+            await _complete_if_done(connection, batch_id, now)
+
     async def published(self, message_ids: Sequence[str]) -> None:
         """The broker confirmed these commands."""
         ids = list(message_ids)
@@ -108,20 +166,36 @@ class Batches:
     async def close_publishing(
         self, batch_id: str, *, rejected: int, skipped: int, cancelled: bool = False
     ) -> None:
-        """Publishing is over: the batch runs (or is cancelled), and completes if nothing is pending."""
+        """Publishing is over: the batch runs (or is cancelled), and completes if nothing is pending.
+
+        Only a batch still publishing is changed: one that has ended (failed, say) stays as it is.
+        """
         values = {"status": "cancelled" if cancelled else "running", "rejected": rejected, "skipped": skipped}
+        now = self._clock()
+        publishing = and_(batches.c.id == batch_id, batches.c.status == "publishing")
         async with self._db.writing() as connection:
-            await connection.execute(
-                update(batches).where(batches.c.id == batch_id).values(**values, updated_at=utc_now())
-            )
-            await _complete_if_done(connection, batch_id)
+            await connection.execute(update(batches).where(publishing).values(**values, updated_at=now))
+            await _complete_if_done(connection, batch_id, now)
+
+    async def fail(self, batch_id: str, message: str) -> None:
+        """A batch still publishing or running ends as failed, saying why (and calls its webhook, if any)."""
+        now = self._clock()
+        ending = (
+            update(batches)
+            .where(batches.c.id == batch_id, batches.c.status.in_(("publishing", "running")))
+            .values(status="failed", error_message=message, updated_at=now, completed_at=now)
+            .returning(batches.c.webhook_url)
+        )
+        async with self._db.writing() as connection:
+            await _webhook_due(connection, batch_id, (await connection.execute(ending)).scalar(), now)
 
     async def record(self, *events: OutcomeEvent) -> None:
         """Store each command's outcome (the first one only), completing a batch with its last one.
 
         All in one transaction: one query finds which events are a batch's commands still waiting for
         their outcome (most events are not), one statement stores those, then each batch touched is
-        locked once, in id order so that two consumers cannot deadlock.
+        locked once, in id order so that two consumers cannot deadlock.  A get's outcome also says
+        whether its answer holds a recall that is not FIXED (``has_recalls``).
         """
         journal = batch_commands.c
         async with self._db.writing() as connection:
@@ -138,9 +212,10 @@ class Batches:
                 return
             # A repeated message_id's later outcome finds the result set and changes nothing.
             await connection.execute(_STORE_OUTCOME, sorted(outcomes, key=lambda row: row["m_id"]))
+            now = self._clock()
             for batch_id in sorted(set(waiting.values())):
-                await _lock(connection, batch_id)
-                await _complete_if_done(connection, batch_id)
+                await _lock(connection, batch_id, now)
+                await _complete_if_done(connection, batch_id, now)
 
     async def status(self, batch_id: str) -> BatchStatus | None:
         async with self._db.reading() as connection:
@@ -164,6 +239,11 @@ class Batches:
             rejected=batch.rejected,
             skipped=batch.skipped,
             failures=failures,
+            webhook_url=batch.webhook_url,
+            owner=batch.owner,
+            completed_at=batch.completed_at,
+            error_message=batch.error_message,
+            hits=int(counts.hits or 0),
         )
 
     async def results(self, batch_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -186,8 +266,106 @@ class Batches:
                 return
             after = page[-1]["message_id"]
 
+    async def due_webhooks(
+        self, now: dt.datetime, limit: int, *, lease: dt.timedelta = WEBHOOK_LEASE
+    ) -> list[WebhookDue]:
+        """Up to ``limit`` webhook calls due at ``now``, oldest first, each leased to the caller.
 
-_OUTCOME_COLUMNS = ("result", "reason", "dvsa_status", "recalls", "completed_at")
+        A call handed out is not handed out again for ``lease`` (unless settled before), so that a
+        sender polling while it delivers, or a second sender, does not call twice; one whose sender
+        died is handed out again when the lease ends.
+        """
+        calls = webhook_deliveries.c
+        due = and_(calls.delivered_at.is_(None), calls.gave_up.is_(False), calls.next_attempt_at <= now)
+        query = (
+            select(calls.batch_id, calls.url, calls.attempts)
+            .where(due)
+            .order_by(calls.next_attempt_at, calls.batch_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL: two senders take different calls
+        )
+        async with self._db.writing() as connection:
+            rows = await connection.execute(query)
+            taken = [WebhookDue(row.batch_id, row.url, row.attempts) for row in rows]
+            if taken:
+                leased = calls.batch_id.in_([call.batch_id for call in taken])
+                await connection.execute(
+                    update(webhook_deliveries).where(leased).values(next_attempt_at=now + lease)
+                )
+        return taken
+
+    async def webhook_delivered(self, batch_id: str, at: dt.datetime) -> None:
+        """The batch's webhook call succeeded ``at``."""
+        await self._settle(batch_id, delivered_at=at)
+
+    async def webhook_failed(self, batch_id: str, error: str, next_attempt_at: dt.datetime | None) -> None:
+        """The batch's webhook call failed: try again at ``next_attempt_at`` (``None``: give up)."""
+        again = {"gave_up": True} if next_attempt_at is None else {"next_attempt_at": next_attempt_at}
+        await self._settle(batch_id, last_error=error[:_ERROR_CHARS], **again)
+
+    async def _settle(self, batch_id: str, **values: Any) -> None:
+        calls = webhook_deliveries.c
+        pending = and_(calls.batch_id == batch_id, calls.delivered_at.is_(None), calls.gave_up.is_(False))
+        async with self._db.writing() as connection:
+            await connection.execute(
+                update(webhook_deliveries).where(pending).values(attempts=calls.attempts + 1, **values)
+            )
+
+    async def purge(self, older_than: dt.datetime, *, kinds: Collection[str] = (CHECK_KIND,)) -> int:
+        """Remove the batches of ``kinds`` created before ``older_than``, with their journal and webhook call.
+
+        Only batch checks by default: the journal of an import or a sync is what keeps a re-run of the
+        same file from publishing again, however old.  The number of batches removed.
+        """
+        old = select(batches.c.id).where(batches.c.created_at < older_than, batches.c.kind.in_(list(kinds)))
+        async with self._db.writing() as connection:
+            await connection.execute(delete(webhook_deliveries).where(webhook_deliveries.c.batch_id.in_(old)))
+            await connection.execute(delete(batch_commands).where(batch_commands.c.batch_id.in_(old)))
+            removed = await connection.execute(delete(batches).where(batches.c.id.in_(old)))
+        return removed.rowcount
+
+
+def check_message_id(batch_id: str, vin: str) -> str:
+    """The message id of batch ``batch_id``'s check of ``vin`` (an upper-case VIN).
+
+    It equals ``producers.snapshot_csv.content_id(f"check|{batch_id}|{vin}")``, which this layer may not
+    import: a UUID-shaped blake2b digest (the test of the batch API's store checks that they agree).
+    """
+    digest = hashlib.blake2b(f"check|{batch_id}|{vin}".encode(), digest_size=16, person=b"recalls-fleet")
+    h = digest.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _has_recalls(recalls: Sequence[Recall] | None) -> bool | None:
+    """Whether an answer holds a recall still to repair (``None``: no answer)."""
+    if recalls is None:
+        return None
+    return any(recall.repair_status != "FIXED" for recall in recalls)
+
+
+def _encode(recalls: Sequence[Recall] | None) -> str | None:
+    return None if recalls is None else msgspec.json.encode(recalls).decode()
+
+
+def _cached_row(batch_id: str, vin: str, recalls: list[Recall], checked_at: dt.datetime) -> dict[str, Any]:
+    vin = vin.upper()
+    return {
+        "message_id": check_message_id(batch_id, vin),
+        "batch_id": batch_id,
+        "verb": "get",
+        "vin": vin,
+        "manufacturer_campaign_reference": None,
+        "published": True,
+        "result": "applied",
+        "reason": "cached",
+        "dvsa_status": None,
+        "recalls": _encode(recalls),
+        "has_recalls": _has_recalls(recalls),
+        "completed_at": checked_at,
+    }
+
+
+_OUTCOME_COLUMNS = ("result", "reason", "dvsa_status", "recalls", "completed_at", "has_recalls")
 _STORE_OUTCOME = (
     update(batch_commands)
     .where(batch_commands.c.message_id == bindparam("m_id"), batch_commands.c.result.is_(None))
@@ -203,8 +381,9 @@ def _outcome(event: OutcomeEvent) -> dict[str, Any]:
         "m_result": event.result,
         "m_reason": event.reason,
         "m_dvsa_status": event.dvsa_status,
-        "m_recalls": None if event.recalls is None else msgspec.json.encode(event.recalls).decode(),
+        "m_recalls": _encode(event.recalls),
         "m_completed_at": event.completed_at,
+        "m_has_recalls": _has_recalls(event.recalls) if event.verb == "get" else None,
     }
 
 
@@ -235,6 +414,7 @@ def _counts(batch_id: str) -> Any:
         having(result == "applied").label("succeeded"),
         having(result == "already_applied").label("already_applied"),
         having(result == "failed").label("failed"),
+        having(batch_commands.c.has_recalls.is_(True)).label("hits"),
     ).where(_published_in(batch_id))
 
 
@@ -248,15 +428,32 @@ async def _failures(connection: AsyncConnection, batch_id: str) -> list[dict[str
     return [row._asdict() for row in await connection.execute(query)]
 
 
-async def _lock(connection: AsyncConnection, batch_id: str) -> None:
+async def _lock(connection: AsyncConnection, batch_id: str, now: dt.datetime) -> None:
     """Take the batch row's lock (PostgreSQL), as close_publishing does, to decide completion in turn."""
-    await connection.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=utc_now()))
+    await connection.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=now))
 
 
-async def _complete_if_done(connection: AsyncConnection, batch_id: str) -> None:
+async def _complete_if_done(connection: AsyncConnection, batch_id: str, now: dt.datetime) -> None:
+    """A running batch with no outcome pending completes (and owes its webhook call, if it has one)."""
     pending = exists().where(_published_in(batch_id), batch_commands.c.result.is_(None))
-    await connection.execute(
+    completing = (
         update(batches)
         .where(batches.c.id == batch_id, batches.c.status == "running", ~pending)
-        .values(status="completed", updated_at=utc_now())
+        .values(status="completed", updated_at=now, completed_at=now)
+        .returning(batches.c.webhook_url)
     )
+    await _webhook_due(connection, batch_id, (await connection.execute(completing)).scalar(), now)
+
+
+async def _webhook_due(connection: AsyncConnection, batch_id: str, url: str | None, now: dt.datetime) -> None:
+    """The batch just ended: its webhook call, if it has a URL, is due now."""
+    if url is not None:
+        row = {"batch_id": batch_id, "url": url, "attempts": 0, "next_attempt_at": now, "gave_up": False}
+        # A batch ends once; were it ever to end again, the call owed stays the one already there.
+        await connection.execute(_insert_new(connection, webhook_deliveries).values(**row))
+
+
+def _insert_new(connection: AsyncConnection, table: Table) -> Any:
+    """An insert into ``table`` that leaves a row already there (by primary key) as it is."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
