@@ -1,0 +1,191 @@
+"""The webhook sender: tells a batch check's ``webhookUrl`` that the batch ended, signed, with retries.
+
+The store writes a due call in the transaction that ends a batch; :class:`WebhookSender` takes due calls
+(:meth:`Batches.due_webhooks` leases them, so two senders do not call twice), POSTs CarsXE's payload
+signed with ``RECALLS_WEBHOOK_SECRET``, and settles each: delivered on a 2xx, else retried after
+:data:`BACKOFF` and given up after its last step, the last error kept.  The URL is checked again at
+send time (the name may resolve elsewhere by now) and the request goes to the address that was checked;
+redirects are failures, never followed.  Receivers check the signature with :func:`verify_signature`.
+
+Neither the secret nor the URL (its query may hold the receiver's own token) reaches a log line or a
+stored error: they name the batch and the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import msgspec
+
+from shared.contracts import utc_now
+from shared.settings import Settings
+from shared.store.batches import Batches, BatchStatus, WebhookDue
+from shared.store.database import Database
+from shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_stream
+
+log = logging.getLogger(__name__)
+
+EVENT = "bulk_recall_batch_complete"
+SIGNATURE_HEADER = "X-Recalls-Signature"
+# The wait after each failed attempt; a call that fails once more after the last is given up.
+BACKOFF = tuple(dt.timedelta(seconds=seconds) for seconds in (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600))
+POLL_INTERVAL = 1.0
+DUE_PER_ROUND = 50
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, now: float, tolerance: float = 300) -> bool:
+    """True if ``header`` (X-Recalls-Signature) signs ``body`` with ``secret``, ``tolerance`` s from ``now``.
+
+    ``body``: the request's body exactly as received (before any JSON parsing); ``now``: unix seconds.
+    The timestamp bounds how long a captured call can be replayed; several ``v1`` values are accepted
+    (any one may match), so a sender can sign with an old and a new secret while they are swapped.
+    """
+    fields = [field.partition("=") for field in header.split(",")]
+    stamps = [value.strip() for name, _, value in fields if name.strip() == "t"]
+    signatures = [value.strip() for name, _, value in fields if name.strip() == "v1"]
+    if len(stamps) != 1 or not stamps[0].isdigit() or not signatures:
+        return False
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body).rpartition("v1=")[2]
+    return any(hmac.compare_digest(expected, signature) for signature in signatures)
+
+
+class WebhookSender:
+    """Delivers the webhook calls of ended batch checks; run :meth:`run` as a task, :meth:`wake` it early."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self._batches = Batches(db)
+        self._settings = settings
+        self._http = http
+        self._clock = clock
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due calls now rather than at the next poll (a batch has just ended)."""
+        self._woken.set()
+
+    async def run(self) -> None:
+        """Deliver due calls until cancelled: every :data:`POLL_INTERVAL` seconds, or when woken."""
+        while True:
+            self._woken.clear()
+            try:
+                await self.deliver_due()
+            except Exception:  # the store may be out of reach for a while: the next round tries again
+                log.exception("webhook sender: could not take or settle due calls")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._woken.wait()
+
+    async def deliver_due(self) -> int:
+        """Make every call due now (at most :data:`DUE_PER_ROUND`), side by side; how many were made."""
+        due = await self._batches.due_webhooks(self._clock(), DUE_PER_ROUND)
+        async with asyncio.TaskGroup() as group:
+            for call in due:
+                group.create_task(self._deliver(call))
+        return len(due)
+
+    async def _deliver(self, call: WebhookDue) -> None:
+        error = await self._attempt(call)
+        now = self._clock()
+        where = {"batch_id": call.batch_id, "host": _host(call.url), "attempt": call.attempts + 1}
+        if error is None:
+            await self._batches.webhook_delivered(call.batch_id, now)
+            log.info("webhook delivered", extra=where)
+            return
+        retry_at = now + BACKOFF[call.attempts] if call.attempts < len(BACKOFF) else None
+        await self._batches.webhook_failed(call.batch_id, error, retry_at)
+        if retry_at is None:
+            log.warning("webhook given up: %s", error, extra=where)
+        else:
+            log.warning("webhook failed, retried at %s: %s", retry_at.isoformat(), error, extra=where)
+
+    async def _attempt(self, call: WebhookDue) -> str | None:
+        """Make one call; None if the receiver took it, else why not (never quoting the URL)."""
+        secret = self._settings.webhook_secret
+        if secret is None:
+            return "RECALLS_WEBHOOK_SECRET: not set, so the call cannot be signed"
+        status = await self._batches.status(call.batch_id)
+        if status is None:
+            return "batch: no longer stored"
+        now = self._clock()
+        body = msgspec.json.encode(self.payload(status, now))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(secret.get_secret_value(), int(now.timestamp()), body),
+            "User-Agent": "recalls-fleet-webhook",
+        }
+        timeout = self._settings.webhook_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                target = await check_target(call.url, allow_private=self._settings.allow_private_urls)
+                async with pinned_stream(self._http, "POST", target, headers=headers, content=body) as answer:
+                    code = answer.status_code  # the body is not read: the status is the receiver's answer
+        except UnsafeUrl as exc:
+            return f"webhookUrl: {exc.reason}"
+        except UnresolvedHost as exc:
+            return f"webhookUrl: {exc}"
+        except (TimeoutError, httpx.TimeoutException):
+            return f"webhookUrl: no answer within {timeout:g} s"
+        except httpx.HTTPError as exc:
+            return f"webhookUrl: the call failed ({type(exc).__name__}: {exc})"
+        if 200 <= code < 300:
+            return None
+        if 300 <= code < 400:
+            return f"webhookUrl: the receiver answered HTTP {code}, a redirect, which is not followed"
+        return f"webhookUrl: the receiver answered HTTP {code}"
+
+    def payload(self, status: BatchStatus, now: dt.datetime) -> dict[str, Any]:
+        """The JSON body of the call about ``status``, made at ``now`` (CarsXE's fields and names)."""
+        base = (self._settings.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+        # Unlike CarsXE's, the link holds no API key (only hashes of keys are stored): receivers add theirs.
+        download = f"{base}/v1/recalls-batch/download?{urlencode({'batchId': status.id})}"
+        processed = status.processed
+        return {
+            "event": EVENT,
+            "batchId": status.id,
+            "status": _api_status(status),
+            "totalVins": status.total,
+            "processedVins": processed,
+            "hitCount": status.hits,
+            "hitRate": round(status.hits / processed * 100, 2) if processed else 0,
+            "downloadUrl": download,
+            "timestamp": now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+
+
+def _api_status(status: BatchStatus) -> str:
+    """The batch's state as the API names it: a completed batch with a failed VIN is ``partial``."""
+    if status.status == "completed":
+        return "partial" if status.failed else "completed"
+    return status.status  # failed (the other ending that owes a call) has the same name in the API
+
+
+def _host(url: str) -> str | None:
+    """The host to name in a log line instead of the URL, whose query may hold the receiver's token."""
+    with contextlib.suppress(ValueError):  # a URL that does not parse fails its check, and is logged
+        return urlsplit(url).hostname
+    return None
