@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
-import hashlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.contracts import CreateCommand
+from shared.message_ids import content_id
 from shared.validation import FieldError, InvalidCommand, validate
 
 COLUMNS = (
@@ -59,12 +59,6 @@ class Chunk:
 def create_message_id(vin: str, manufacturer_ref: str, dvsa_ref: str | None, start: dt.date) -> str:
     """The message_id of the create that opens this recall: the same whoever builds it."""
     return content_id(f"create|{vin.upper()}|{manufacturer_ref}|{dvsa_ref or ''}|{start}")
-
-
-def content_id(content: str) -> str:
-    """A UUID-shaped digest of ``content`` (a hash, a few times faster than ``uuid.uuid5``)."""
-    h = hashlib.blake2b(content.encode(), digest_size=16, person=b"recalls-fleet").hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class SnapshotReader:

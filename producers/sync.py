@@ -22,8 +22,9 @@ from pathlib import Path
 
 from producers.importer import Importer, ImportProgress
 from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import SnapshotReader, chunks, content_id
+from producers.snapshot_csv import SnapshotReader, chunks
 from shared.contracts import CreateCommand, FixCommand
+from shared.message_ids import content_id
 from shared.store.ledger import Ledger, LedgerEntry
 
 DEFAULT_MAX_FIX_SHARE = 0.2

@@ -17,7 +17,6 @@ removed with :meth:`Batches.purge`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import Command, OutcomeEvent, Recall, utc_now
+from shared.message_ids import content_id
 from shared.store.database import Database
 from shared.store.tables import batch_commands, batches, webhook_deliveries
 
@@ -326,14 +326,8 @@ class Batches:
 
 
 def check_message_id(batch_id: str, vin: str) -> str:
-    """The message id of batch ``batch_id``'s check of ``vin`` (an upper-case VIN).
-
-    It equals ``producers.snapshot_csv.content_id(f"check|{batch_id}|{vin}")``, which this layer may not
-    import: a UUID-shaped blake2b digest (the test of the batch API's store checks that they agree).
-    """
-    digest = hashlib.blake2b(f"check|{batch_id}|{vin}".encode(), digest_size=16, person=b"recalls-fleet")
-    h = digest.hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The message id of batch ``batch_id``'s check of ``vin`` (an upper-case VIN)."""
+    return content_id(f"check|{batch_id}|{vin}")
 
 
 def _has_recalls(recalls: Sequence[Recall] | None) -> bool | None:

@@ -18,6 +18,7 @@ from shared.settings import Settings, load_settings
 from shared.store.batches import Batches
 from shared.store.database import Database, StoreError, database_url
 from shared.store.ledger import Ledger
+from shared.store.migrations import MIGRATIONS
 from shared.store.tables import metadata
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,7 @@ async def test_migrate_twice_and_concurrently_is_a_no_op(db: Database, store_set
     await db.migrate()
     async with db.reading() as connection:
         versions = await connection.execute(text("SELECT version FROM schema_migrations"))
-        assert list(versions.scalars()) == [1]
+        assert list(versions.scalars()) == [migration.version for migration in MIGRATIONS]
 
 
 async def test_the_migrated_schema_has_every_column_of_the_tables(db: Database) -> None:
