@@ -1,4 +1,5 @@
-"""The event recorder: keeps the ledger and the batch jobs up to date from the fleet's outcome events.
+"""The event recorder: keeps the ledger, the batch jobs and the cache of
+checks (what DVSA last answered for a VIN) up to date from the fleet's outcome events.
 
 It consumes ``<prefix>.ledger`` (every event of ``<prefix>.events``) and acks an event only once both the
 ledger and the batch journal have committed it; both are idempotent, so a redelivery after a crash
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -20,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.contracts import OutcomeEvent
 from shared.store.batches import Batches
+from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from shared.topology import Topology
@@ -41,9 +44,12 @@ class EventRecorder:
         prefetch: int,
         retry_pause: float = 1.0,
         linger: float = 0.1,
+        after_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._ledger = Ledger(db)
         self._batches = Batches(db)
+        self._checks = VinChecks(db)
+        self._after_write = after_write
         self._topology = topology
         self._prefetch = prefetch
         self._retry_pause = retry_pause
@@ -109,7 +115,9 @@ class EventRecorder:
             try:
                 await self._ledger.apply(*events)
                 await self._batches.record(*events)
+                await self._checks.remember(*events)
                 failed = False
+                self._after_write()  # a batch may have ended: its webhook is due
             except (SQLAlchemyError, OSError):
                 log.exception("could not record %d outcome events; they go back to the queue", len(events))
                 failed = True

@@ -34,6 +34,7 @@ from workers.handler import Handler
 from workers.inflight import InFlight
 from workers.ledger import EventRecorder
 from workers.reporting import Reporter
+from workers.webhooks import WebhookSender
 
 log = logging.getLogger("recalls.worker")
 
@@ -121,18 +122,34 @@ class Worker:
             for lane in LANES:
                 queue = await consuming.get_queue(self._topology.command_queue(verb, lane))
                 consumers.append((queue, await queue.consume(on_message)))
-        if self._settings.record_events:
-            self.recorder = EventRecorder(db, self._topology, prefetch=self._settings.prefetch)
+        async with contextlib.AsyncExitStack() as stack:
+            if self._settings.record_events:
+                await stack.enter_async_context(self._recording(connection, db))
+            self._announce()
+            self.ready.set()
+            await self._stopping.wait()
+            for queue, tag in consumers:
+                await queue.cancel(tag)
+            await self._drain()
+            await consuming.close()
+
+    @contextlib.asynccontextmanager
+    async def _recording(self, connection: AbstractRobustConnection, db: Database) -> AsyncIterator[None]:
+        """The event recorder and, beside it, the sender of the webhooks of the batches it ends."""
+        # trust_env=False: no proxy variable may choose where a webhook goes (the URL's checks decide).
+        async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as http:
+            sender = WebhookSender(db, self._settings, http)
+            sending = asyncio.create_task(sender.run(), name="webhook-sender")
+            self.recorder = EventRecorder(
+                db, self._topology, prefetch=self._settings.prefetch, after_write=sender.wake
+            )
             await self.recorder.start(connection)
-        self._announce()
-        self.ready.set()
-        await self._stopping.wait()
-        for queue, tag in consumers:
-            await queue.cancel(tag)
-        await self._drain()
-        await consuming.close()
-        if self.recorder is not None:
-            await self.recorder.stop(self._settings.shutdown_grace)
+            try:
+                yield
+            finally:
+                await self.recorder.stop(self._settings.shutdown_grace)
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
 
     async def _drain(self) -> None:
         if not self._in_flight:
