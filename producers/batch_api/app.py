@@ -1,0 +1,73 @@
+"""The batch API's application: the endpoints, the error shape, and the work that outlives a request.
+
+:func:`create_app` takes what the caller owns (settings, an open store, a connected publisher) and
+opens nothing itself.  Old batches are purged as the app starts and hourly while it runs; at shutdown
+it waits for the batches still being published.  Requests are logged by method, path and status only:
+the query string may hold an API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from producers.batch_api import errors
+from producers.batch_api.auth import authenticator
+from producers.batch_api.jobs import BatchChecks
+from producers.batch_api.routes import router
+from producers.publisher import Publisher
+from shared.contracts import utc_now
+from shared.settings import Settings
+from shared.store.api_keys import ApiKeys
+from shared.store.database import Database
+
+log = logging.getLogger("recalls.api")
+
+DESCRIPTION = """Recall checks of many vehicles at once, in the shape of CarsXE's Recalls Batch API.
+
+Submit VINs, poll the status (or pass a webhookUrl), then fetch the results as JSON or CSV.  Every
+request carries an API key, as the `key` query parameter or the `x-api-key` header.  Every error
+answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `ErrorBody`).
+"""
+
+
+def create_app(
+    settings: Settings, db: Database, publisher: Publisher, *, clock: Callable[[], dt.datetime] = utc_now
+) -> FastAPI:
+    """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller."""
+    checks = BatchChecks(settings, db, publisher, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await checks.purge()
+        purging = asyncio.create_task(checks.purge_every(), name="batch-purge")
+        try:
+            yield
+        finally:
+            purging.cancel()
+            await asyncio.gather(purging, return_exceptions=True)
+            await checks.drain()
+
+    app = FastAPI(
+        title="recalls fleet batch API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # no third-party JavaScript from a CDN; /openapi.json is the description
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.include_router(router(settings, checks, authenticator(ApiKeys(db))))
+    app.middleware("http")(_log_request)
+    return app
+
+
+async def _log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    response = await call_next(request)
+    log.info("%s %s %d", request.method, request.url.path, response.status_code)
+    return response

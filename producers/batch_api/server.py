@@ -1,0 +1,32 @@
+"""Runs the batch API: opens the store and the publisher, serves the app with uvicorn until cancelled.
+
+Cancelling :func:`serve` shuts the server down gracefully (requests in hand finish, batches being
+published finish) before the store and the broker connection close.  uvicorn's access log is off:
+its lines would carry the query string, and with it an API key; the app logs requests itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from producers.batch_api.app import create_app
+from producers.publisher import Publisher
+from shared.settings import Settings
+from shared.store.database import Database
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve the batch API on ``host``:``port`` until cancelled (or uvicorn stops on a signal)."""
+    async with Database.connect(settings) as db, Publisher.connect(settings, name="recalls-api") as publisher:
+        app = create_app(settings, db, publisher)
+        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            server.should_exit = True
+            await serving
+            raise
