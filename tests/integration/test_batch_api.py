@@ -1,0 +1,683 @@
+"""The batch API over real HTTP: uvicorn on loopback, the store, RabbitMQ; end to end, a worker and sandbox.
+
+Every error answers in the one shape with CarsXE's status and name; a batch is only its key's; a batch
+goes uploading -> processing -> completed and its results match what the sandbox holds; VINs checked
+recently are answered from the cache in the submit response itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import io
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import msgspec
+import pytest
+import uvicorn
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from producers.batch_api import create_app, serve
+from producers.publisher import Publisher
+from shared.contracts import GetCommand, OutcomeEvent, Recall, Result, utc_now
+from shared.message_ids import content_id
+from shared.settings import Settings
+from shared.store.api_keys import ApiKeys
+from shared.store.batches import CHECK_KIND, Batches
+from shared.store.checks import VinChecks
+from shared.store.database import Database
+from shared.topology import Topology, delete
+from tests.integration.conftest import Sandbox, base_settings, running_worker
+from tests.integration.test_fleet_core import vin
+
+pytestmark = pytest.mark.integration
+
+API = "/v1/recalls-batch"
+PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+LIGHT = {"retry_tiers": (1.0,), "batch_max_vins": 5}  # one retry tier: quorum queues are slow to declare
+OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
+    "allow_private_urls": True,
+    "webhook_secret": "whsec-test-0123456789",
+    "csv_url_max_bytes": 200,
+    "csv_url_timeout": 0.5,
+    "csv_url_max_redirects": 2,
+}
+
+
+@dataclass
+class Api:
+    """A running API, a client for it, and a key it accepts."""
+
+    http: httpx.AsyncClient
+    key: str
+    db: Database
+
+    async def submit(self, body: object, **params: str) -> httpx.Response:
+        return await self.http.post(f"{API}/submit", json=body, params={"key": self.key, **params})
+
+    async def get(self, what: str, batch_id: str, key: str | None = None) -> httpx.Response:
+        return await self.http.get(f"{API}/{what}", params={"key": key or self.key, "batchId": batch_id})
+
+    async def status_until(self, batch_id: str, *states: str) -> dict[str, Any]:
+        """The batch's status once it is one of ``states`` (a publish of a few messages: milliseconds)."""
+        for _ in range(1000):
+            data: dict[str, Any] = (await self.get("status", batch_id)).json()["data"]
+            if data["status"] in states:
+                return data
+        raise AssertionError(f"batch {batch_id} never reached {states}: {data}")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` under uvicorn on a loopback port, and a client for it once it answers."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    host, port = listening.getsockname()
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    running = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as client:
+            # The socket listens already: the probe waits in its backlog until the app has started.
+            probe = asyncio.ensure_future(client.get("/openapi.json"))
+            await asyncio.wait({running, probe}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                probe.cancel()
+                running.result()
+                raise AssertionError("uvicorn stopped at start")
+            (await probe).raise_for_status()
+            yield client
+    finally:
+        server.should_exit = True
+        await running
+        listening.close()
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[Api]:
+    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
+        _, key = await ApiKeys(db).create("fleet team")
+        async with serving(create_app(settings, db, publisher)) as http:
+            yield Api(http, key, db)
+
+
+async def delete_topology(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection, connection.channel() as channel:
+        await delete(channel, Topology(settings.prefix, settings.retry_tiers))
+
+
+@pytest.fixture
+async def api(prefix: str, store_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """The API without a worker; ``@pytest.mark.settings(...)`` adds to the light settings."""
+    marker = request.node.get_closest_marker("settings")
+    settings = base_settings(prefix, sqlite_path=store_path, **{**LIGHT, **(marker.kwargs if marker else {})})
+    try:
+        async with running_api(settings) as running:
+            yield running
+    finally:
+        await delete_topology(settings)
+
+
+def assert_error(response: httpx.Response, status: int, name: str, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"success", "error", "message"}, body
+    assert (body["success"], body["error"]) == (False, name), body
+    for fragment in fragments:
+        assert fragment in body["message"], body
+
+
+# --- the description ------------------------------------------------------------------------------------
+
+
+async def test_openapi_describes_the_error_shape_and_the_key(api: Api) -> None:
+    spec = (await api.http.get("/openapi.json")).json()
+    error = spec["components"]["schemas"]["ErrorBody"]
+    assert set(error["properties"]) == {"success", "error", "message"}
+    assert "BULK_RECALL_BATCH_NOT_FOUND" in error["properties"]["error"]["enum"]
+    schemes = spec["components"]["securitySchemes"]
+    assert {(s["type"], s["in"], s["name"]) for s in schemes.values()} == {
+        ("apiKey", "query", "key"),
+        ("apiKey", "header", "x-api-key"),
+    }
+    submit = spec["paths"][f"{API}/submit"]["post"]
+    assert submit["security"] and "202" in submit["responses"]
+    for status in ("400", "401", "502"):
+        schema = submit["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/ErrorBody")
+    download = spec["paths"][f"{API}/download"]["get"]
+    assert "text/csv" in download["responses"]["200"]["content"]
+    assert "409" in download["responses"]
+
+
+# --- keys and visibility --------------------------------------------------------------------------------
+
+
+async def test_a_key_is_needed_and_read_from_the_query_or_the_header(api: Api) -> None:
+    absent = await api.http.get(f"{API}/status", params={"batchId": "b1"})
+    assert_error(absent, 401, "MISSING_API_KEY", "key:")
+    wrong = "rk_00000000_" + "x" * 32
+    unknown = await api.http.get(f"{API}/status", params={"batchId": "b1", "key": wrong})
+    assert_error(unknown, 401, "USER_NOT_FOUND", "key:")
+    assert wrong not in unknown.text
+    by_header = await api.http.get(f"{API}/status", params={"batchId": "b1"}, headers={"x-api-key": api.key})
+    assert_error(by_header, 404, "BULK_RECALL_BATCH_NOT_FOUND", "batchId:")  # let in, no such batch
+    assert_error(await api.get("status", "b1"), 404, "BULK_RECALL_BATCH_NOT_FOUND")
+
+    keys = ApiKeys(api.db)
+    record, other = await keys.create("revoked soon")
+    assert_error(await api.get("status", "b1", key=other), 404, "BULK_RECALL_BATCH_NOT_FOUND")
+    assert await keys.revoke(record.id)
+    revoked = await api.get("status", "b1", key=other)
+    assert_error(revoked, 401, "USER_NOT_FOUND")
+    assert other not in revoked.text
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """No database URL (the test's SQLite file), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = f"recalls_api_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_a_batch_is_published_on_the_bulk_lane_and_seen_only_by_its_key(
+    prefix: str, store_path: Path, store_url: str | None
+) -> None:
+    settings = base_settings(prefix, sqlite_path=store_path, database_url=store_url, **LIGHT)
+    vins = [vin(1), vin(2), vin(3)]
+    try:
+        async with running_api(settings) as api:
+            accepted = await api.submit({"vins": vins})
+            assert accepted.status_code == 202, accepted.text
+            body = accepted.json()
+            assert body["success"] is True and "queued" in body["message"]
+            data = body["data"]
+            batch_id = data["batchId"]
+            assert data["status"] == "uploading"
+            assert (data["totalVins"], data["processedVins"], data["hitCount"], data["hitRate"]) == (
+                3,
+                0,
+                0,
+                0,
+            )
+            assert data["createdAt"].endswith("Z") and "completedAt" not in data
+
+            running = await api.status_until(batch_id, "processing")
+            assert running["totalVins"] == 3 and running["errorMessage"] is None
+            assert "completedAt" not in running
+            for what in ("results", "download"):
+                assert_error(await api.get(what, batch_id), 409, "BULK_RECALL_BATCH_NOT_COMPLETE", "batchId:")
+
+            _, stranger = await ApiKeys(api.db).create("another team")
+            for what in ("status", "results", "download"):
+                assert_error(await api.get(what, batch_id, key=stranger), 404, "BULK_RECALL_BATCH_NOT_FOUND")
+
+        connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+        async with connection, connection.channel() as channel:
+            queue = await channel.get_queue(f"{prefix}.get.bulk")
+            published = []
+            while (message := await queue.get(fail=False, no_ack=True)) is not None:
+                published.append(msgspec.json.decode(message.body, type=GetCommand))
+        assert sorted(command.vin for command in published) == vins
+        for command in published:
+            assert command.message_id == content_id(f"check|{batch_id}|{command.vin}")
+            assert command.correlation_id == batch_id
+    finally:
+        await delete_topology(settings)
+
+
+async def test_a_batch_with_a_failed_check_is_partial_and_says_why(api: Api) -> None:
+    _, owner_key = await ApiKeys(api.db).create("owner")
+    owner = await ApiKeys(api.db).verify(owner_key)
+    assert owner is not None
+    batches = Batches(api.db)
+    batch_id = await batches.start(CHECK_KIND, "api", owner=owner.id)
+    good, bad = (
+        GetCommand(vin=v, correlation_id=batch_id, message_id=content_id(v)) for v in (vin(1), vin(2))
+    )
+    await batches.claim(batch_id, [good, bad])
+    await batches.published([good.message_id, bad.message_id])
+    await batches.close_publishing(batch_id, rejected=0, skipped=0)
+    recall = Recall(manufacturer_campaign_reference="CAMP-A", repair_status="NOT_FIXED")
+    await batches.record(
+        outcome(good, "applied", recalls=[recall]), outcome(bad, "failed", reason="DVSA 400 bad")
+    )
+
+    status = (await api.get("status", batch_id, key=owner_key)).json()["data"]
+    assert (status["status"], status["processedVins"], status["hitCount"], status["hitRate"]) == (
+        "partial",
+        2,
+        1,
+        50.0,
+    )
+    results = (await api.get("results", batch_id, key=owner_key)).json()["data"]["results"]
+    assert by_vin(results) == {
+        vin(1): {
+            "vin": vin(1),
+            "hasRecalls": True,
+            "recallCount": 1,
+            "recalls": [{"manufacturerCampaignReference": "CAMP-A", "repairStatus": "NOT_FIXED"}],
+        },
+        vin(2): {
+            "vin": vin(2),
+            "hasRecalls": False,
+            "recallCount": 0,
+            "recalls": [],
+            "error": "DVSA 400 bad",
+        },
+    }
+    rows = list(csv.DictReader(io.StringIO((await api.get("download", batch_id, key=owner_key)).text)))
+    assert {(row["vin"], row["error"]) for row in rows} == {(vin(1), ""), (vin(2), "DVSA 400 bad")}
+
+
+def outcome(command: GetCommand, result: Result, **fields: Any) -> OutcomeEvent:
+    now = utc_now()
+    values: dict[str, Any] = {"attempts": 1, "first_seen_at": now, "completed_at": now, **fields}
+    return OutcomeEvent(message_id=command.message_id, verb="get", vin=command.vin, result=result, **values)
+
+
+async def test_vins_checked_recently_are_answered_from_the_cache(api: Api) -> None:
+    open_recall = Recall(manufacturer_campaign_reference="CAMP-A", repair_status="NOT_FIXED")
+    long_ago = utc_now() - dt.timedelta(days=2)  # older than check_freshness: asked again
+    await VinChecks(api.db).remember(
+        checked(vin(1), [open_recall]), checked(vin(2), []), checked(vin(3), [open_recall], at=long_ago)
+    )
+    answered = (await api.submit({"vins": [vin(1), vin(2)]})).json()
+    data = answered["data"]
+    assert (data["status"], data["totalVins"], data["processedVins"], data["hitCount"]) == (
+        "completed",
+        2,
+        2,
+        1,
+    )
+    assert data["hitRate"] == 50.0 and "completedAt" in data and "recent results" in answered["message"]
+    results = (await api.get("results", data["batchId"])).json()["data"]["results"]
+    assert {r["vin"]: (r["hasRecalls"], r["recallCount"]) for r in results} == {
+        vin(1): (True, 1),
+        vin(2): (False, 0),
+    }
+
+    mixed = (await api.submit({"vins": [vin(1), vin(3), vin(4)]})).json()["data"]
+    assert (mixed["status"], mixed["totalVins"], mixed["processedVins"], mixed["hitCount"]) == (
+        "uploading",
+        3,
+        1,
+        1,
+    )
+    running = await api.status_until(mixed["batchId"], "processing")
+    assert (running["totalVins"], running["processedVins"]) == (3, 1)
+
+
+def checked(vin: str, recalls: list[Recall], at: dt.datetime | None = None) -> OutcomeEvent:
+    """A whole-vehicle get's outcome, as the cache remembers them."""
+    return outcome(GetCommand(vin=vin), "applied", recalls=recalls, completed_at=at or utc_now())
+
+
+async def test_batches_older_than_the_retention_are_purged_at_start(prefix: str, store_path: Path) -> None:
+    settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
+    now = utc_now()
+    async with Database.connect(settings) as db:
+        _, key = await ApiKeys(db).create("owner")
+        owner = await ApiKeys(db).verify(key)
+        assert owner is not None
+        old = now - dt.timedelta(seconds=settings.batch_retention + 3600)
+        expired = await Batches(db, clock=lambda: old).start(CHECK_KIND, "api", owner=owner.id)
+        kept = await Batches(db).start(CHECK_KIND, "api", owner=owner.id)
+    try:
+        async with running_api(settings) as api:
+            assert_error(await api.get("status", expired, key=key), 404, "BULK_RECALL_BATCH_NOT_FOUND")
+            assert (await api.get("status", kept, key=key)).status_code == 200
+    finally:
+        await delete_topology(settings)
+
+
+# --- every refusal --------------------------------------------------------------------------------------
+
+
+async def test_routing_errors_answer_in_the_one_shape(api: Api) -> None:
+    not_post = await api.http.get(f"{API}/submit", params={"key": api.key})
+    assert_error(not_post, 405, "ONLY_POST_ALLOWED", "method: GET")
+    not_get = await api.http.post(f"{API}/status", params={"key": api.key, "batchId": "b1"})
+    assert_error(not_get, 405, "METHOD_NOT_ALLOWED", "method: POST")
+    assert_error(await api.http.get("/v1/nothing"), 404, "NOT_FOUND", "path: no endpoint")
+    no_id = await api.http.get(f"{API}/status", params={"key": api.key})
+    assert_error(no_id, 400, "BULK_RECALL_BATCH_INVALID_REQUEST", "batchId: Field required")
+
+
+INVALID_BODIES = [
+    pytest.param(None, "BULK_RECALL_BATCH_MISSING_VINS", "vins: none given", id="no body"),
+    pytest.param({}, "BULK_RECALL_BATCH_MISSING_VINS", "vins: none given", id="empty"),
+    pytest.param({"vins": [], "csv": "vin\n\n"}, "BULK_RECALL_BATCH_MISSING_VINS", "vins:", id="header only"),
+    pytest.param(
+        {"vins": [vin(n) for n in range(4)], "csv": "\n".join(vin(n) for n in range(2, 6))},
+        "BULK_RECALL_BATCH_TOO_MANY_VINS",
+        "more than the 5 distinct VINs",
+        id="six distinct",
+    ),
+    pytest.param(
+        {"vins": [vin(1), "WAUZZZ-8V"]},
+        "BULK_RECALL_BATCH_INVALID_VIN",
+        "vins[1]: must be 16 or 17 letters and digits (got 'WAUZZZ-8V')",
+        id="vins",
+    ),
+    pytest.param(
+        {"csv": f"Make,VIN\nAudi,{vin(1)}\nAudi,NOPE"},
+        "BULK_RECALL_BATCH_INVALID_VIN",
+        "csv line 3: must be 16 or 17 letters and digits (got 'NOPE')",
+        id="csv",
+    ),
+    pytest.param({"vins": vin(1)}, "BULK_RECALL_BATCH_INVALID_REQUEST", "vins: Input should be a valid list"),
+    pytest.param(
+        {"vins": [1]}, "BULK_RECALL_BATCH_INVALID_REQUEST", "vins[0]: Input should be a valid string"
+    ),
+    pytest.param(
+        {"vin": [vin(1)]}, "BULK_RECALL_BATCH_INVALID_REQUEST", "vin: Extra inputs are not permitted"
+    ),
+    pytest.param(
+        {"vins": [vin(1)], "webhookUrl": "https://hooks.example.com/recalls"},
+        "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL",
+        "webhookUrl: webhooks are off on this server (RECALLS_WEBHOOK_SECRET is not set)",
+        id="webhook without a secret",
+    ),
+    pytest.param(
+        {"csvUrl": "ftp://files.example.com/vins.csv"},
+        "BULK_RECALL_BATCH_CSV_URL_INVALID",
+        "csvUrl: must be an https URL",
+    ),
+    pytest.param(
+        {"csvUrl": "https://127.0.0.1/vins.csv"}, "BULK_RECALL_BATCH_CSV_URL_HOST_NOT_ALLOWED", "csvUrl:"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "name", "message"), INVALID_BODIES)
+async def test_a_submit_is_refused_naming_the_field(api: Api, body: object, name: str, message: str) -> None:
+    assert_error(await api.submit(body), 400, name, message)
+
+
+async def test_a_body_that_is_not_json_is_refused(api: Api) -> None:
+    response = await api.http.post(
+        f"{API}/submit",
+        params={"key": api.key},
+        content=b"{vins",
+        headers={"content-type": "application/json"},
+    )
+    assert_error(response, 400, "BULK_RECALL_BATCH_INVALID_REQUEST", "body: not valid JSON")
+
+
+@pytest.mark.settings(webhook_secret="whsec-test-0123456789")
+async def test_a_plain_http_webhook_is_refused_without_private_urls(api: Api) -> None:
+    body = {"vins": [vin(1)], "webhookUrl": "http://hooks.example.com/recalls"}
+    assert_error(
+        await api.submit(body), 400, "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL", "webhookUrl: must be an https"
+    )
+
+
+async def test_a_failing_store_is_a_storage_error(api: Api) -> None:
+    accepted = (await api.submit({"vins": [vin(1)]})).json()["data"]
+    async with api.db.writing() as connection:
+        await connection.execute(text("DROP TABLE batch_commands"))
+    failed = await api.get("status", accepted["batchId"])
+    assert_error(failed, 500, "BULK_RECALL_BATCH_STORAGE_ERROR", "store: unavailable")
+
+
+# --- csvUrl ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def csv_host() -> AsyncIterator[str]:
+    """A local file server with a CSV and every way a csvUrl can fail."""
+    never = asyncio.Event()
+
+    async def hang(_request: web.Request) -> web.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/vins.csv", answer(f"VIN\n{vin(3)}\n{vin(4)}\n"))
+    app.router.add_get("/big.csv", answer("\n".join([vin(1)] * 20)))
+    app.router.add_get("/vins.json", answer("[]", "application/json"))
+    app.router.add_get("/gone.csv", answer("gone", status=404))
+    app.router.add_get("/loop.csv", answer("", status=302, headers={"Location": "/loop.csv"}))
+    app.router.add_get("/slow.csv", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        never.set()
+        await runner.cleanup()
+
+
+def answer(body: str, content_type: str = "text/csv", **options: Any) -> Handler:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type=content_type, **options)
+
+    return handler
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections (bound, never listening)."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
+
+
+CSV_URL_FAILURES = [
+    ("/big.csv", 400, "BULK_RECALL_BATCH_CSV_URL_TOO_LARGE", "larger than 200 bytes"),
+    ("/vins.json", 400, "BULK_RECALL_BATCH_CSV_URL_NOT_TEXT", "application/json"),
+    ("/gone.csv", 400, "BULK_RECALL_BATCH_CSV_URL_HTTP_ERROR", "HTTP 404"),
+    ("/loop.csv", 400, "BULK_RECALL_BATCH_CSV_URL_REDIRECT_ERROR", "csvUrl"),
+    ("/slow.csv", 400, "BULK_RECALL_BATCH_CSV_URL_TIMEOUT", "csvUrl"),
+]
+
+
+@pytest.mark.settings(**OPEN)
+async def test_every_csv_url_failure_has_its_name(api: Api, csv_host: str, closed_port: int) -> None:
+    for path, status, name, fragment in CSV_URL_FAILURES:
+        assert_error(await api.submit({"csvUrl": csv_host + path}), status, name, fragment)
+    refused = await api.submit({"csvUrl": f"http://127.0.0.1:{closed_port}/vins.csv"})
+    assert_error(refused, 502, "BULK_RECALL_BATCH_CSV_URL_FETCH_FAILED", "csvUrl")
+
+
+@pytest.mark.settings(**OPEN)
+async def test_inputs_are_merged_upper_cased_and_deduplicated(api: Api, csv_host: str) -> None:
+    body = {
+        "vins": [vin(1).lower(), f" {vin(2)} ", vin(1)],
+        "csv": f"{vin(2)}\n\n{vin(3).lower()}\n",  # no header: one VIN a line
+        "csvUrl": f"{csv_host}/vins.csv",  # vin(3), vin(4) under a header
+        "webhookUrl": "http://127.0.0.1:9/hook",  # allowed here: private URLs are
+    }
+    accepted = await api.submit(body)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["data"]["totalVins"] == 4
+    batch_id = accepted.json()["data"]["batchId"]
+    assert (await api.status_until(batch_id, "processing"))["totalVins"] == 4
+
+
+# --- end to end -----------------------------------------------------------------------------------------
+
+E2E_VINS = [vin(100 + n) for n in range(12)]
+
+
+async def seed(sandbox: Sandbox) -> None:
+    """An open recall on the first VIN, a fixed one on the second, one of each on the third."""
+    first, second, third = E2E_VINS[:3]
+    recalls = [
+        {"vin": first, "manufacturerCampaignReference": "CAMP-A", "recallCampaignStartDate": "2025-01-02"},
+        {
+            "vin": second,
+            "manufacturerCampaignReference": "CAMP-B",
+            "recallCampaignStartDate": "2024-05-06",
+            "repairStatus": "FIXED",
+            "rectificationDate": "2025-03-04",
+        },
+        {
+            "vin": third,
+            "manufacturerCampaignReference": "CAMP-C",
+            "dvsaCampaignReference": "R/2024/123",
+            "recallCampaignStartDate": "2024-07-08",
+        },
+        {
+            "vin": third,
+            "manufacturerCampaignReference": "CAMP-D",
+            "recallCampaignStartDate": "2023-01-01",
+            "repairStatus": "FIXED",
+            "rectificationDate": "2024-02-03",
+        },
+    ]
+    (await sandbox.admin.post("/__admin/recalls", json=recalls)).raise_for_status()
+
+
+def expected_results(held: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What the results must say of each VIN, from the sandbox's own state."""
+    expected: dict[str, dict[str, Any]] = {
+        v: {"vin": v, "hasRecalls": False, "recallCount": 0, "recalls": []} for v in E2E_VINS
+    }
+    for recall in held:
+        entry = expected[recall["vin"]]
+        fields = (
+            "manufacturerCampaignReference",
+            "dvsaCampaignReference",
+            "recallCampaignStartDate",
+            "repairStatus",
+        )
+        entry["recalls"].append({name: recall[name] for name in fields if recall.get(name)})
+        entry["recallCount"] += 1
+        entry["hasRecalls"] = entry["hasRecalls"] or recall["repairStatus"] != "FIXED"
+    return expected
+
+
+def by_vin(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    key = lambda recall: recall["manufacturerCampaignReference"]  # noqa: E731
+    return {r["vin"]: {**r, "recalls": sorted(r["recalls"], key=key)} for r in results}
+
+
+async def test_a_batch_is_checked_through_the_fleet(
+    sandbox: Sandbox, settings: Settings, broker: aio_pika.abc.AbstractRobustConnection
+) -> None:
+    await seed(sandbox)
+    async with running_api(settings) as api:
+        csv_text = "Make,vin\n" + "\n".join(f"Audi,{v}" for v in E2E_VINS[6:])
+        accepted = await api.submit({"vins": [v.lower() for v in E2E_VINS[:8]], "csv": csv_text})
+        assert accepted.status_code == 202, accepted.text
+        batch_id = accepted.json()["data"]["batchId"]
+        assert accepted.json()["data"]["totalVins"] == 12
+        await api.status_until(batch_id, "processing")
+        assert_error(await api.get("results", batch_id), 409, "BULK_RECALL_BATCH_NOT_COMPLETE")
+
+        async with running_worker(settings) as worker:
+            assert worker.recorder is not None
+            async with asyncio.timeout(60):
+                await worker.recorder.recorded(len(E2E_VINS))
+        status = (await api.get("status", batch_id)).json()["data"]
+        assert status["status"] == "completed"
+        assert (status["totalVins"], status["processedVins"], status["hitCount"]) == (12, 12, 2)
+        assert status["hitRate"] == 16.67 and status["completedAt"].endswith("Z")
+
+        expected = expected_results(await sandbox.recalls())
+        assert expected[E2E_VINS[2]]["recallCount"] == 2  # the seed is as meant
+        results = (await api.get("results", batch_id)).json()["data"]
+        assert results["job"]["status"] == "completed" and results["job"]["hitCount"] == 2
+        assert by_vin(results["results"]) == by_vin(list(expected.values()))
+
+        download = await api.get("download", batch_id)
+        assert download.status_code == 200
+        assert download.headers["content-type"].startswith("text/csv")
+        disposition = download.headers["content-disposition"]
+        assert disposition == f'attachment; filename="recalls_{batch_id}.csv"'
+        rows = list(csv.DictReader(io.StringIO(download.text)))
+        assert list(rows[0]) == [
+            "vin",
+            "hasRecalls",
+            "recallCount",
+            "manufacturerCampaignReference",
+            "dvsaCampaignReference",
+            "recallCampaignStartDate",
+            "repairStatus",
+            "error",
+        ]
+        assert len(rows) == 13  # one VIN with two recalls, the others one row each
+        third = sorted(
+            (r for r in rows if r["vin"] == E2E_VINS[2]), key=lambda r: r["manufacturerCampaignReference"]
+        )
+        assert [(r["hasRecalls"], r["recallCount"], r["repairStatus"]) for r in third] == [
+            ("true", "2", "NOT_FIXED"),
+            ("true", "2", "FIXED"),
+        ]
+        assert third[0]["dvsaCampaignReference"] == "R/2024/123"
+        plain = next(r for r in rows if r["vin"] == E2E_VINS[5])
+        assert (plain["hasRecalls"], plain["recallCount"], plain["manufacturerCampaignReference"]) == (
+            "false",
+            "0",
+            "",
+        )
+    assert (await sandbox.stats())["get"]["count"] == 12  # each VIN checked once
+
+
+# --- serve ----------------------------------------------------------------------------------------------
+
+
+class _Started(logging.Handler):
+    """Keeps the URL uvicorn says it listens on, and sets an event then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = asyncio.Event()
+        self.url = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        said = record.getMessage()
+        if said.startswith("Uvicorn running on "):
+            self.url = said.split()[3]
+            self.event.set()
+
+
+async def test_serve_runs_until_cancelled(prefix: str, store_path: Path) -> None:
+    settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
+    started = _Started()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(started)
+    logger.setLevel(logging.INFO)
+    try:
+        serving = asyncio.create_task(serve(settings, "127.0.0.1", 0))
+        async with asyncio.timeout(30):
+            await started.event.wait()
+        async with httpx.AsyncClient(base_url=started.url) as http:
+            assert (await http.get("/openapi.json")).status_code == 200
+            serving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await serving
+            with pytest.raises(httpx.ConnectError):
+                await http.get("/openapi.json")
+    finally:
+        logger.removeHandler(started)
+        await delete_topology(settings)
