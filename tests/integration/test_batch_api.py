@@ -1,8 +1,8 @@
 """The batch API over real HTTP: uvicorn on loopback, the store, RabbitMQ; end to end, a worker and sandbox.
 
 Every error answers in the one shape with CarsXE's status and name; a batch is only its key's; a batch
-goes uploading -> processing -> completed and its results match what the sandbox holds; VINs checked
-recently are answered from the cache in the submit response itself.
+goes uploading -> processing -> completed, its results match what the sandbox holds, and the same VINs
+submitted again are answered from the cache in the submit response itself.
 """
 
 from __future__ import annotations
@@ -581,7 +581,7 @@ def by_vin(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["vin"]: {**r, "recalls": sorted(r["recalls"], key=key)} for r in results}
 
 
-async def test_a_batch_is_checked_through_the_fleet(
+async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache(
     sandbox: Sandbox, settings: Settings, broker: aio_pika.abc.AbstractRobustConnection
 ) -> None:
     await seed(sandbox)
@@ -640,7 +640,13 @@ async def test_a_batch_is_checked_through_the_fleet(
             "0",
             "",
         )
-    assert (await sandbox.stats())["get"]["count"] == 12  # each VIN checked once
+
+        again = (await api.submit({"vins": E2E_VINS})).json()  # the worker's answers are the cache now
+        data = again["data"]
+        assert (data["status"], data["processedVins"], data["hitCount"]) == ("completed", 12, 2), again
+        served = (await api.get("results", data["batchId"])).json()["data"]["results"]
+        assert by_vin(served) == by_vin(list(expected.values()))
+    assert (await sandbox.stats())["get"]["count"] == 12  # the second batch cost DVSA nothing
 
 
 # --- serve ----------------------------------------------------------------------------------------------
