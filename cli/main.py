@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from cli.demo import demo
+from producers.api_command import api
 from producers.bulk_command import import_, sync
 from producers.command import publish, schemas, topology
 from simulator.command import simulator
@@ -32,6 +33,7 @@ cli.add_command(batch)
 cli.add_command(import_)
 cli.add_command(sync)
 cli.add_command(demo)
+cli.add_command(api)
 
 
 def main() -> None:
