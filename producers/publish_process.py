@@ -29,11 +29,11 @@ import msgspec
 from pydantic import SecretStr
 
 from producers.broker import BrokerUnreachable
-from producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult
+from producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult, validated_or_error
 from shared.amqp import PublishFailed
 from shared.contracts import Command, Lane
 from shared.settings import Settings, load_settings
-from shared.validation import InvalidCommand, validate
+from shared.validation import InvalidCommand
 
 log = logging.getLogger("recalls.publish_process")
 
@@ -121,7 +121,7 @@ class PublisherProcess:
         validated: bool = False,
     ) -> list[PublishResult]:
         """As :meth:`Publisher.publish_many`; the child publishes, this process only validates."""
-        checked = list(commands) if validated else [_validated(command) for command in commands]
+        checked = list(commands) if validated else [validated_or_error(command) for command in commands]
         sendable = [command for command in checked if not isinstance(command, InvalidCommand)]
         errors = await self._ask(sendable, lane, max_in_flight) if sendable else []
         answers = iter(errors)
@@ -168,13 +168,6 @@ def _lost(child: asyncio.subprocess.Process) -> str:
         f"the publishing process exited (code {child.returncode}) before the broker confirmed; "
         "it may be queued: publish it again with the same message_id"
     )
-
-
-def _validated(command: Command) -> Command | InvalidCommand:
-    try:
-        return validate(command)
-    except InvalidCommand as exc:
-        return exc
 
 
 def _settings_frame(settings: Settings) -> bytes:

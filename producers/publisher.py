@@ -132,7 +132,7 @@ class Publisher:
         _check_lane(lane)
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
-        checked = list(commands) if validated else [_validated(command) for command in commands]
+        checked = list(commands) if validated else [validated_or_error(command) for command in commands]
         results: list[PublishResult] = [item if isinstance(item, InvalidCommand) else "" for item in checked]
         sendable = [(i, item) for i, item in enumerate(checked) if not isinstance(item, InvalidCommand)]
         # Two half windows in turn: one fills while the other's last confirms come back.
@@ -219,7 +219,8 @@ def _properties(command: Command, reply_to: str | None) -> Basic.Properties:
     )
 
 
-def _validated(command: Command) -> Command | InvalidCommand:
+def validated_or_error(command: Command) -> Command | InvalidCommand:
+    """The validated command, or the error that says why it is not valid (for per-command results)."""
     try:
         return validate(command)
     except InvalidCommand as exc:
