@@ -126,6 +126,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return _answer(405, name, f"method: {request.method} not allowed, use {only}", exc.headers)
     if exc.status_code == 404:
         return _answer(404, "NOT_FOUND", f"path: no endpoint at {path}", exc.headers)
+    if exc.status_code == 400:  # FastAPI's own answer to a body it cannot decode (not UTF-8)
+        return _answer(400, "BULK_RECALL_BATCH_INVALID_REQUEST", "body: not valid JSON (not UTF-8 text)")
     return _answer(exc.status_code, f"HTTP_{exc.status_code}", f"request: {exc.detail}", exc.headers)
 
 

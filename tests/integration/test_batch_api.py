@@ -15,7 +15,7 @@ import io
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -419,11 +419,12 @@ async def test_a_submit_is_refused_naming_the_field(api: Api, body: object, name
     assert_error(await api.submit(body), 400, name, message)
 
 
-async def test_a_body_that_is_not_json_is_refused(api: Api) -> None:
+@pytest.mark.parametrize("body", [b"{vins", b"\xfe"])
+async def test_a_body_that_is_not_json_is_refused(api: Api, body: bytes) -> None:
     response = await api.http.post(
         f"{API}/submit",
         params={"key": api.key},
-        content=b"{vins",
+        content=body,
         headers={"content-type": "application/json"},
     )
     assert_error(response, 400, "BULK_RECALL_BATCH_INVALID_REQUEST", "body: not valid JSON")
@@ -557,10 +558,10 @@ async def seed(sandbox: Sandbox) -> None:
     (await sandbox.admin.post("/__admin/recalls", json=recalls)).raise_for_status()
 
 
-def expected_results(held: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """What the results must say of each VIN, from the sandbox's own state."""
+def expected_results(held: list[dict[str, Any]], vins: Sequence[str] = E2E_VINS) -> dict[str, dict[str, Any]]:
+    """What the results must say of each of ``vins``, from the sandbox's own state."""
     expected: dict[str, dict[str, Any]] = {
-        v: {"vin": v, "hasRecalls": False, "recallCount": 0, "recalls": []} for v in E2E_VINS
+        v: {"vin": v, "hasRecalls": False, "recallCount": 0, "recalls": []} for v in vins
     }
     for recall in held:
         entry = expected[recall["vin"]]
