@@ -22,6 +22,7 @@ from aiormq.exceptions import AMQPError
 from producers import broker
 from producers.publisher import Publisher
 from shared.amqp import PublishFailed
+from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
 from shared.contracts import VERBS, Command, Lane
 from shared.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
 from shared.settings import Settings, SettingsError, load_settings
@@ -270,15 +271,21 @@ def declared_names(names: Topology) -> list[str]:
     show_default="shared/schemas",
     help="Where the schema files live.",
 )
-def schemas(check: bool, directory: Path) -> None:
-    """Write the JSON Schema of every command and of the outcome event, generated from the code."""
+@click.option(
+    "--asyncapi",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=ASYNCAPI_PATH,
+    show_default="shared/asyncapi.json",
+    help="Where the AsyncAPI document lives.",
+)
+def schemas(check: bool, directory: Path, asyncapi: Path) -> None:
+    """Write the JSON Schema of every command and of the outcome event, and the AsyncAPI document."""
+    where = f"{directory} and {asyncapi}"
     if check:
-        stale = stale_schemas(directory)
+        stale = stale_schemas(directory) + ([asyncapi.name] if stale_asyncapi(asyncapi) else [])
         if stale:
-            raise _OneLineError(
-                f"schemas out of date in {directory}: {', '.join(stale)} (run: recalls schemas)"
-            )
-        click.echo(f"schemas in {directory} are up to date")
+            raise _OneLineError(f"schemas out of date in {where}: {', '.join(stale)} (run: recalls schemas)")
+        click.echo(f"schemas in {where} are up to date")
         return
-    changed = write_schemas(directory)
-    click.echo(f"wrote {', '.join(changed)}" if changed else f"schemas in {directory} are up to date")
+    changed = write_schemas(directory) + ([asyncapi.name] if write_asyncapi(asyncapi) else [])
+    click.echo(f"wrote {', '.join(changed)}" if changed else f"schemas in {where} are up to date")

@@ -1,0 +1,402 @@
+"""The AsyncAPI 3.0.0 document of the fleet's queues, exchanges and messages, generated from the code.
+
+Channels are what :func:`shared.topology.declare` declares, recorded by running it against a fake
+channel for the prefix placeholder ``{prefix}`` (a channel parameter whose default is the settings'
+default prefix), so exchange types, queue arguments and bindings cannot drift from the real topology.
+Payload schemas are :func:`shared.schema_export.schema_of` of the contract's Structs, embedded under
+``components.schemas``.  The document is committed as ``shared/asyncapi.json`` (pretty, key-sorted JSON)
+and a test checks that it equals :func:`render_asyncapi`; ``recalls schemas`` rewrites it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from aio_pika.abc import AbstractChannel
+
+from shared.contracts import COMMAND_TYPES, SCHEMA_VERSION, VERBS, Command, OutcomeEvent
+from shared.schema_export import schema_of
+from shared.settings import Settings
+from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declare
+
+ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.json"
+PREFIX = "{prefix}"
+_AMQP = "0.3.0"  # version of the AMQP 0-9-1 bindings
+_COMMANDS = "Command"
+
+# Headers the workers set (workers/attempts.py, workers/reporting.py, workers/handler.py); a test checks
+# these names against the workers, which shared may not import.
+RETRY_HEADERS: dict[str, dict[str, Any]] = {
+    "x-attempts": {"type": "integer", "description": "DVSA attempts so far."},
+    "x-first-seen": {"type": "number", "description": "Unix time the fleet first took the command."},
+    "x-maybe-applied": {"type": "boolean", "description": "An earlier attempt may have reached DVSA."},
+    "x-history": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "One line per attempt, newest last (at most 20).",
+    },
+    "x-last-error": {"type": "string", "description": "The newest line of x-history."},
+}
+DEAD_LETTER_HEADERS: dict[str, dict[str, Any]] = {
+    "x-reason": {"type": "string", "description": "Why the command can never succeed."},
+    "x-routing-key": {"type": "string", "description": "The routing key it arrived with (verb and lane)."},
+    "x-dead-at": {"type": "number", "description": "Unix time it was dead-lettered."},
+    "x-dvsa-status": {"type": "integer", "description": "DVSA's last HTTP status, if DVSA answered."},
+    "x-dvsa-error-code": {"type": "string", "description": "DVSA's last error code."},
+    "x-dvsa-error-message": {"type": "string", "description": "DVSA's last error message."},
+}
+
+
+@dataclass
+class Declared:
+    """What :func:`shared.topology.declare` asked the broker for."""
+
+    exchanges: dict[str, str] = field(default_factory=dict)  # name -> type
+    durable: dict[str, bool] = field(default_factory=dict)  # exchange or queue name -> durable
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> arguments
+    bindings: list[tuple[str, str, str]] = field(default_factory=list)  # (queue, exchange, routing key)
+
+
+class _Recorder:
+    """Just enough of an aio-pika channel for :func:`declare`, keeping every call."""
+
+    def __init__(self) -> None:
+        self.declared = Declared()
+
+    async def declare_exchange(self, name: str, type: Any, *, durable: bool) -> _Named:
+        self.declared.exchanges[name] = str(getattr(type, "value", type))
+        self.declared.durable[name] = durable
+        return _Named(name, self.declared)
+
+    async def declare_queue(self, name: str, *, durable: bool, arguments: dict[str, Any]) -> _Named:
+        self.declared.queues[name] = dict(arguments)
+        self.declared.durable[name] = durable
+        return _Named(name, self.declared)
+
+
+@dataclass
+class _Named:
+    name: str
+    declared: Declared
+
+    async def bind(self, exchange: _Named, routing_key: str | None = None) -> None:
+        self.declared.bindings.append((self.name, exchange.name, routing_key or ""))
+
+
+def declared(topology: Topology) -> Declared:
+    """Run :func:`declare` against a recorder; it never waits on anything, so no event loop is needed."""
+    recorder = _Recorder()
+    coroutine: Coroutine[Any, Any, None] = declare(cast(AbstractChannel, recorder), topology)
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return recorder.declared
+    coroutine.close()
+    raise RuntimeError("declare() awaited something the recorder does not provide")
+
+
+def _ref(*parts: str) -> dict[str, str]:
+    return {"$ref": "#/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)}
+
+
+def _local_refs(node: Any) -> Any:
+    """JSON Schema ``#/$defs/X`` references (and discriminator mappings) made ``#/components/schemas/X``."""
+    if isinstance(node, dict):
+        return {key: _local_refs(value) for key, value in node.items() if key not in ("$schema", "$defs")}
+    if isinstance(node, list):
+        return [_local_refs(item) for item in node]
+    if isinstance(node, str) and node.startswith("#/$defs/"):
+        return "#/components/schemas/" + node.removeprefix("#/$defs/")
+    return node
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for title, type_ in (("Recalls command", Command), ("Recalls outcome event", OutcomeEvent)):
+        document = schema_of(title, type_)
+        schemas.update({name: _local_refs(schema) for name, schema in document["$defs"].items()})
+        if type_ is Command:
+            # An AsyncAPI Schema's discriminator is the property's name, not OpenAPI's mapping object.
+            union = _local_refs(document)
+            union["discriminator"] = union["discriminator"]["propertyName"]
+            schemas[_COMMANDS] = union
+    return schemas
+
+
+def _headers(headers: dict[str, dict[str, Any]], description: str) -> dict[str, Any]:
+    return {"type": "object", "description": description, "properties": headers}
+
+
+def _messages() -> dict[str, Any]:
+    correlation = {"location": "$message.payload#/correlation_id"}
+    retry_headers = _headers(
+        RETRY_HEADERS,
+        "AMQP headers a worker sets when it sends the command to a retry tier; absent at first.",
+    )
+    command_properties = {
+        "content_type": "application/json",
+        "delivery_mode": "2 (persistent)",
+        "message_id": "the body's message_id: the idempotency key (a re-send with it is applied once)",
+        "correlation_id": "the body's correlation_id, if any",
+        "timestamp": "the body's issued_at",
+        "type": "the verb",
+        "reply_to": "optional: a queue that also receives the outcome event",
+    }
+    messages: dict[str, Any] = {}
+    for verb, type_ in COMMAND_TYPES.items():
+        messages[verb] = {
+            "name": verb,
+            "title": f"{verb} command",
+            "summary": (type_.__doc__ or "").strip(),
+            "contentType": "application/json",
+            "correlationId": correlation,
+            "headers": retry_headers,
+            "payload": _ref("components", "schemas", type_.__name__),
+            "bindings": {"amqp": {"messageType": verb, "bindingVersion": _AMQP}},
+            "x-amqp-properties": command_properties,
+        }
+    messages["deadLetter"] = {
+        "name": "deadLetter",
+        "title": "dead-lettered command",
+        "summary": "A command that can never succeed (or a body that is not one), with its reason.",
+        "contentType": "application/json",
+        "headers": _headers(
+            {**RETRY_HEADERS, **DEAD_LETTER_HEADERS}, "The command's retry headers plus why it died."
+        ),
+        "payload": {
+            "description": "The original body, byte for byte: a command, or an undecodable body as it came.",
+            "anyOf": [_ref("components", "schemas", _COMMANDS), {}],
+        },
+        "x-amqp-properties": {**command_properties, "message_id": "the original message's message_id"},
+    }
+    for key in _event_keys():
+        messages[_key(key)] = {
+            "name": key,
+            "title": f"{key} event",
+            "summary": "What became of one command"
+            + (" that failed for good." if key == FAILED_EVENT_KEY else "."),
+            "contentType": "application/json",
+            "correlationId": correlation,
+            "payload": _ref("components", "schemas", OutcomeEvent.__name__),
+            "bindings": {"amqp": {"messageType": key, "bindingVersion": _AMQP}},
+            "x-amqp-properties": {
+                "content_type": "application/json",
+                "delivery_mode": "2 (persistent)",
+                "message_id": "the command's message_id",
+                "correlation_id": "the command's correlation_id, if any",
+                "type": "the routing key",
+            },
+        }
+    return messages
+
+
+def _event_keys() -> list[str]:
+    return [*(EVENT_KEYS[verb] for verb in VERBS), FAILED_EVENT_KEY]
+
+
+def _key(*parts: str) -> str:
+    """A key of channels, operations or messages: letters, digits, - and _ only, as tools demand."""
+    return "_".join(parts).replace(".", "_")
+
+
+def _channel_id(kind: str, name: str, topology: Topology) -> str:
+    return _key(kind, name.removeprefix(topology.prefix + "."))
+
+
+def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
+    parameters = {
+        "prefix": {
+            "description": "RECALLS_PREFIX: every exchange and queue name starts with it.",
+            "default": Settings.model_fields["prefix"].default,
+        }
+    }
+    commands: list[str] = [*COMMAND_TYPES]
+    events = [_key(key) for key in _event_keys()]
+    verbs = {topology.command_queue(verb, lane): verb for verb in VERBS for lane in LANES}
+    retries = {topology.retry_name(tier) for tier in range(len(topology.retry_tiers))}
+
+    def carried(name: str) -> list[str]:
+        if name == topology.dead_exchange:
+            return ["deadLetter"]
+        if name in (topology.events_exchange, topology.ledger_queue):
+            return events
+        if name in retries or name == topology.commands_exchange:
+            return commands
+        return [verbs[name]]
+
+    channels: dict[str, Any] = {}
+    for name, kind in found.exchanges.items():
+        channels[_channel_id("exchange", name, topology)] = {
+            "address": name,
+            "title": f"{kind} exchange {name}",
+            **({"parameters": parameters} if PREFIX in name else {}),
+            "messages": {key: _ref("components", "messages", key) for key in carried(name)},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "exchange": {
+                        "name": name,
+                        "type": kind,
+                        "durable": found.durable[name],
+                        "autoDelete": False,
+                        "vhost": "/",
+                    },
+                    "bindingVersion": _AMQP,
+                }
+            },
+        }
+    for name, arguments in found.queues.items():
+        channels[_channel_id("queue", name, topology)] = {
+            "address": name,
+            "title": f"{arguments.get('x-queue-type', 'classic')} queue {name}",
+            **({"parameters": parameters} if PREFIX in name else {}),
+            "messages": {key: _ref("components", "messages", key) for key in carried(name)},
+            "bindings": {
+                "amqp": {
+                    "is": "queue",
+                    "queue": {
+                        "name": name,
+                        "durable": found.durable[name],
+                        "exclusive": False,
+                        "autoDelete": False,
+                        "vhost": "/",
+                    },
+                    "bindingVersion": _AMQP,
+                }
+            },
+            "x-arguments": arguments,
+            "x-bound-to": [
+                {"exchange": exchange, "routingKey": key}
+                for queue, exchange, key in found.bindings
+                if queue == name
+            ],
+        }
+    return channels
+
+
+def _operation(
+    action: str, channel: str, messages: Iterable[str], actor: str, summary: str, **amqp: Any
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": _ref("channels", channel),
+        "messages": [_ref("channels", channel, "messages", key) for key in messages],
+        "summary": summary,
+        "tags": [{"name": actor}],
+        "bindings": {"amqp": {**amqp, "bindingVersion": _AMQP}},
+    }
+
+
+def _operations(topology: Topology) -> dict[str, Any]:
+    commands = _channel_id("exchange", topology.commands_exchange, topology)
+    events = _channel_id("exchange", topology.events_exchange, topology)
+    sent = {"deliveryMode": 2, "mandatory": True}
+    operations: dict[str, Any] = {}
+    for verb in VERBS:
+        for lane in LANES:
+            key = topology.routing_key(verb, lane)
+            queue = _channel_id("queue", topology.command_queue(verb, lane), topology)
+            operations[_key("publish", key)] = _operation(
+                "send",
+                commands,
+                [verb],
+                "publisher",
+                f"Publish a {verb} command to the {lane} lane.",
+                cc=[key],
+                timestamp=True,
+                **sent,
+            )
+            operations[_key("consume", key)] = _operation(
+                "receive",
+                queue,
+                [verb],
+                "fleet",
+                f"A worker applies {verb} commands of the {lane} lane.",
+                ack=True,
+            )
+    for tier, seconds in enumerate(topology.retry_tiers):
+        retry = _channel_id("exchange", topology.retry_name(tier), topology)
+        operations[retry.removeprefix("exchange_")] = _operation(
+            "send",
+            retry,
+            COMMAND_TYPES,
+            "fleet",
+            f"Retry after {seconds:g} s: the command keeps its routing key and returns to its queue.",
+            **sent,
+        )
+    operations["deadLetter"] = _operation(
+        "send",
+        _channel_id("exchange", topology.dead_exchange, topology),
+        ["deadLetter"],
+        "fleet",
+        "A command that can never succeed goes to the dead-letter queue with its reason.",
+        **sent,
+    )
+    for key in _event_keys():
+        operations[_key("emit", key)] = _operation(
+            "send",
+            events,
+            [_key(key)],
+            "fleet",
+            f"Report an outcome as {key} (also to the command's reply_to).",
+            cc=[key],
+            deliveryMode=2,
+            mandatory=False,
+        )
+    operations["record_events"] = _operation(
+        "receive",
+        _channel_id("queue", topology.ledger_queue, topology),
+        [_key(key) for key in _event_keys()],
+        "fleet",
+        "The event recorder keeps the ledger and batch jobs from every outcome.",
+        ack=True,
+    )
+    return operations
+
+
+def asyncapi_document(topology: Topology | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of ``topology`` (by default: the placeholder prefix, default tiers)."""
+    topology = topology or Topology(PREFIX)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "recalls fleet",
+            "version": f"{SCHEMA_VERSION}.0.0",
+            "description": "Recall commands published to RabbitMQ, applied to DVSA by the worker fleet, "
+            "and their outcome events. Generated from the code by `recalls schemas`; do not edit by hand.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "rabbitmq": {
+                "host": "127.0.0.1:5672",
+                "protocol": "amqp",
+                "protocolVersion": "0-9-1",
+                "description": "RECALLS_AMQP_URL (this is its default).",
+            }
+        },
+        "channels": _channels(topology, declared(topology)),
+        "operations": _operations(topology),
+        "components": {"schemas": _schemas(), "messages": _messages()},
+    }
+
+
+def render_asyncapi() -> str:
+    """The committed file's exact text: pretty, key-sorted JSON ending in a newline."""
+    return json.dumps(asyncapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def stale_asyncapi(path: Path = ASYNCAPI_PATH) -> bool:
+    return not path.is_file() or path.read_text(encoding="utf-8") != render_asyncapi()
+
+
+def write_asyncapi(path: Path = ASYNCAPI_PATH) -> bool:
+    """Write the document to ``path`` if it differs; return whether it did."""
+    if not stale_asyncapi(path):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_asyncapi(), encoding="utf-8")
+    return True
