@@ -14,6 +14,7 @@ from producers.bulk_command import import_, sync
 from producers.command import publish, schemas, topology
 from simulator.command import simulator
 from workers.command import worker
+from workers.dlq_command import dlq
 from workers.status_command import batch, status
 
 
@@ -34,6 +35,7 @@ cli.add_command(import_)
 cli.add_command(sync)
 cli.add_command(demo)
 cli.add_command(api)
+cli.add_command(dlq)
 
 
 def main() -> None:

@@ -1,0 +1,192 @@
+"""``recalls dlq`` against the real RabbitMQ: real dead letters from a worker and the DVSA sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+
+import msgspec
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared.contracts import CreateCommand, FixCommand
+from shared.settings import Settings
+from shared.topology import Topology
+from tests.integration.conftest import Events, Sandbox, publish, publish_raw, worker_env
+from workers.dead_letters import DeadLetterQueue, Filter
+from workers.runtime import Worker
+
+START = dt.date(2024, 3, 1)
+
+
+def vin(n: int) -> str:
+    return f"WAUZZZ8V{n:09d}"
+
+
+def create(n: int) -> CreateCommand:
+    return CreateCommand(
+        vin=vin(n), manufacturer_campaign_reference="CAMP1", recall_campaign_start_date=START
+    )
+
+
+async def recalls(settings: Settings, *args: str, answer: str = "") -> tuple[int, str, str]:
+    """Run ``recalls ARGS`` as a user would; ``answer`` is typed at its prompt."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from cli.main import main; main()", *args,
+        env=worker_env(settings), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(answer.encode()), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def dead_count(channel: AbstractChannel, settings: Settings) -> int:
+    # Straight to the AMQP channel: aio-pika's robust channel answers a repeated declare from its cache.
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(Topology(settings.prefix).dead_queue, passive=True)
+    return declared.message_count or 0
+
+
+async def wait_for_dead(channel: AbstractChannel, settings: Settings, count: int) -> None:
+    for _ in range(600):
+        if await dead_count(channel, settings) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} dead letters after 30 s")
+
+
+async def early_fix_and_poison(
+    channel: AbstractChannel, settings: Settings, events: Events
+) -> tuple[FixCommand, str]:
+    """Two real dead letters: a fix DVSA refuses (400) and a get whose body is not JSON."""
+    await publish(channel, settings, create(5))
+    await events.wait_for(1)
+    # DVSA refuses a rectification date before the campaign started: that can never succeed.
+    early = FixCommand(
+        vin=vin(5), manufacturer_campaign_reference="CAMP1", rectification_date=dt.date(2020, 1, 1)
+    )
+    await publish(channel, settings, early)
+    await publish_raw(channel, settings, b"{not json", "get", message_id="poison-1")
+    await wait_for_dead(channel, settings, 2)
+    return early, "poison-1"
+
+
+async def test_list_and_show_leave_the_queue_as_it_was(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+    worker: Worker,
+) -> None:
+    early, poison = await early_fix_and_poison(channel, settings, events)
+    queue = DeadLetterQueue(broker, Topology(settings.prefix), idle_timeout=0.5)
+
+    letters = {letter.message_id: letter for letter in await queue.list()}
+    assert set(letters) == {early.message_id, poison}
+    refused, garbage = letters[early.message_id], letters[poison]
+    assert (refused.verb, refused.lane, refused.attempts) == ("fix", "live", 1)
+    assert "RECALLS-BR-01" in refused.last_error
+    assert refused.reason
+    assert (garbage.verb, garbage.attempts) == ("get", 0)
+    assert garbage.reason.startswith("invalid command:")
+
+    async def ids(selection: Filter) -> set[str]:
+        return {letter.message_id for letter in await queue.list(selection)}
+
+    assert await ids(Filter(verb="fix")) == {early.message_id}
+    assert await ids(Filter(verb="create")) == set()
+    assert await ids(Filter(reason="INVALID COMMAND")) == {poison}
+    assert await ids(Filter(newer_than=600)) == {early.message_id, poison}
+    assert await ids(Filter(older_than=600)) == set()
+    assert await dead_count(channel, settings) == 2  # reading took nothing
+
+    code, out, err = await recalls(settings, "dlq", "list", "--json")
+    assert (code, err) == (0, "")
+    listed = json.loads(out)
+    assert {(item["message_id"], item["verb"]) for item in listed} == {
+        (early.message_id, "fix"),
+        (poison, "get"),
+    }
+    assert all(item["reason"] and item["delivery_count"] >= 1 for item in listed)
+
+    code, out, _ = await recalls(settings, "dlq", "list", "--verb", "get")
+    assert code == 0
+    assert poison in out and early.message_id not in out and "invalid command" in out
+    code, out, _ = await recalls(settings, "dlq", "list", "--reason", "nothing like this")
+    assert (code, out.strip()) == (0, "No dead letters match.")
+
+    code, out, _ = await recalls(settings, "dlq", "show", early.message_id)
+    assert code == 0
+    assert "RECALLS-BR-01" in out
+    assert '"rectification_date": "2020-01-01"' in out  # the body, pretty-printed
+    code, out, _ = await recalls(settings, "dlq", "show", poison, "--json")
+    [shown] = json.loads(out)
+    assert (shown["body"], shown["verb"]) == ("{not json", "get")
+    code, out, err = await recalls(settings, "dlq", "show", "no-such-id")
+    assert (code, out, err) == (1, "", "error: no dead letter with message id 'no-such-id'\n")
+
+    assert await dead_count(channel, settings) == 2
+
+
+@pytest.mark.settings(retry_tiers=(0.2,))
+async def test_replay_of_a_transient_failure_applies_it_once_with_its_message_id(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events, worker: Worker
+) -> None:
+    await sandbox.faults(error_rate=1.0)  # DVSA answers 500 to everything: the retries run out
+    live, bulk = create(7), create(8)
+    await publish(channel, settings, live)
+    await publish_raw(
+        channel,
+        settings,
+        msgspec.json.encode(bulk),
+        "create.bulk",
+        message_id=bulk.message_id,
+        content_type="application/json",
+    )
+    await events.wait_for(2)
+    assert {event.result for event in events.received} == {"failed"}
+    await wait_for_dead(channel, settings, 2)
+    await sandbox.faults(error_rate=0.0)
+
+    code, out, err = await recalls(settings, "dlq", "replay", "--id", live.message_id)
+    assert (code, out.strip(), err) == (0, "Replayed 1 dead letter.", "")
+    await events.wait_for(3)
+    code, out, err = await recalls(settings, "dlq", "replay", "--verb", "create")
+    assert (code, out.strip(), err) == (0, "Replayed 1 dead letter.", "")
+    await events.wait_for(4)
+
+    applied = {event.message_id: event for event in events.received[2:]}
+    assert set(applied) == {live.message_id, bulk.message_id}  # the message ids were kept
+    for command, lane in ((live, "live"), (bulk, "bulk")):
+        event = applied[command.message_id]
+        assert (event.result, event.lane, event.attempts) == ("applied", lane, 1)  # a first attempt
+    assert sorted(r["vin"] for r in await sandbox.recalls()) == [vin(7), vin(8)]
+    creates = [r for r in await sandbox.requests() if r["verb"] == "create" and r["status"] == 201]
+    assert len(creates) == 2  # each reached DVSA once when it could be applied
+    assert await dead_count(channel, settings) == 0
+
+
+async def test_purge_asks_unless_yes_and_counts(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, worker: Worker
+) -> None:
+    for n, key in enumerate(("get", "get", "fix")):
+        await publish_raw(channel, settings, b"\xff not utf-8", key, message_id=f"bad-{n}")
+    await wait_for_dead(channel, settings, 3)
+
+    code, out, _ = await recalls(settings, "dlq", "purge", answer="n\n")
+    assert code == 1
+    assert "Delete 3 dead letters for good?" in out
+    assert await dead_count(channel, settings) == 3
+
+    code, out, _ = await recalls(settings, "dlq", "purge", "--verb", "get", answer="y\n")
+    assert code == 0
+    assert out.endswith("Purged 2 dead letters.\n")  # after the prompt, on its line: no tty echoes "y"
+    assert await dead_count(channel, settings) == 1
+
+    code, out, _ = await recalls(settings, "dlq", "purge", "--yes")
+    assert (code, out.strip()) == (0, "Purged 1 dead letter.")
+    assert await dead_count(channel, settings) == 0
