@@ -57,7 +57,8 @@ class Attempts:
     def headers(self) -> dict[str, object]:
         return {
             "x-attempts": self.count,
-            "x-first-seen": self.first_seen,
+            # Whole seconds: pamqp sends a Python float as a 32-bit float, about 128 s coarse today.
+            "x-first-seen": round(self.first_seen),
             "x-maybe-applied": self.maybe_applied,
             "x-history": list(self.history),
             "x-last-error": self.last_error,

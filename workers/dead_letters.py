@@ -15,8 +15,8 @@ the queue has been read. At most 65,535 messages (AMQP's largest prefetch) are s
 A dead letter published by a worker carries its history in headers (:mod:`workers.attempts`) plus
 ``x-reason``, ``x-routing-key`` (the verb, ``.bulk`` for the bulk lane) and ``x-dead-at``; a message
 dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries ``x-death`` instead.
-Times in headers travel as 32-bit floats (that is how pamqp encodes a Python float in a table), so
-``x-dead-at`` and with it the age filters are exact only to about two minutes.
+Times in headers are whole seconds (a Python float would travel as a 32-bit float, about 128 s
+coarse); letters dead-lettered before that change carry such floats, exact only to about two minutes.
 """
 
 from __future__ import annotations

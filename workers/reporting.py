@@ -49,7 +49,7 @@ class Reporter:
             **headers,
             "x-reason": reason[:1000],
             "x-routing-key": original.routing_key or "",
-            "x-dead-at": time.time(),
+            "x-dead-at": round(time.time()),  # whole seconds: a float header travels as 32 bits
         }
         await publish_confirmed(self._exchanges[self._topology.dead_exchange], _copy(original, headers), "")
 
