@@ -22,7 +22,7 @@ def compose() -> dict[str, Any]:
 def test_every_project_service_runs_a_real_cli_command() -> None:
     runner = CliRunner()
     built = {name: s for name, s in compose()["services"].items() if "build" in s}
-    assert {"worker", "sandbox"} <= built.keys()
+    assert {"worker", "sandbox", "api"} <= built.keys()
     for name, service in built.items():
         result = runner.invoke(cli, [*service["command"], "--help"])
         assert result.exit_code == 0, (name, result.output)
