@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import aio_pika
 import click
@@ -22,24 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.contracts import VERBS
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from shared.topology import Topology
+from workers.cli_errors import fail, settings_or_exit
 from workers.dead_letters import DeadLetter, DeadLetterQueue, Filter
 
 _T = TypeVar("_T")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
 
 
 def _with_queue(settings: Settings, work: Callable[[DeadLetterQueue], Awaitable[_T]]) -> _T:
@@ -56,10 +45,10 @@ def _with_queue(settings: Settings, work: Callable[[DeadLetterQueue], Awaitable[
     try:
         return asyncio.run(run())
     except ChannelNotFoundEntity:
-        _fail(f"no dead-letter queue {topology.dead_queue!r} (run `recalls topology`)", 1)
+        fail(f"no dead-letter queue {topology.dead_queue!r} (run `recalls topology`)", 1)
     except (AMQPError, OSError) as exc:
         host = settings.amqp_url.get_secret_value().rsplit("@", 1)[-1]
-        _fail(f"RabbitMQ at {host} is unavailable ({type(exc).__name__})", 1)
+        fail(f"RabbitMQ at {host} is unavailable ({type(exc).__name__})", 1)
 
 
 def _filters(func: Callable[..., None]) -> Callable[..., None]:
@@ -130,7 +119,7 @@ def list_(
 ) -> None:
     """List the dead letters (all, or those matching every filter given)."""
     selection = _selection(verb, reason, older_than, newer_than)
-    letters = _with_queue(_settings(), lambda queue: queue.list(selection))
+    letters = _with_queue(settings_or_exit(), lambda queue: queue.list(selection))
     if as_json:
         _print_json([letter.summary() for letter in letters])
         return
@@ -157,9 +146,9 @@ def list_(
 @_JSON
 def show(message_id: str, as_json: bool) -> None:
     """Show the dead letters with MESSAGE_ID: headers, reason and body."""
-    letters = _with_queue(_settings(), lambda queue: queue.list(Filter(message_id=message_id)))
+    letters = _with_queue(settings_or_exit(), lambda queue: queue.list(Filter(message_id=message_id)))
     if not letters:
-        _fail(f"no dead letter with message id {message_id!r}", 1)
+        fail(f"no dead letter with message id {message_id!r}", 1)
     if as_json:
         _print_json([letter.details() for letter in letters])
         return
@@ -208,7 +197,7 @@ def replay(
     Each is removed from the dead-letter queue only once the broker has confirmed its republication.
     """
     selection = _selection(verb, reason, older_than, newer_than, message_id=message_id)
-    result = _with_queue(_settings(), lambda queue: queue.replay(selection))
+    result = _with_queue(settings_or_exit(), lambda queue: queue.replay(selection))
     click.echo(f"Replayed {_letters(len(result.replayed))}.")
     for letter, why in result.skipped:
         click.echo(f"left {letter.message_id or '(no message id)'} in the dead-letter queue: {why}", err=True)
@@ -230,7 +219,7 @@ def purge(
     yes: bool,
 ) -> None:
     """Delete dead letters for good (all, or those matching every filter given)."""
-    settings = _settings()
+    settings = settings_or_exit()
     selection = _selection(verb, reason, older_than, newer_than, message_id=message_id)
     if not yes:
         count = len(_with_queue(settings, lambda queue: queue.list(selection)))

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import click
 import msgspec
@@ -21,26 +20,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from shared.store.batches import Batches, BatchStatus
 from shared.store.database import Database, StoreError
 from shared.store.ledger import Ledger, LedgerEntry
+from workers.cli_errors import fail, settings_or_exit
 
 _T = TypeVar("_T")
 _VIN = re.compile(r"^[A-Za-z0-9]{16,17}$")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
 
 
 def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -> _T:
@@ -53,11 +41,11 @@ def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -
     try:
         return asyncio.run(run())
     except StoreError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     except (SQLAlchemyError, OSError) as exc:
         # The driver's own message may quote connection details; the type of failure is enough.
         where = "PostgreSQL (RECALLS_DATABASE_URL)" if settings.database_url else str(settings.sqlite_path)
-        _fail(f"the store at {where} is unavailable ({type(exc).__name__})", 1)
+        fail(f"the store at {where} is unavailable ({type(exc).__name__})", 1)
 
 
 def _print_json(value: object) -> None:
@@ -84,8 +72,8 @@ def _when(value: dt.datetime | dt.date | None) -> str:
 def status(vin: str, as_json: bool) -> None:
     """Show what the ledger holds for one vehicle."""
     if not _VIN.match(vin):
-        _fail("vin: must be 16 or 17 letters and digits", 2)
-    entries = _with_store(_settings(), lambda db: Ledger(db).for_vin(vin))
+        fail("vin: must be 16 or 17 letters and digits", 2)
+    entries = _with_store(settings_or_exit(), lambda db: Ledger(db).for_vin(vin))
     if as_json:
         _print_json([asdict(entry) for entry in entries])
     elif not entries:
@@ -123,9 +111,9 @@ def batch() -> None:
 @_JSON
 def batch_status(batch_id: str, as_json: bool) -> None:
     """Show a batch job's progress and a sample of its failures."""
-    found = _with_store(_settings(), lambda db: Batches(db).status(batch_id))
+    found = _with_store(settings_or_exit(), lambda db: Batches(db).status(batch_id))
     if found is None:
-        _fail(f"no batch job with id {batch_id!r}", 1)
+        fail(f"no batch job with id {batch_id!r}", 1)
     if as_json:
         _print_json(asdict(found))
         return
