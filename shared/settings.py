@@ -94,6 +94,17 @@ class Settings(BaseSettings):
         description="This worker process also keeps the ledger and batch jobs from the outcome events. "
         "A fleet needs it in one or two processes, not all.",
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Where a worker serves /metrics, /healthz and /readyz (0.0.0.0: every interface).",
+    )
+    metrics_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="A worker's port for /metrics, /healthz and /readyz; unset: not served. "
+        "With --processes N, process k uses this port + k.",
+    )
     public_url: str | None = Field(
         None, description="The batch API's base URL for links it hands out (unset: the request's own)."
     )
