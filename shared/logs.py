@@ -1,7 +1,9 @@
 """Logging set-up: one JSON object per line (or readable lines in a terminal), secrets scrubbed.
 
-Every record passes through :class:`Redactor`, which replaces the configured secrets and anything that
-looks like a bearer token, so a secret cannot reach a log even through an exception's text.
+Every record passes through :class:`Redactor`, which replaces the configured secrets, the live tokens
+handed to :func:`redact_also`, and anything that looks like a bearer or OAuth token, so a secret cannot
+reach a log even through an exception's text.  Every record also carries ``correlation_id``: the value
+of the innermost :func:`correlated` scope, else the run id that :func:`configure` made for this process.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +23,16 @@ from shared.settings import Settings
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+# OAuth fields as JSON ("access_token": "v"), a Python repr ('access_token': 'v') or a form (access_token=v).
+_TOKEN_FIELD = re.compile(
+    r"""(?i)(?P<key>["']?\b(?:access_token|refresh_token|id_token|client_secret)["']?\s*[:=]\s*["']?)"""
+    r"""[^"'\s,&;}]+"""
+)
 REDACTED = "***"
+CORRELATION_FIELD = "correlation_id"
+LIVE_VALUES_KEPT = 8
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_correlation: ContextVar[str | None] = ContextVar("recalls_correlation_id", default=None)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -31,17 +44,58 @@ def secrets_of(settings: Settings) -> list[str]:
     return [value for value in values if value]
 
 
+@contextmanager
+def correlated(value: str | None) -> Iterator[None]:
+    """Within this scope (and the tasks it starts) every log record carries ``correlation_id=value``.
+
+    ``None`` or an empty value falls back to the run id.  Nested scopes restore the outer value on exit.
+    """
+    token = _correlation.set(value or None)
+    try:
+        yield
+    finally:
+        _correlation.reset(token)
+
+
+class Correlator(logging.Filter):
+    """Stamps each record with the current correlation id, or the run id outside any scope."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, CORRELATION_FIELD, None):
+            setattr(record, CORRELATION_FIELD, _correlation.get() or self.run_id)
+        return True
+
+
 class Redactor(logging.Filter):
     """Scrubs secrets from a record's message and extra fields."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._configured = frozenset(s for s in secrets if s)
+        self._live: tuple[str, ...] = ()
+        self._secrets = self._ordered()
+
+    def add(self, value: str) -> None:
+        """Scrub ``value`` too from now on; only the last few are kept, so a long run stays small."""
+        if not value or value in self._configured or value in self._live:
+            return
+        self._live = (*self._live, value)[-LIVE_VALUES_KEPT:]
+        # One assignment, so a record formatted on another thread sees the old list or the new one.
+        self._secrets = self._ordered()
+
+    def _ordered(self) -> list[str]:
+        # Longest first, so a secret that contains another is replaced whole.
+        return sorted(self._configured | set(self._live), key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
+        text = _TOKEN_FIELD.sub(rf"\g<key>{REDACTED}", text)
         return _URL_PASSWORD.sub(rf"\g<scheme>{REDACTED}@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -51,9 +105,19 @@ class Redactor(logging.Filter):
             record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
+            if key in _STANDARD or isinstance(value, int | float | bool | None):
+                continue
+            # Anything else (a dict, an exception, ...) is logged as its scrubbed text.
+            setattr(record, key, self.scrub(value if isinstance(value, str) else str(value)))
         return True
+
+
+def redact_also(value: str) -> None:
+    """Scrub ``value`` (a token fetched at run time) from every line logged from now on."""
+    for handler in logging.getLogger().handlers:
+        for installed in handler.filters:
+            if isinstance(installed, Redactor):
+                installed.add(value)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -76,16 +140,25 @@ class JsonFormatter(logging.Formatter):
 
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = _extras(record)
+        # The correlation id leads the fields, where an eye scanning a terminal finds it.
+        ordered = {CORRELATION_FIELD: extras.pop(CORRELATION_FIELD)} if CORRELATION_FIELD in extras else {}
+        fields = " ".join(f"{k}={v}" for k, v in {**ordered, **extras}.items())
         line = f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
         return f"{line}\n{record.exc_text}" if record.exc_text else line
 
 
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
 def configure(settings: Settings, *, level: int = logging.INFO, json_lines: bool | None = None) -> None:
-    """Send the product's logs to stderr: JSON unless stderr is a terminal."""
+    """Send the product's logs to stderr: JSON unless stderr is a terminal, under a fresh run id."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler()
+    # The correlator runs first so that an id taken from a request is scrubbed like any other field.
+    handler.addFilter(Correlator(new_run_id()))
     handler.addFilter(Redactor(secrets_of(settings)))
     handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
     root = logging.getLogger()
