@@ -1,13 +1,25 @@
-# The project image: every role (worker, sandbox, publisher tools) runs the same `recalls` CLI.
+# The project image: every role (worker, batch API, sandbox, publisher tools) runs the same `recalls` CLI.
+# Only the package sources are copied in (never .env or a local database); settings and credentials come
+# from the environment at run time.
 FROM python:3.11-slim
-WORKDIR /app
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY producers ./producers
 COPY workers ./workers
 COPY simulator ./simulator
 COPY cli ./cli
-RUN pip install --no-cache-dir . && useradd --system recalls
+RUN pip install --no-cache-dir . \
+    && useradd --system --create-home --home-dir /home/recalls recalls
+
+# The working directory is where a worker without RECALLS_DATABASE_URL keeps its SQLite file,
+# so it must be writable by the user the processes run as.
 USER recalls
+WORKDIR /home/recalls
 ENTRYPOINT ["recalls"]
 CMD ["--help"]

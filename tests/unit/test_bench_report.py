@@ -1,0 +1,116 @@
+"""README.md's performance tables are exactly what ``bench/report.py`` renders from ``bench/results/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import report
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+DASH = "\u2013"  # the en dash of ranges
+
+
+def fleet_result(processes: int, redis: bool, rates: list[float], **extra: Any) -> dict[str, Any]:
+    verbs = {
+        verb: {"steady_rate_per_s": rate, "throttled_429": 0, "max_in_window": 25}
+        for verb, rate in zip(["create", "fix", "delete", "get"], rates, strict=True)
+    }
+    return {
+        "options": {
+            "processes": processes,
+            "per_verb": 2000,
+            "redis": "redis://r" if redis else None,
+            **extra,
+        },
+        "code": {"commit": "abc1234"},
+        "limit_per_verb": 25,
+        "verbs": verbs,
+        "latency": {"p50_ms": 5.04, "p99_ms": 12.36},
+    }
+
+
+def made_up_results(directory: Path) -> None:
+    files = {
+        "fleet_throughput-4p-redis.json": fleet_result(4, True, [24.5, 24.25, 24.75, 24.6]),
+        "fleet_throughput-1p.json": fleet_result(1, False, [24.9, 24.9, 24.9, 24.9]),
+        "fleet_throughput-1p-bulk.json": fleet_result(1, False, [20.0, 20.0, 20.0, 20.0], lane="bulk"),
+        "batch_check-500.json": {
+            "vins": 500, "wall_s": 25.0, "physical_limit_s": 20.0, "ratio_to_limit": 1.25,
+            "throttled_429": 2, "max_in_window": 25, "resubmit_s": 0.1, "resubmit_status": "completed",
+        },
+        "historic_load-1000.json": {
+            "rows": 1000, "import_s": 3.31, "to_dvsa_s": 50.0, "physical_limit_s": 40.0, "ratio": 0.8,
+            "throttled_429": 0, "max_in_window": 24,
+        },
+    }  # fmt: skip
+    for name, content in files.items():
+        (directory / name).write_text(json.dumps(content))
+
+
+def readme_block() -> str:
+    text = README.read_text()
+    return text[text.index(report.START) : text.index(report.END) + len(report.END)]
+
+
+def test_readme_tables_match_the_results() -> None:
+    assert readme_block() == report.render(report.load_results(report.RESULTS)), (
+        "README.md's performance tables differ from bench/results/: run `.venv/bin/python -m bench.report`"
+    )
+
+
+def test_check_fails_when_a_figure_is_edited_by_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text())
+    assert report.main(["--check", "--readme", str(readme)]) == 0
+    block = readme_block()
+    readme.write_text(README.read_text().replace(block, block.replace("24.80/s", "24.90/s", 1)))
+    assert block.count("24.80/s") >= 1
+    assert report.main(["--check", "--readme", str(readme)]) == 1
+    assert "run `python -m bench.report`" in capsys.readouterr().err
+    assert report.main(["--readme", str(readme)]) == 0
+    assert readme.read_text() == README.read_text()
+
+
+def test_a_made_up_results_directory_renders_these_rows(tmp_path: Path) -> None:
+    made_up_results(tmp_path)
+    lines = report.render(report.load_results(tmp_path)).splitlines()
+    fleet = [line for line in lines if " mode" in line]
+    assert fleet == [
+        "| 1 worker, local mode, 2,000 per verb | 24.90/s (99.6%) | 0 | 25 | 5.0 / 12.4 ms |",
+        f"| 4 workers, fleet mode (Redis), 2,000 per verb | 24.25{DASH}24.75/s (97.0{DASH}99.0%) | 0 | 25 "
+        "| 5.0 / 12.4 ms |",
+        "| 1 worker, local mode, 2,000 per verb in the bulk lane, live commands meanwhile "
+        "| 20.00/s (80.0%) | 0 | 25 | live: 5.0 / 12.4 ms |",
+    ]
+    assert (
+        "| batch check of 500 VINs through `recalls api` (one worker) | 25.0 s; 2 429s; at most 25 GETs in a "
+        "second; re-submitted: completed from the cache in 0.10 s | 20 s; 80.0% (took 1.250 times the "
+        "limit; goal ≤ 1.03) |"
+    ) in lines
+    assert (
+        "| historic load of 1,000 rows to DVSA (`recalls import` + one worker) | 50 s from the import's "
+        "start to the last outcome (the import itself: 3.3 s); 0 429s; at most 24 creates in a second "
+        "| 40 s; 80.0% |"
+    ) in lines
+    assert not any(line.startswith("Not shown") for line in lines)
+
+
+def test_a_superseded_run_is_named_not_shown(tmp_path: Path) -> None:
+    (name, commit), why = next(iter(report.SUPERSEDED.items()))
+    result = fleet_result(2, True, [24.0, 24.0, 24.0, 24.0])
+    (tmp_path / name).write_text(json.dumps({**result, "code": {"commit": commit}}))
+    lines = report.render(report.load_results(tmp_path)).splitlines()
+    assert not any("2 workers" in line for line in lines)
+    assert f"Not shown: `{name}` ({why})." in lines
+
+
+def test_a_result_the_report_cannot_render_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "limiter_cost.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"limiter_cost\.json"):
+        report.render(report.load_results(tmp_path))
