@@ -1,9 +1,11 @@
 """The batch API's application: the endpoints, the error shape, and the work that outlives a request.
 
-:func:`create_app` takes what the caller owns (settings, an open store, a connected publisher) and
-opens nothing itself.  Old batches are purged as the app starts and hourly while it runs; at shutdown
-it waits for the batches still being published.  Requests are logged by method, path and status only:
-the query string may hold an API key.
+:func:`create_app` takes what the caller owns (settings, an open store, a connected publisher, and
+the broker connection the dashboard reads the fleet's figures from) and opens nothing itself.  Old
+batches are purged as the app starts and hourly while it runs; at shutdown it waits for the batches
+still being published.  Requests are logged by method, path and status only: the query string may hold
+an API key.  Besides the batch API it serves the operations surface (``/metrics``, ``/healthz``,
+``/readyz``) and the live dashboard (``/dashboard``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from aio_pika.abc import AbstractConnection
 from fastapi import FastAPI, Request, Response
 
-from producers.batch_api import errors
+from producers.batch_api import dashboard, errors, ops
 from producers.batch_api.auth import authenticator
 from producers.batch_api.jobs import BatchChecks
 from producers.batch_api.routes import router
@@ -24,6 +27,7 @@ from producers.publisher import Publisher
 from shared.contracts import utc_now
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
+from shared.store.batches import BatchStatus
 from shared.store.database import Database
 
 log = logging.getLogger("recalls.api")
@@ -37,18 +41,32 @@ answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `Er
 
 
 def create_app(
-    settings: Settings, db: Database, publisher: Publisher, *, clock: Callable[[], dt.datetime] = utc_now
+    settings: Settings,
+    db: Database,
+    publisher: Publisher,
+    *,
+    connection: AbstractConnection | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
 ) -> FastAPI:
-    """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller."""
-    checks = BatchChecks(settings, db, publisher, clock=clock)
+    """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller.
+
+    ``connection``: the broker connection, also the caller's, that the dashboard reads the workers'
+    stats and the queue depths on and ``/readyz`` checks; without one the dashboard shows batches only
+    and ``/readyz`` answers 503.
+    """
+    metrics = ops.ApiMetrics()
+    checks = _CountedChecks(settings, db, publisher, metrics, clock=clock)
+    board = dashboard.Dashboard(settings, db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await checks.purge()
         purging = asyncio.create_task(checks.purge_every(), name="batch-purge")
+        await board.start(connection)
         try:
             yield
         finally:
+            await board.stop()
             purging.cancel()
             await asyncio.gather(purging, return_exceptions=True)
             await checks.drain()
@@ -62,9 +80,34 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    app.include_router(router(settings, checks, authenticator(ApiKeys(db))))
+    caller = authenticator(ApiKeys(db))
+    app.include_router(router(settings, checks, caller))
+    app.include_router(dashboard.router(board, caller))
+    app.include_router(ops.router(metrics, ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
+    app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
     return app
+
+
+class _CountedChecks(BatchChecks):
+    """Batch checks that count every batch submitted, and its VINs, in the API's metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        publisher: Publisher,
+        metrics: ops.ApiMetrics,
+        *,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        super().__init__(settings, db, publisher, clock=clock)
+        self._metrics = metrics
+
+    async def submit(self, vins: Sequence[str], *, owner: str, webhook_url: str | None) -> BatchStatus:
+        status = await super().submit(vins, owner=owner, webhook_url=webhook_url)
+        self._metrics.batch_submitted(len(vins))
+        return status
 
 
 async def _log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
