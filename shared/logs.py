@@ -1,9 +1,10 @@
 """Logging set-up: one JSON object per line (or readable lines in a terminal), secrets scrubbed.
 
 Every record passes through :class:`Redactor`, which replaces the configured secrets, the live tokens
-handed to :func:`redact_also`, and anything that looks like a bearer or OAuth token, so a secret cannot
-reach a log even through an exception's text.  Every record also carries ``correlation_id``: the value
-of the innermost :func:`correlated` scope, else the run id that :func:`configure` made for this process.
+handed to :func:`redact_also`, and anything that looks like a bearer or OAuth token or a key in a URL's
+query, so a secret cannot reach a log even through an exception's text.  Every record also carries
+``correlation_id``: the value of the innermost :func:`correlated` scope, else the run id that
+:func:`configure` made for this process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@"
 _TOKEN_FIELD = re.compile(
     r"""(?i)(?P<key>["']?\b(?:access_token|refresh_token|id_token|client_secret)["']?\s*[:=]\s*["']?)"""
     r"""[^"'\s,&;}]+"""
+)
+# Credentials in a URL's query (the batch API takes its key as ?key=), should a URL reach a line whole.
+_QUERY_CREDENTIAL = re.compile(
+    r"(?i)(?P<key>[?&](?:key|api_key|apikey|token|access_token|client_secret|code)=)[^&#\s\"']+"
 )
 REDACTED = "***"
 CORRELATION_FIELD = "correlation_id"
@@ -96,6 +101,7 @@ class Redactor(logging.Filter):
             text = text.replace(secret, REDACTED)
         text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
         text = _TOKEN_FIELD.sub(rf"\g<key>{REDACTED}", text)
+        text = _QUERY_CREDENTIAL.sub(rf"\g<key>{REDACTED}", text)
         return _URL_PASSWORD.sub(rf"\g<scheme>{REDACTED}@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

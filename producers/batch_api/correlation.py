@@ -40,8 +40,11 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        sent = dict(scope["headers"]).get(_HEADER_BYTES)
+        others = [(k, v) for k, v in scope["headers"] if k != _HEADER_BYTES]
+        sent = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)
         value = correlation_id(sent)
+        # The app, and this middleware should it be added twice, see the id that was chosen.
+        scope = {**scope, "headers": [*others, (_HEADER_BYTES, value.encode("ascii"))]}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

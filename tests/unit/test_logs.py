@@ -86,9 +86,11 @@ def test_secret_token_and_url_password_are_scrubbed(formatter: logging.Formatter
         (f"{{'access_token': '{TOKEN}'}}", "'access_token': '***'"),
         (f"grant_type=client_credentials&client_secret={TOKEN}&scope=x", "client_secret=***&scope=x"),
         (f"refresh_token={TOKEN}", "refresh_token=***"),
+        (f'"GET /v1/recalls-batch/status?key={TOKEN}&batchId=b HTTP/1.1"', "status?key=***&batchId=b HTTP"),
+        (f"https://h/cb?batchId=b&api_key={TOKEN}#top", "?batchId=b&api_key=***#top"),
     ],
 )
-def test_oauth_token_fields_are_scrubbed_in_any_shape(shape: str, kept: str) -> None:
+def test_token_fields_and_query_keys_are_scrubbed_in_any_shape(shape: str, kept: str) -> None:
     logger, stream = capture(JsonFormatter())
     logger.info("token endpoint said %s", shape)
     [entry] = entries(stream)
