@@ -12,7 +12,7 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from shared.contracts import VERBS
-from shared.topology import LANES, Topology
+from shared.topology import LANES, Topology, tier_label
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,8 @@ def fleet_queues(topology: Topology) -> list[QueueDepth]:
         for verb in VERBS
         for lane in LANES
     ]
-    for tier in range(len(topology.retry_tiers)):
-        name = topology.retry_name(tier)
-        queues.append(QueueDepth(name, "retry", None, None, name.rsplit(".", 1)[1], 0))
+    for tier, seconds in enumerate(topology.retry_tiers):
+        queues.append(QueueDepth(topology.retry_name(tier), "retry", None, None, tier_label(seconds), 0))
     queues.append(QueueDepth(topology.dead_queue, "dead", None, None, None, 0))
     return queues
 

@@ -34,6 +34,7 @@ class Retry:
 @dataclass(frozen=True)
 class Fail:
     reason: str
+    kind: str = "rejected"  # for the metrics: rejected, not_found or retries_exhausted
 
 
 Decision = Done | Retry | Fail

@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from shared import logs
 from shared.amqp import PublishFailed
-from shared.contracts import Command, Lane, OutcomeEvent, Recall
+from shared.contracts import VERBS, Command, Lane, OutcomeEvent, Recall
 from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
+from shared.topology import tier_label
 from shared.validation import InvalidCommand, decode_command
 from workers.attempts import Attempts
 from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport
@@ -60,8 +62,13 @@ class Handler:
         self._dvsa = dvsa
         self._reporter = reporter
         self._clock = clock
+        self._metrics = dvsa.metrics
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
+        with logs.correlated(message.correlation_id or message.message_id):
+            await self._handle_safely(message)
+
+    async def _handle_safely(self, message: AbstractIncomingMessage) -> None:
         try:
             await self._handle(message)
         except PublishFailed:
@@ -80,6 +87,7 @@ class Handler:
         except InvalidCommand as exc:
             await self._reporter.dead_letter(message, f"invalid command: {exc}", attempts.headers())
             await message.ack()
+            self._metrics.dead_lettered(_verb_of(message), "invalid_message")
             log.warning("dead-lettered invalid message", extra={**_ids(message), "reason": str(exc)})
             return
         started = self._clock()
@@ -125,6 +133,7 @@ class Handler:
             if isinstance(later, Later):
                 await self._reporter.retry(message, later.tier, attempts.headers())
                 await message.ack()
+                self._metrics.retried(command.verb, tier_label(self._settings.retry_tiers[later.tier]))
                 self._log(command, "retry", attempts, reply, started, tier=later.tier)
                 return
             decision = later
@@ -141,6 +150,9 @@ class Handler:
         )
         await self._reporter.outcome(event, message.reply_to)
         await message.ack()
+        self._metrics.command_done(command.verb, event.result)
+        if isinstance(decision, Fail):
+            self._metrics.dead_lettered(command.verb, decision.kind)
         self._log(command, event.result, attempts, reply, started)
 
     def _event(
@@ -206,6 +218,12 @@ class Handler:
                 **extra,
             },
         )
+
+
+def _verb_of(message: AbstractIncomingMessage) -> str:
+    """The verb a delivery was routed as, for the metrics of a body that could not be read."""
+    verb = (message.routing_key or "").split(".")[0]
+    return verb if verb in VERBS else "unknown"
 
 
 def _lane(message: AbstractIncomingMessage) -> Lane:

@@ -25,6 +25,7 @@ from shared.dvsa.client import DvsaClient
 from shared.dvsa.fleet_tokens import RedisTokenCache
 from shared.dvsa.tokens import TokenCache, TokenSource
 from shared.fleet_limiter import RedisLimiter
+from shared.metrics import WorkerMetrics
 from shared.ratelimit import RateLimiter, SpacingLimiter
 from shared.redis_hold import RedisHold
 from shared.settings import Settings
@@ -33,10 +34,40 @@ from shared.topology import LANES, Topology, declare
 from workers.handler import Handler
 from workers.inflight import InFlight
 from workers.ledger import EventRecorder
+from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
 from workers.reporting import Reporter
+from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger("recalls.worker")
+
+
+@contextlib.asynccontextmanager
+async def readiness_checks(
+    settings: Settings, connection: AbstractRobustConnection, db: Database
+) -> AsyncIterator[dict[str, Check]]:
+    """What /readyz asks: the broker connection, Redis in fleet mode, the store where events are recorded."""
+
+    async def broker() -> None:
+        if connection.is_closed or not connection.connected.is_set():
+            raise ConnectionError("broker connection down")
+
+    checks: dict[str, Check] = {"broker": broker}
+    if settings.record_events:
+        checks["store"] = db.ping
+    if settings.redis_url is None:
+        yield checks
+        return
+    # A client of its own, so a probe never queues behind the limiter's calls.
+    redis = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
+    try:
+
+        async def redis_ping() -> None:
+            await redis.ping()
+
+        yield {**checks, "redis": redis_ping}
+    finally:
+        await redis.aclose()
 
 
 def topology_of(settings: Settings) -> Topology:
@@ -44,9 +75,11 @@ def topology_of(settings: Settings) -> Topology:
 
 
 @contextlib.asynccontextmanager
-async def coordination(settings: Settings) -> AsyncIterator[tuple[RateLimiter, TokenSource]]:
+async def coordination(
+    settings: Settings, metrics: WorkerMetrics
+) -> AsyncIterator[tuple[RateLimiter, TokenSource]]:
     """Local mode: this process's own limiter and token.  Fleet mode (Redis): the fleet's."""
-    fetcher = TokenCache(settings)
+    fetcher = TokenCache(settings, metrics=metrics)
     try:
         if settings.redis_url is None:
             yield SpacingLimiter(settings.rate_limit, settings.rate_margin), fetcher
@@ -63,7 +96,7 @@ async def coordination(settings: Settings) -> AsyncIterator[tuple[RateLimiter, T
                 margin=settings.rate_margin,
                 hold=hold,
             )
-            yield limiter, RedisTokenCache(redis, fetcher, prefix=settings.prefix, hold=hold)
+            yield limiter, RedisTokenCache(redis, fetcher, prefix=settings.prefix, hold=hold, metrics=metrics)
         finally:
             await redis.aclose()
     finally:
@@ -72,10 +105,11 @@ async def coordination(settings: Settings) -> AsyncIterator[tuple[RateLimiter, T
 
 @contextlib.asynccontextmanager
 async def dvsa_client(settings: Settings) -> AsyncIterator[DvsaClient]:
-    """The process's one DVSA client: a pooled HTTP client, the token source and the limiter."""
+    """The process's one DVSA client: a pooled HTTP client, the token source, the limiter, the figures."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    metrics = WorkerMetrics()
     async with (
-        coordination(settings) as (limiter, tokens),
+        coordination(settings, metrics) as (limiter, tokens),
         httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http,
     ):
         yield DvsaClient(
@@ -84,6 +118,7 @@ async def dvsa_client(settings: Settings) -> AsyncIterator[DvsaClient]:
             api_key=settings.dvsa_api_key.get_secret_value(),
             tokens=tokens,
             limiter=limiter,
+            metrics=metrics,
         )
 
 
@@ -98,6 +133,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.recorder: EventRecorder | None = None  # set once running
+        self.ops_port: int | None = None  # set once serving /metrics
 
     def stop(self) -> None:
         self._stopping.set()
@@ -125,6 +161,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             if self._settings.record_events:
                 await stack.enter_async_context(self._recording(connection, db))
+            await stack.enter_async_context(self._telling(connection, db))
             self._announce()
             self.ready.set()
             await self._stopping.wait()
@@ -150,6 +187,33 @@ class Worker:
                 await self.recorder.stop(self._settings.shutdown_grace)
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def _telling(self, connection: AbstractRobustConnection, db: Database) -> AsyncIterator[None]:
+        """Live stats for the dashboard; with a metrics port, the operations endpoints and queue gauges."""
+        metrics = self._dvsa.metrics
+        metrics.count_in_flight(lambda: len(self._in_flight))
+        tasks = [publish_stats_forever(connection, self._topology, metrics, lambda: len(self._in_flight))]
+        async with contextlib.AsyncExitStack() as stack:
+            port = self._settings.metrics_port
+            if port is not None:
+                checks = await stack.enter_async_context(readiness_checks(self._settings, connection, db))
+                endpoints = OpsEndpoints(metrics, alive=self.alive, checks=checks)
+                self.ops_port = await stack.enter_async_context(
+                    serving(endpoints, self._settings.metrics_host, port)
+                )
+                tasks.append(watch_queue_depths(connection, self._topology, metrics))
+            running = [asyncio.create_task(task) for task in tasks]
+            try:
+                yield
+            finally:
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def alive(self) -> bool:
+        """Consuming and not stopping: what /healthz reports."""
+        return self.ready.is_set() and not self._stopping.is_set()
 
     async def _drain(self) -> None:
         if not self._in_flight:

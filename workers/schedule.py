@@ -32,11 +32,11 @@ def schedule(
     if retry.not_found:
         if now - first_seen >= not_found_horizon:
             hours = not_found_horizon / 3600
-            return Fail(f"{retry.reason}: still not found after {hours:g} h")
+            return Fail(f"{retry.reason}: still not found after {hours:g} h", kind="not_found")
         tier = min(attempts_made - 1, last)
     else:
         if attempts_made > len(tiers):
-            return Fail(f"{retry.reason}: gave up after {attempts_made} attempts")
+            return Fail(f"{retry.reason}: gave up after {attempts_made} attempts", kind="retries_exhausted")
         tier = attempts_made - 1
     while tier < last and tiers[tier] < retry.min_delay:
         tier += 1

@@ -4,7 +4,8 @@ Each child is an ordinary ``python -m workers`` process, so a fleet of N here be
 workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
 reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
 pause, so one crash does not shrink the fleet.  Only the first child keeps the ledger from the outcome
-events (one recorder serves a host's fleet), unless ``RECALLS_RECORD_EVENTS`` says otherwise.
+events (one recorder serves a host's fleet), unless ``RECALLS_RECORD_EVENTS`` says otherwise; with
+``RECALLS_METRICS_PORT`` set, child k serves its metrics on that port + k.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 log = logging.getLogger("recalls.supervisor")
 RESTART_PAUSE = 1.0
 RECORD_EVENTS = "RECALLS_RECORD_EVENTS"
+METRICS_PORT = "RECALLS_METRICS_PORT"
 
 
 class Supervisor:
@@ -55,10 +57,13 @@ class Supervisor:
                 continue
 
 
-def _child_env(index: int) -> dict[str, str] | None:
-    if index == 0 or RECORD_EVENTS in os.environ:
-        return None  # as this process's
-    return {**os.environ, RECORD_EVENTS: "false"}
+def _child_env(index: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if index > 0 and RECORD_EVENTS not in env:
+        env[RECORD_EVENTS] = "false"
+    if index > 0 and env.get(METRICS_PORT, "").isdigit():
+        env[METRICS_PORT] = str(int(env[METRICS_PORT]) + index)  # one port per process on a host
+    return env
 
 
 async def supervise(processes: int, argv: Sequence[str] = ()) -> int:

@@ -9,6 +9,7 @@ with ``maybe_sent`` telling whether DVSA could have applied the request.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
 from shared.dvsa.tokens import TokenSource
+from shared.metrics import WorkerMetrics
 from shared.ratelimit import RateLimiter
 
 _METHODS: dict[Verb, str] = {"create": "POST", "fix": "PUT", "delete": "DELETE", "get": "GET"}
@@ -91,8 +93,10 @@ class DvsaClient:
         api_key: str,
         tokens: TokenSource,
         limiter: RateLimiter,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._http = http
+        self.metrics = metrics or WorkerMetrics()
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._tokens = tokens
@@ -161,33 +165,49 @@ class DvsaClient:
         # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
+        asked = time.perf_counter()
         permit = await self._limiter.acquire(verb, lane)
+        self.metrics.limiter_wait(verb, lane, time.perf_counter() - asked)
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
-        started = time.perf_counter()
         try:
-            response = await self._http.request(
-                _METHODS[verb],
-                self._base_url + path,
-                params=params,
-                json=json,
-                headers=headers,
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise DvsaTransportError(type(exc).__name__, maybe_sent=False) from None
-        except httpx.TransportError as exc:
-            raise DvsaTransportError(type(exc).__name__, maybe_sent=True) from None
+            reply = await self._request(verb, path, params=params, json=json, headers=headers)
         finally:
             # Counted until a window after this: the request reached DVSA, if at all, before now.
             await self._limiter.answered(permit)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        reply = DvsaReply(
-            status=response.status_code,
-            body=_body(response),
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-            elapsed_ms=elapsed_ms,
-        )
         if reply.status == 429:
             # Every caller of this verb must hold off, not only the one that was told.
             await self._limiter.pause(verb, reply.retry_after or 1.0)
         return reply, token
+
+    async def _request(
+        self,
+        verb: Verb,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        json: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> DvsaReply:
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                _METHODS[verb], self._base_url + path, params=params, json=json, headers=headers
+            )
+        except httpx.TransportError as exc:
+            self.metrics.dvsa_call(verb, _snake(type(exc).__name__), time.perf_counter() - started)
+            sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise DvsaTransportError(type(exc).__name__, maybe_sent=sent) from None
+        elapsed = time.perf_counter() - started
+        self.metrics.dvsa_call(verb, str(response.status_code), elapsed)
+        return DvsaReply(
+            status=response.status_code,
+            body=_body(response),
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+            elapsed_ms=elapsed * 1000,
+        )
+
+
+def _snake(name: str) -> str:
+    """'ReadTimeout' -> 'read_timeout': a transport failure as a metric label."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

@@ -16,7 +16,8 @@ import uuid
 
 from redis import asyncio as aioredis
 
-from shared.dvsa.tokens import Token, TokenCache, TokenUnavailable
+from shared.dvsa.tokens import Token, TokenCache, TokenUnavailable, note_token
+from shared.metrics import WorkerMetrics
 from shared.ratelimit import Clock
 from shared.redis_hold import RedisHold
 
@@ -39,6 +40,7 @@ class RedisTokenCache:
         lock_seconds: float = 30.0,
         poll_every: float = 0.05,
         hold: RedisHold | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._hold = hold or RedisHold()
         self._redis = redis
@@ -50,6 +52,7 @@ class RedisTokenCache:
         self._poll_every = poll_every
         self._release = redis.register_script(_RELEASE)
         self._local: Token | None = None
+        self._metrics = metrics
         self._in_process = asyncio.Lock()
 
     async def token(self) -> str:
@@ -73,8 +76,7 @@ class RedisTokenCache:
             if shared is not None and shared.value == rejected:
                 shared = None
             if shared is not None and self._clock() < shared.refresh_at:
-                self._local = shared
-                return shared
+                return self._adopt(shared)
             owner = await self._lock()
             if owner is not None:
                 try:
@@ -90,14 +92,17 @@ class RedisTokenCache:
     async def _renew(self, rejected: str | None) -> Token:
         shared = await self._read()  # another holder may have renewed it just before we locked
         if shared is not None and shared.value != rejected and self._clock() < shared.refresh_at:
-            self._local = shared
-            return shared
+            return self._adopt(shared)
         fresh = await self._fetcher.fetch()
         ttl_ms = max(1, int((fresh.expires_at - self._clock()) * 1000))
         payload = {"value": fresh.value, "expires_at": fresh.expires_at, "refresh_at": fresh.refresh_at}
         await self._hold.run(lambda: self._redis.set(self._key, json.dumps(payload), px=ttl_ms))
-        self._local = fresh
-        return fresh
+        return self._adopt(fresh)
+
+    def _adopt(self, token: Token) -> Token:
+        self._local = token
+        note_token(self._metrics, token)
+        return token
 
     async def _lock(self) -> str | None:
         """Take the fleet's renewal lock; return the owner mark that releases it, or None."""

@@ -21,6 +21,8 @@ with warnings.catch_warnings(record=True):
     # httpx is what this project uses, so the warning is recorded here and dropped.
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
+from shared import logs
+from shared.metrics import WorkerMetrics
 from shared.ratelimit import Clock
 from shared.settings import Settings
 
@@ -44,6 +46,13 @@ class Token:
     refresh_at: float  # ahead of expiry, so no call leaves with a token about to lapse
 
 
+def note_token(metrics: WorkerMetrics | None, token: Token) -> None:
+    """The process uses ``token`` from now on: its logs scrub it, its figures show its expiry."""
+    logs.redact_also(token.value)
+    if metrics is not None:
+        metrics.token_expires_at = token.expires_at
+
+
 def new_token(value: str, now: float, expires_in: float) -> Token:
     ahead = min(60.0, expires_in * 0.1)
     return Token(value, now + expires_in, now + expires_in - ahead)
@@ -52,7 +61,9 @@ def new_token(value: str, now: float, expires_in: float) -> Token:
 class TokenCache:
     """One client-credentials token for this process."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock = time.time, metrics: WorkerMetrics | None = None
+    ) -> None:
         self._url = settings.effective_token_url
         self._oauth = AsyncOAuth2Client(
             client_id=settings.dvsa_client_id,
@@ -62,6 +73,7 @@ class TokenCache:
             timeout=settings.dvsa_timeout,
         )
         self._clock = clock
+        self._metrics = metrics
         self._lock = asyncio.Lock()
         self._current: Token | None = None
 
@@ -93,7 +105,11 @@ class TokenCache:
             raise TokenUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         except ValueError as exc:  # authlib raises this for a body that is not a token
             raise TokenUnavailable(f"token endpoint answered: {type(exc).__name__}") from None
-        return new_token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
+        token = new_token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
+        if self._metrics is not None:
+            self._metrics.token_fetched()
+        note_token(self._metrics, token)
+        return token
 
     async def aclose(self) -> None:
         await self._oauth.aclose()

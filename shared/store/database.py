@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -100,6 +100,11 @@ class Database:
             await connection.execution_options(**{_READ_ONLY: True})
             async with connection.begin():
                 yield connection
+
+    async def ping(self) -> None:
+        """Raises if the store does not answer a trivial query (readiness checks)."""
+        async with self.reading() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def migrate(self) -> None:
         async with self.writing() as connection:
