@@ -36,6 +36,7 @@ _QUERY_CREDENTIAL = re.compile(
 REDACTED = "***"
 CORRELATION_FIELD = "correlation_id"
 LIVE_VALUES_KEPT = 8
+NOISY = ("aio_pika", "aiormq", "httpx", "httpcore")  # libraries whose INFO lines drown the product's
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _correlation: ContextVar[str | None] = ContextVar("recalls_correlation_id", default=None)
 
@@ -170,5 +171,5 @@ def configure(settings: Settings, *, level: int = logging.INFO, json_lines: bool
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aio_pika", "aiormq", "httpx", "httpcore"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)

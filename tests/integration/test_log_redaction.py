@@ -260,6 +260,7 @@ def captured_logs(prefix: str) -> Iterator[io.StringIO]:
     """The product's log set-up (``logs.configure``), its lines written to a buffer; undone afterwards."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in logs.NOISY}
     logs.configure(base_settings(prefix), json_lines=True)
     [handler] = root.handlers
     assert isinstance(handler, logging.StreamHandler)
@@ -270,6 +271,8 @@ def captured_logs(prefix: str) -> Iterator[io.StringIO]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, was in quieted.items():
+            logging.getLogger(name).setLevel(was)
 
 
 @contextlib.asynccontextmanager

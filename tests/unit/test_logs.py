@@ -45,9 +45,12 @@ def root() -> Iterator[logging.Logger]:
     """The root logger, as it was before the test configured it."""
     logger = logging.getLogger()
     handlers, level = logger.handlers[:], logger.level
+    quieted = {name: logging.getLogger(name).level for name in logs.NOISY}
     yield logger
     logger.handlers[:] = handlers
     logger.setLevel(level)
+    for name, was in quieted.items():
+        logging.getLogger(name).setLevel(was)
 
 
 def configured(root: logging.Logger) -> io.StringIO:
