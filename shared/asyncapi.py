@@ -21,12 +21,14 @@ from aio_pika.abc import AbstractChannel
 from shared.contracts import COMMAND_TYPES, SCHEMA_VERSION, VERBS, Command, OutcomeEvent
 from shared.schema_export import schema_of
 from shared.settings import Settings
+from shared.telemetry import WorkerStats, declare_stats, stats_exchange
 from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declare
 
 ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.json"
 PREFIX = "{prefix}"
 _AMQP = "0.3.0"  # version of the AMQP 0-9-1 bindings
 _COMMANDS = "Command"
+_STATS = "workerStats"
 
 # Headers the workers set (workers/attempts.py, workers/reporting.py, workers/handler.py); a test checks
 # these names against the workers, which shared may not import.
@@ -88,15 +90,24 @@ class _Named:
 
 
 def declared(topology: Topology) -> Declared:
-    """Run :func:`declare` against a recorder; it never waits on anything, so no event loop is needed."""
+    """Run :func:`declare` and :func:`declare_stats` against a recorder.
+
+    Neither waits on anything, so no event loop is needed.
+    """
     recorder = _Recorder()
-    coroutine: Coroutine[Any, Any, None] = declare(cast(AbstractChannel, recorder), topology)
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return recorder.declared
-    coroutine.close()
-    raise RuntimeError("declare() awaited something the recorder does not provide")
+    channel = cast(AbstractChannel, recorder)
+    coroutines: list[Coroutine[Any, Any, object]] = [
+        declare(channel, topology),
+        declare_stats(channel, topology),
+    ]
+    for coroutine in coroutines:
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            continue
+        coroutine.close()
+        raise RuntimeError("a declaration awaited something the recorder does not provide")
+    return recorder.declared
 
 
 def _ref(*parts: str) -> dict[str, str]:
@@ -116,7 +127,12 @@ def _local_refs(node: Any) -> Any:
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for title, type_ in (("Recalls command", Command), ("Recalls outcome event", OutcomeEvent)):
+    documents = (
+        ("Recalls command", Command),
+        ("Recalls outcome event", OutcomeEvent),
+        ("Recalls worker stats", WorkerStats),
+    )
+    for title, type_ in documents:
         document = schema_of(title, type_)
         schemas.update({name: _local_refs(schema) for name, schema in document["$defs"].items()})
         if type_ is Command:
@@ -173,6 +189,14 @@ def _messages() -> dict[str, Any]:
         },
         "x-amqp-properties": {**command_properties, "message_id": "the original message's message_id"},
     }
+    messages[_STATS] = {
+        "name": _STATS,
+        "title": "a worker's live figures",
+        "summary": (WorkerStats.__doc__ or "").strip(),
+        "contentType": "application/json",
+        "payload": _ref("components", "schemas", WorkerStats.__name__),
+        "x-amqp-properties": {"delivery_mode": "1 (transient): figures a few seconds old are worth nothing"},
+    }
     for key in _event_keys():
         messages[_key(key)] = {
             "name": key,
@@ -220,6 +244,8 @@ def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
     retries = {topology.retry_name(tier) for tier in range(len(topology.retry_tiers))}
 
     def carried(name: str) -> list[str]:
+        if name == stats_exchange(topology):
+            return [_STATS]
         if name == topology.dead_exchange:
             return ["deadLetter"]
         if name in (topology.events_exchange, topology.ledger_queue):
@@ -347,6 +373,18 @@ def _operations(topology: Topology) -> dict[str, Any]:
             deliveryMode=2,
             mandatory=False,
         )
+    stats = _channel_id("exchange", stats_exchange(topology), topology)
+    operations["publish_stats"] = _operation(
+        "send", stats, [_STATS], "fleet", "Every worker publishes its figures once a second.", deliveryMode=1
+    )
+    operations["watch_stats"] = _operation(
+        "receive",
+        stats,
+        [_STATS],
+        "dashboard",
+        "The dashboard of `recalls api` reads them from an exclusive, auto-delete queue of its own.",
+        ack=False,
+    )
     operations["record_events"] = _operation(
         "receive",
         _channel_id("queue", topology.ledger_queue, topology),
