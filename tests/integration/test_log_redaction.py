@@ -36,7 +36,7 @@ from producers.batch_api import create_app
 from producers.batch_api.correlation import HEADER, CorrelationMiddleware
 from producers.publisher import Publisher
 from shared import logs
-from shared.contracts import Command, CreateCommand, FixCommand
+from shared.contracts import CreateCommand, FixCommand
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
 from shared.store.database import Database
@@ -149,8 +149,8 @@ def create(number: int, correlation_id: str | None) -> CreateCommand:
     )
 
 
-def about(message_id: str) -> Callable[[Entry], bool]:
-    return lambda entry: entry.get("message_id") == message_id
+def about(message_id: str, *, result: str) -> Callable[[Entry], bool]:
+    return lambda entry: entry.get("message_id") == message_id and entry.get("result") == result
 
 
 @pytest.fixture
@@ -184,7 +184,9 @@ async def test_worker_logs_hold_no_secret_or_live_token_and_name_each_command(
     secret, api_key = f"log-secret-{mark}", f"log-api-key-{mark}"
     settings = base_settings(prefix, sqlite_path=store_path, dvsa_client_secret=secret, dvsa_api_key=api_key)
     applied = create(1, f"corr-applied-{mark}")
-    faulted = create(2, f"corr-faulted-{mark}")
+    # Its correlation id comes as the AMQP property, as a request/reply caller sends it.
+    faulted = create(2, None)
+    faulted_id = f"corr-faulted-{mark}"
     refused = FixCommand(  # a rectification before the campaign started: DVSA answers 400
         vin=vin(1), manufacturer_campaign_reference="CAMP1", rectification_date=dt.date(2020, 1, 1)
     )
@@ -201,8 +203,9 @@ async def test_worker_logs_hold_no_secret_or_live_token_and_name_each_command(
             assert await dvsa_get(first, settings, first_token, 1) == 200
 
             await first.faults(error_rate=1.0)  # every call answered 500 or 503
-            await publish(amqp, settings, faulted)
-            await worker.wait_for(lambda e: about(faulted.message_id)(e) and e.get("result") == "retry")
+            await publish(amqp, settings, faulted, correlation_id=faulted_id)
+            retried = await worker.wait_for(about(faulted.message_id, result="retry"))
+            assert retried["status"] in (500, 503)
             await first.faults(error_rate=0.0)
             await events.wait_for(2)
 
@@ -230,14 +233,14 @@ async def test_worker_logs_hold_no_secret_or_live_token_and_name_each_command(
     text = b"".join(worker.lines).decode()
     for leaked in (secret, api_key, first_token, second_token):
         assert leaked not in text
-    assert_every_line_is_correlated(worker.lines, [applied, faulted, refused, after_restart])
+    expected = {c.message_id: c.correlation_id or c.message_id for c in (applied, refused, after_restart)}
+    assert_every_line_is_correlated(worker.lines, {**expected, faulted.message_id: faulted_id})
 
 
-def assert_every_line_is_correlated(lines: list[bytes], commands: list[Command]) -> None:
-    """Every line is JSON with a correlation id: the command's for lines about it, else the run id."""
+def assert_every_line_is_correlated(lines: list[bytes], expected: dict[str, str]) -> None:
+    """Every line is JSON with a correlation id: ``expected[message_id]`` about a command, else the run id."""
     entries = [parsed(line) for line in lines]
     assert None not in entries, [line for line, entry in zip(lines, entries, strict=True) if entry is None]
-    expected = {c.message_id: c.correlation_id or c.message_id for c in commands}
     run_ids: set[str] = set()
     seen: set[str] = set()
     for entry in entries:
