@@ -1,24 +1,36 @@
-"""The live dashboard in a real headless Chromium, while a real worker applies commands to the sandbox.
+"""The live dashboard: its snapshot adds up the workers' stats; the page in a real headless Chromium.
 
-The page is loaded before anything flows; then creates are published and a batch check is submitted,
-and the page, refreshing by itself, must show create calls per second above zero, the worker, its
-token, queue depths, and the batch's progress bar full with its download links (which work).  A
-screenshot is saved to ``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and its path printed.
+The snapshot test publishes known stats as three workers would (one with a clock an hour wrong) and
+reads the sums back, and the batches of the calling key only.  The page test loads the page before
+anything flows; then creates are published and a batch check is submitted, and the page, refreshing
+by itself while a real worker applies them to the sandbox, must show create calls per second above
+zero, the worker, its token, queue depths, and the batch's progress bar full with its download links
+(which work).  A screenshot is saved to ``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and its
+path printed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import re
+import time
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
-from playwright.async_api import Page, expect
+from playwright.async_api import ConsoleMessage, Page, expect
 
 from shared.settings import Settings
-from tests.integration.conftest import publish
+from shared.store.api_keys import ApiKeys
+from shared.telemetry import WorkerStats, declare_stats, encode_stats
+from shared.topology import Topology
+from tests.integration.conftest import base_settings, publish
 from tests.integration.test_api_ops import running_ops_api
+from tests.integration.test_batch_api import LIGHT, Api, assert_error, delete_topology
 from tests.integration.test_fleet_core import create, vin
 from tests.support.browser import headless_chromium, screenshot_dir
 from workers.runtime import Worker
@@ -29,11 +41,99 @@ CREATES = 60  # more than two seconds of the create budget: several seconds of t
 SLOW = 15_000  # ms: a batch passes through the bulk lane, a worker, the sandbox and the ledger
 
 
+async def published_stats(settings: Settings, *stats: WorkerStats, junk: bytes = b"") -> None:
+    """Publish ``stats`` (and ``junk`` first, if given) to the stats exchange, as workers do."""
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection, connection.channel() as channel:
+        exchange = await declare_stats(channel, Topology(settings.prefix))
+        bodies = [junk] if junk else []
+        for body in [*bodies, *(encode_stats(one) for one in stats)]:
+            await exchange.publish(aio_pika.Message(body), routing_key="")
+
+
+async def snapshot_once(api: Api, ready: Any, key: str | None = None) -> dict[str, Any]:
+    """The snapshot once ``ready(snapshot)`` holds (stats travel through RabbitMQ, and a second ends)."""
+    async with asyncio.timeout(10):
+        while True:
+            response = await api.http.get("/dashboard/data", params={"key": key or api.key})
+            assert response.status_code == 200, response.text
+            snapshot: dict[str, Any] = response.json()
+            if ready(snapshot):
+                return snapshot
+
+
+async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batches(
+    prefix: str, store_path: Path
+) -> None:
+    settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
+    now = time.time()
+    first = WorkerStats(
+        worker="host-a:1",
+        sent_at=now - 2,
+        interval=1.0,
+        calls={"create": {"201": 20, "429": 2}},
+        outcomes={"create": {"applied": 20}},
+        retries={"0.2s": 2},
+        dead_letters={"rejected": 1},
+        in_flight=3,
+        token_expires_at=now + 600,
+        token_refreshes=1,
+    )
+    second = WorkerStats(
+        worker="host-b:2",
+        sent_at=now - 2,
+        interval=1.0,
+        calls={"create": {"201": 5}, "fix": {"timeout": 1}},
+        dead_letters={"retries_exhausted": 2},
+        in_flight=1,
+        token_expires_at=now + 900,
+    )
+    an_hour_behind = WorkerStats(
+        worker="host-c:3", sent_at=now - 3600, interval=1.0, calls={"get": {"200": 7}}
+    )
+    try:
+        async with running_ops_api(settings) as api:
+            assert_error(await api.http.get("/dashboard/data"), 401, "MISSING_API_KEY")
+            accepted = await api.submit({"vins": [vin(1), vin(2)]})
+            batch_id = accepted.json()["data"]["batchId"]
+            await published_stats(settings, first, second, an_hour_behind, junk=b"not a WorkerStats")
+            # Figures are shown once their second has ended: the wrong clock's are filed under arrival.
+            snapshot = await snapshot_once(api, lambda got: sum(got["calls"]["get"]) > 0)
+            _, stranger = await ApiKeys(api.db).create("another team")
+            strangers = await snapshot_once(api, lambda _got: True, key=stranger)
+    finally:
+        await delete_topology(settings)
+
+    assert snapshot["rate_limit"] == 25
+    assert snapshot["workers"] == ["host-a:1", "host-b:2", "host-c:3"]
+    assert snapshot["in_flight"] == 4
+    assert snapshot["statuses"]["create"] == {"201": 25, "429": 2}
+    assert snapshot["statuses"]["fix"] == {"timeout": 1}
+    assert snapshot["outcomes"]["create"] == {"applied": 20}
+    assert snapshot["retries"] == {"0.2s": 2}
+    assert snapshot["dead_letters"] == {"rejected": 1, "retries_exhausted": 2}
+    assert snapshot["token_refreshes"] == 1
+    assert 890 < snapshot["token_expires_in"] <= 900  # the newest token any worker holds
+    series = snapshot["calls"]
+    assert series["create"][math.floor(now - 2) - snapshot["start"]] == 27  # both workers' second
+    assert sum(series["create"]) == 27 and sum(series["fix"]) == 1
+    assert sum(series["get"]) == 7  # the wrong clock's figures counted when they came, not an hour ago
+    assert len(series["delete"]) == 300
+    assert snapshot["queues"]["dead"] == 0
+    assert {(queue["verb"], queue["lane"]) for queue in snapshot["queues"]["commands"]} == {
+        (verb, lane) for verb in ("create", "fix", "delete", "get") for lane in ("live", "bulk")
+    }
+    assert [batch["batch_id"] for batch in snapshot["batches"]] == [batch_id]
+    assert snapshot["batches"][0]["total_vins"] == 2 and not snapshot["batches"][0]["finished"]
+    assert strangers["batches"] == [] and strangers["workers"] == snapshot["workers"]
+
+
 async def test_the_dashboard_follows_the_fleet_live(
     settings: Settings, channel: AbstractChannel, worker: Worker, tmp_path: Path
 ) -> None:
     async with running_ops_api(settings) as api, headless_chromium() as browser:
         page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+        failures = watch_for_errors(page)
         await page.goto(f"{api.http.base_url}/dashboard?key={api.key}")
         await expect(page.locator("#status")).to_have_text("live")
         create_now = page.locator('#verbs tr[data-verb="create"] td.calls-now')
@@ -62,6 +162,20 @@ async def test_the_dashboard_follows_the_fleet_live(
         await expect(batch.locator("td.state")).to_have_text("completed")
         await check_links(page, batch_id, api.http)
         await save_screenshot(page, tmp_path)
+        assert failures == []
+
+
+def watch_for_errors(page: Page) -> list[str]:
+    """The page's script errors and console errors from now on (a refused load or CSP violation is one)."""
+    failures: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            failures.append(f"{message.text} at {message.location['url']}")
+
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.on("console", on_console)
+    return failures
 
 
 async def check_links(page: Page, batch_id: str, http: httpx.AsyncClient) -> None:

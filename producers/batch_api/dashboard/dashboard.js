@@ -42,6 +42,10 @@
     return Object.values(tally || {}).reduce((sum, count) => sum + count, 0);
   }
 
+  function utc(date) {  // the logs' time zone, so that the page and the logs read alike
+    return date.toISOString().slice(11, 19) + " UTC";
+  }
+
   function seconds(value) {
     if (value === null || value === undefined) return "–";
     if (value < 0) return "expired " + Math.round(-value) + " s ago";
@@ -155,7 +159,7 @@
       else links.textContent = "when done";
       return row([
         element("td", { class: "id", title: batch.batch_id }, batch.batch_id.slice(0, 12)),
-        new Date(batch.created_at).toLocaleTimeString(),
+        utc(new Date(batch.created_at)),
         element("td", { class: "state " + batch.status }, batch.status),
         progress,
         batch.hit_count,
@@ -187,7 +191,7 @@
       drawRetries(body);
       drawFleet(body);
       drawBatches(body);
-      $("clock").textContent = new Date(body.now * 1000).toLocaleTimeString();
+      $("clock").textContent = utc(new Date(body.now * 1000));
       show("live", "live");
     } catch (error) {
       show("error", "no answer from the API");

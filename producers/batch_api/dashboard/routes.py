@@ -1,6 +1,6 @@
-"""The dashboard's endpoints: the page (``/dashboard``), its snapshot (``/dashboard/data``), script, style.
+"""The dashboard's endpoints: the page (``/dashboard``), its snapshot (``/dashboard/data``), its assets.
 
-The page and the snapshot need an API key, like the batch API; the script and the style are the same
+The page and the snapshot need an API key, like the batch API; the script, style and icon are the same
 for everyone and hold nothing, so they are served without one.  Everything is this package's own files:
 the network may be closed, and the policy header forbids anything from elsewhere.
 """
@@ -17,7 +17,12 @@ from producers.batch_api.auth import Caller
 from producers.batch_api.dashboard.board import Dashboard
 from shared.store.api_keys import ApiKey
 
-_ASSETS = {"page.html": "text/html", "dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_ASSETS = {
+    "page.html": "text/html",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'none'",
@@ -66,5 +71,9 @@ def router(dashboard: Dashboard, caller: Caller) -> APIRouter:
     @page.get("/dashboard.css")
     async def style() -> Response:
         return await assets.get("dashboard.css")
+
+    @page.get("/favicon.svg")
+    async def icon() -> Response:
+        return await assets.get("favicon.svg")
 
     return page
