@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from producers.batch_api.server import serve
 from producers.command import InputError, ServiceError, cli_settings, run_with_broker
+from shared import logs
 from shared.settings import Settings
 from shared.store.api_keys import ApiKey, ApiKeys
 from shared.store.database import Database, StoreError
@@ -33,6 +34,7 @@ def api(context: click.Context, host: str, port: int) -> None:
     if context.invoked_subcommand is not None:
         return
     settings = cli_settings()
+    logs.configure(settings)
     click.echo(f"batch API on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped
         run_with_broker(serve(settings, host, port), settings)

@@ -90,6 +90,11 @@ class Handler:
             self._metrics.dead_lettered(_verb_of(message), "invalid_message")
             log.warning("dead-lettered invalid message", extra={**_ids(message), "reason": str(exc)})
             return
+        # The body's correlation id wins over the AMQP property, as in the outcome event.
+        with logs.correlated(command.correlation_id or message.correlation_id or message.message_id):
+            await self._apply(message, command, attempts)
+
+    async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
         reply: DvsaReply | None = None
         try:

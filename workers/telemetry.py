@@ -68,7 +68,8 @@ async def publish_stats_forever(
             stats = stats_of(metrics, worker=name, now=now, interval=now - last, in_flight=in_flight())
             last = now
             try:
-                await exchange.publish(aio_pika.Message(encode_stats(stats)), routing_key="")
+                # Not mandatory: with no dashboard listening the figures are meant to vanish.
+                await exchange.publish(aio_pika.Message(encode_stats(stats)), routing_key="", mandatory=False)
                 failing = False
             except Exception as exc:  # the figures are worth less than the worker's calm
                 if not failing:
