@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel
 from shared.contracts import COMMAND_TYPES, SCHEMA_VERSION, VERBS, Command, OutcomeEvent
 from shared.schema_export import schema_of
 from shared.settings import Settings
-from shared.telemetry import WorkerStats, declare_stats, stats_exchange
+from shared.telemetry import WorkerStats, declare_stats
 from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declare
 
 ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.json"
@@ -244,7 +244,7 @@ def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
     retries = {topology.retry_name(tier) for tier in range(len(topology.retry_tiers))}
 
     def carried(name: str) -> list[str]:
-        if name == stats_exchange(topology):
+        if name == topology.stats_exchange:
             return [_STATS]
         if name == topology.dead_exchange:
             return ["deadLetter"]
@@ -373,7 +373,7 @@ def _operations(topology: Topology) -> dict[str, Any]:
             deliveryMode=2,
             mandatory=False,
         )
-    stats = _channel_id("exchange", stats_exchange(topology), topology)
+    stats = _channel_id("exchange", topology.stats_exchange, topology)
     operations["publish_stats"] = _operation(
         "send", stats, [_STATS], "fleet", "Every worker publishes its figures once a second.", deliveryMode=1
     )

@@ -34,14 +34,10 @@ class WorkerStats(msgspec.Struct, frozen=True, kw_only=True):
     token_refreshes: int = 0  # fetches from the token endpoint made by this worker
 
 
-def stats_exchange(topology: Topology) -> str:
-    return f"{topology.prefix}.stats"
-
-
 async def declare_stats(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
     """The stats exchange (not durable: nothing in it is worth keeping across a broker restart)."""
     return await channel.declare_exchange(
-        stats_exchange(topology), aio_pika.ExchangeType.FANOUT, durable=False
+        topology.stats_exchange, aio_pika.ExchangeType.FANOUT, durable=False
     )
 
 

@@ -63,6 +63,11 @@ class Topology:
         return f"{self.prefix}.events"
 
     @property
+    def stats_exchange(self) -> str:
+        """The workers' live figures (shared.telemetry); transient, declared by whoever uses it."""
+        return f"{self.prefix}.stats"
+
+    @property
     def ledger_queue(self) -> str:
         """Every outcome event, consumed by the workers' event recorder."""
         return f"{self.prefix}.ledger"
@@ -143,6 +148,11 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
     queues = [topology.command_queue(verb, lane) for verb in VERBS for lane in LANES]
     for name in [*queues, *retry_names, topology.dead_queue, topology.ledger_queue]:
         await channel.queue_delete(name)
-    exchanges = [topology.commands_exchange, topology.events_exchange, topology.dead_exchange]
+    exchanges = [
+        topology.commands_exchange,
+        topology.events_exchange,
+        topology.dead_exchange,
+        topology.stats_exchange,
+    ]
     for name in [*exchanges, *retry_names]:
         await channel.exchange_delete(name)

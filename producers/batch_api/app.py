@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request, Response
 
 from producers.batch_api import dashboard, errors, ops
 from producers.batch_api.auth import authenticator
+from producers.batch_api.correlation import CorrelationMiddleware
 from producers.batch_api.jobs import BatchChecks
 from producers.batch_api.routes import router
 from producers.publisher import Publisher
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(ops.router(metrics, ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
+    app.add_middleware(CorrelationMiddleware)  # outermost: every line of a request carries its id
     return app
 
 

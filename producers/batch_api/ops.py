@@ -131,7 +131,7 @@ def router(metrics: ApiMetrics, checks: Readiness) -> APIRouter:
     async def readyz() -> JSONResponse:
         results = await checks()
         ready = all(result == "ok" for result in results.values())
-        body = {"status": "ok" if ready else "unready", "checks": results}
+        body = {"status": "ready" if ready else "unready", "checks": results}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return ops

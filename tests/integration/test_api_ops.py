@@ -111,7 +111,7 @@ async def test_serve_is_live_and_ready_with_its_broker_connection_and_store(
         async with asyncio.timeout(30):
             await started.event.wait()
         async with httpx.AsyncClient(base_url=started.url) as http:
-            live = await http.get("/healthz")
+            live = await http.get("/healthz", headers={"x-correlation-id": "probe-1"})
             ready = await http.get("/readyz")
             dashboard = await http.get("/dashboard")
     finally:
@@ -120,8 +120,10 @@ async def test_serve_is_live_and_ready_with_its_broker_connection_and_store(
         logger.removeHandler(started)
         await delete_topology(settings)
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert live.headers["x-correlation-id"] == "probe-1"
+    assert len(ready.headers["x-correlation-id"]) == 32  # none sent: a new one, echoed
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ok", "checks": {"broker": "ok", "store": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "store": "ok"}}
     assert dashboard.status_code == 401  # the page, like the batch API, needs a key
 
 

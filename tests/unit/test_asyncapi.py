@@ -24,7 +24,6 @@ from shared.asyncapi import (
 from shared.contracts import VERBS
 from shared.dvsa.client import DvsaReply
 from shared.schema_export import SCHEMA_DIR
-from shared.telemetry import stats_exchange
 from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology
 from workers.attempts import Attempts
 from workers.handler import _dvsa_headers
@@ -107,7 +106,7 @@ def test_every_channel_is_a_name_the_topology_declares_and_every_name_a_channel(
     doc = document()
     topology = Topology(PREFIX)
     declared = {tuple(line.split(" ", 1)) for line in declared_names(topology)}
-    declared.add(("exchange", stats_exchange(topology)))  # declared by workers and the API, not by topology
+    declared.add(("exchange", topology.stats_exchange))  # declared by workers and the API, not by topology
     described = set()
     for key, channel in doc["channels"].items():
         kind = "exchange" if channel["bindings"]["amqp"]["is"] == "routingKey" else "queue"
@@ -126,7 +125,7 @@ def test_queues_are_durable_quorum_queues_and_exchanges_durable_but_the_stats() 
         if amqp["is"] == "queue":
             assert amqp["queue"]["durable"] and channel["x-arguments"]["x-queue-type"] == "quorum"
         else:
-            assert amqp["exchange"]["durable"] == (channel["address"] != stats_exchange(topology))
+            assert amqp["exchange"]["durable"] == (channel["address"] != topology.stats_exchange)
     kinds = {
         topology.commands_exchange: "direct",
         topology.events_exchange: "topic",
