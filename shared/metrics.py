@@ -8,12 +8,13 @@ label takes values from a small fixed set: a verb, a lane, an HTTP status, a ret
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from shared.queue_depths import QueueDepth
 
@@ -86,6 +87,9 @@ class WorkerMetrics:
         self._in_flight = Gauge(
             "recalls_commands_in_flight", "Commands being handled now by this process.", registry=reg
         )
+        tasks = Gauge("recalls_asyncio_tasks", "Asyncio tasks alive in this process.", registry=reg)
+        tasks.set_function(_tasks_alive)
+        ProcessCollector(registry=reg)  # process_resident_memory_bytes, process_open_fds, ...
         self._queue = Gauge(
             "recalls_queue_messages",
             "Ready messages in each command queue.",
@@ -143,3 +147,10 @@ class WorkerMetrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)
+
+
+def _tasks_alive() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # read outside the event loop: nothing to count
+        return 0.0
