@@ -14,14 +14,16 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
-from producers.batch_api.dashboard.batches import recent_batches
 from producers.batch_api.dashboard.feed import DepthPoller, StatsFeed
 from producers.batch_api.dashboard.window import WINDOW, StatsWindow
 from producers.batch_api.views import FINISHED, job
 from shared.queue_depths import QueueDepth
 from shared.settings import Settings
+from shared.store.batches import Batches
 from shared.store.database import Database
 from shared.topology import Topology
+
+RECENT = 20  # batches shown, newest first
 
 
 class Dashboard:
@@ -60,7 +62,7 @@ class Dashboard:
             "depths_age": None if self._depths.read_at is None else now - self._depths.read_at,
             "batches": [
                 {**job(status).model_dump(mode="json", by_alias=False), "finished": status.status in FINISHED}
-                for status in await recent_batches(self._db, owner)
+                for status in await Batches(self._db).recent(owner, RECENT)
             ],
         }
 
