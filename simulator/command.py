@@ -50,6 +50,7 @@ def _config(options: dict[str, Any]) -> SandboxConfig:
         token_ttl=options["token_ttl"],
         manufacturer=options["manufacturer"],
         seed=options["seed"],
+        journal_size=options["journal_size"],
         faults=faults,
     )
 
@@ -126,6 +127,13 @@ def _config(options: dict[str, Any]) -> SandboxConfig:
     default=0.0,
     show_default=True,
     help="Token endpoint answers 503 for this long after start.",
+)
+@click.option(
+    "--journal-size",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Requests kept for /__admin/requests; older ones are forgotten.",
 )
 def simulator(**options: Any) -> None:
     """Run the DVSA sandbox: a stateful stand-in for DVSA's Vehicle Recalls API."""

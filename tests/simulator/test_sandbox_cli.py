@@ -117,15 +117,18 @@ async def test_credentials_default_to_the_fleet_settings(tmp_path: Path) -> None
 
 
 async def test_fault_flags_apply_from_the_start(tmp_path: Path) -> None:
-    args = [*CREDENTIAL_FLAGS, "--error-rate=1", "--seed=3", "--latency-ms=1"]
+    args = [*CREDENTIAL_FLAGS, "--error-rate=1", "--seed=3", "--latency-ms=1", "--journal-size=2"]
     async with started(args, tmp_path) as sandbox:
         async with httpx.AsyncClient(base_url=sandbox.url) as client:
             token = (await client.post(TOKEN_PATH, data=token_form())).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}", "x-api-key": API_KEY}
-            response = await client.get(f"/recalls/vin/{VIN}", headers=headers)
-            assert response.status_code in (500, 503)
+            statuses = [
+                (await client.get(f"/recalls/vin/{VIN}", headers=headers)).status_code for _ in range(3)
+            ]
+            assert set(statuses) <= {500, 503}
             faults = (await client.get("/__admin/faults")).json()
             assert (faults["error_rate"], faults["latency_ms"]) == (1.0, 1.0)
+            assert len((await client.get("/__admin/requests")).json()) == 2  # --journal-size
         code, _ = await stop(sandbox.process, signal.SIGTERM)
     assert code == 0
 
@@ -169,6 +172,7 @@ def test_help_lists_every_flag() -> None:
         "--drop-rate",
         "--storm-seconds",
         "--token-outage-seconds",
+        "--journal-size",
     ):
         assert flag in result.output
 
