@@ -43,6 +43,13 @@ class Figures:
     ok: bool = True
     problems: list[str] = field(default_factory=list)
 
+    @classmethod
+    def failed(cls, scenario: str, mode: str, why: str) -> Figures:
+        """The figures of a scenario that could not run to the end: nothing measured, one problem."""
+        figures = cls(scenario, mode, 0, 0, 0, 0, 0, 0, 0, {}, [], 0, 0.0, 0.0, 0.0)
+        figures.problem(why)
+        return figures
+
     def problem(self, text: str) -> None:
         """Record a promise or goal that did not hold; the scenario is then not ok."""
         self.problems.append(text)

@@ -165,7 +165,11 @@ class FaultRun:
             rss_mb_start=self.rss_mb_start,
             rss_mb_end=max((worker.rss_mb() for worker in self.workers), default=0.0),
             duration_s=round(time.time() - self.started_at, 1),
-            extra={"outcome_repeats": self.collected.repeats, "journaled": len(journal)},
+            extra={
+                "dead_expected": expected_dead,
+                "outcome_repeats": self.collected.repeats,
+                "journaled": len(journal),
+            },
         )
         _judge(
             result,
