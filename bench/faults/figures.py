@@ -99,8 +99,9 @@ def recovery(journal: Sequence[Json], at: float) -> float | None:
     """Seconds from a fault at ``at`` until the fleet's DVSA calls are back to pace; None if never.
 
     Back to pace: a one-second window, starting at or after ``at``, holding at least 80% of the arrivals
-    per second of the 5 s before the fault, counting only the verbs still being called from that window
-    on (a verb whose work is done cannot be expected back).  No calls before the fault: recovered at once.
+    per second of the 5 s before the fault.  Only the verbs that still have at least a second's worth of
+    those arrivals ahead count, so a verb whose work is running out is not expected back to full pace;
+    when no verb has, the work is done and that is the recovery.  No calls before the fault: 0.
     """
     api = [entry for entry in journal if entry["verb"] in VERBS]
     by_verb = {verb: sorted(e["arrival"] for e in api if e["verb"] == verb) for verb in VERBS}
@@ -109,13 +110,16 @@ def recovery(journal: Sequence[Json], at: float) -> float | None:
         return 0.0
     starts: list[float] = [at, *sorted(e["arrival"] for e in api if e["arrival"] >= at)]
     for start in starts:
-        active = [verb for verb, times in by_verb.items() if times and times[-1] >= start]
-        if not active:
-            return round(start - at, 3)  # every verb's work done
+        active = [verb for verb in VERBS if 0 < before[verb] <= _ahead(by_verb[verb], start)]
         wanted = RECOVERED_SHARE * sum(before[verb] for verb in active)
         if sum(_count(by_verb[verb], start, start + 1) for verb in active) >= wanted:
             return round(start - at, 3)
     return None
+
+
+def _ahead(times: list[float], start: float) -> int:
+    """How many of the sorted ``times`` are at or after ``start``."""
+    return len(times) - bisect.bisect_left(times, start)
 
 
 def _count(times: list[float], low: float, high: float) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class WorkerProcess:
         try:
             await asyncio.wait_for(asyncio.shield(self._watch), STOP_WAIT)
         except TimeoutError:
+            print(f"worker {self.pid} alive {STOP_WAIT:g} s after signal {sig}: killed", file=sys.stderr)
             self._running.process.kill()
             await self._watch
 

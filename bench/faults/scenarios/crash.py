@@ -23,7 +23,7 @@ async def run(mode: Mode) -> Figures:
     async with fault_run("crash", workers=WORKERS) as fleet:
         await fleet.publish(workload.commands)
         done = asyncio.Event()
-        killing = asyncio.create_task(_kill_in_turn(fleet, done, every=mode.size(3, 5)))
+        killing = asyncio.create_task(_kill_in_turn(fleet, done, every=mode.size(2, 5)))
         try:
             await fleet.wait_for_outcomes(workload.message_ids, timeout=mode.size(150, 400))
         except TimeoutError as timeout:
