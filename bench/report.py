@@ -148,7 +148,8 @@ def faults_row(figures: Json) -> str:
     slowest = "never" if None in recoveries else f"{max(recoveries):.1f} s" if recoveries else "none"
     faults = f"{len(recoveries)}: {slowest}" if recoveries else "none"
     busiest = max(figures["max_in_window"].values(), default=0)
-    held = "held" if figures["ok"] else "NOT held: " + "; ".join(figures["problems"])[:300]
+    problems = "; ".join(figures["problems"])[:300].replace("|", "\\|")  # a | would split the cell
+    held = "held" if figures["ok"] else f"NOT held: {problems}"
     return (
         f"| {figures['scenario']} ({figures['mode']}) | {figures['commands_in']:,} "
         f"| {figures['applied']:,} / {figures['already_applied']:,} | {figures['dead_lettered']} "
