@@ -26,6 +26,8 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bench import fleet_throughput
 from bench.faults import figures as measure
@@ -255,7 +257,7 @@ async def fault_run(
                     env = worker_environment(settings, index, free_port(), ledger, worker_env)
                     run.workers.append(WorkerProcess(env, int(env["RECALLS_METRICS_PORT"])))
                 try:
-                    await asyncio.gather(*(worker.start() for worker in run.workers))
+                    await _start_all(run.workers)
                     run.rss_mb_start = max(worker.rss_mb() for worker in run.workers) if run.workers else 0.0
                     run.started_at = time.time()
                     yield run
@@ -263,6 +265,31 @@ async def fault_run(
                     await asyncio.gather(*(worker.kill(signal.SIGTERM) for worker in run.workers))
         finally:
             await sandbox.stop()
+            await _forget_coordination(settings)
+
+
+async def _start_all(workers: Sequence[WorkerProcess]) -> None:
+    """Start every worker; when one fails, only after the others have started (so none is orphaned)."""
+    started = await asyncio.gather(*(worker.start() for worker in workers), return_exceptions=True)
+    for failure in started:
+        if isinstance(failure, BaseException):
+            raise failure
+
+
+async def _forget_coordination(settings: Settings) -> None:
+    """Delete the run's keys in Redis (rate windows, token); they would expire, but later."""
+    if settings.redis_url is None:
+        return
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
+    try:
+        async with asyncio.timeout(10):
+            keys = [key async for key in client.scan_iter(match=f"{settings.prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+    except (TimeoutError, RedisError, OSError):
+        pass  # Redis away (a scenario stopped it): the keys expire by themselves
+    finally:
+        await client.aclose()
 
 
 @contextlib.asynccontextmanager
