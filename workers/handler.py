@@ -17,14 +17,15 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared import logs
 from shared.amqp import PublishFailed
-from shared.contracts import VERBS, Command, Lane, OutcomeEvent, Recall
+from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, Lane, OutcomeEvent, Recall
 from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
 from shared.topology import tier_label
 from shared.validation import InvalidCommand, decode_command
 from workers.attempts import Attempts
-from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport
+from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport, describe
+from workers.doubts import Doubts
 from workers.reporting import Reporter
 from workers.schedule import Later, schedule
 
@@ -56,9 +57,16 @@ class Handler:
     """Handles deliveries of every verb; one per worker process."""
 
     def __init__(
-        self, settings: Settings, dvsa: DvsaClient, reporter: Reporter, *, clock: Clock = time.time
+        self,
+        settings: Settings,
+        dvsa: DvsaClient,
+        reporter: Reporter,
+        doubts: Doubts,
+        *,
+        clock: Clock = time.time,
     ) -> None:
         self._settings = settings
+        self._doubts = doubts
         self._dvsa = dvsa
         self._reporter = reporter
         self._clock = clock
@@ -97,9 +105,21 @@ class Handler:
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
         reply: DvsaReply | None = None
+        if isinstance(command, CreateCommand) and await self._doubts.superseded(command):
+            # Sent again, it would bring back what a later delete removed: nothing to send.
+            done = Done("already_applied")
+            await self._settle(
+                message=message,
+                command=command,
+                decision=done,
+                attempts=attempts,
+                reply=None,
+                started=started,
+            )
+            return
         try:
             reply = await self._dvsa.call(command, _lane(message))
-            decision: Decision = decide(command, reply, attempts)
+            decision: Decision = await self._settle_doubt(command, reply, decide(command, reply, attempts))
             outcome = _describe_reply(reply)
             maybe_sent = reply.status >= 500 or reply.status == 408
         except DvsaTransportError as exc:
@@ -115,6 +135,13 @@ class Handler:
             reply=reply,
             started=started,
         )
+
+    async def _settle_doubt(self, command: Command, reply: DvsaReply, decision: Decision) -> Decision:
+        """A 404 to a delete that may have been sent before is done only if the recall was ever created."""
+        doubtful = isinstance(decision, Done) and decision.result == "already_applied" and reply.status == 404
+        if doubtful and isinstance(command, DeleteCommand) and not await self._doubts.was_created(command):
+            return Retry(describe(reply), not_found=True)
+        return decision
 
     async def _settle(
         self,

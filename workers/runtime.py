@@ -30,7 +30,9 @@ from shared.ratelimit import RateLimiter, SpacingLimiter
 from shared.redis_hold import RedisHold
 from shared.settings import Settings
 from shared.store.database import Database
+from shared.store.ledger import Ledger
 from shared.topology import LANES, Topology, declare
+from workers.doubts import Doubts
 from workers.handler import Handler
 from workers.inflight import InFlight
 from workers.ledger import EventRecorder
@@ -149,7 +151,8 @@ class Worker:
     async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
-        handler = Handler(self._settings, self._dvsa, await Reporter.open(publishing, self._topology))
+        reporter = await Reporter.open(publishing, self._topology)
+        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
         on_message = self._in_flight.tracking(handler)

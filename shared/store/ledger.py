@@ -181,6 +181,8 @@ def _finds_entries(event: OutcomeEvent) -> bool:
 
 async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tuple[Key, dict[str, Any]]]:
     """The entries ``event`` touches, each with the columns it sets."""
+    if event.dvsa_status is None:
+        return []  # nothing was sent (a create superseded by a later delete): DVSA confirmed nothing
     if event.verb == "get":
         return [change for recall in event.recalls or [] if (change := _confirmed(event, recall))]
     changes = _command_changes(event)

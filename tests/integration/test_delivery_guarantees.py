@@ -89,8 +89,10 @@ async def test_redelivery_after_dvsa_applied_is_already_applied(
     channel: AbstractChannel,
     events: Events,
 ) -> None:
-    async with dvsa_client(settings) as dvsa:  # a recall that exists before the delete is sent
-        assert (await dvsa.create(create(2002))).status == 201
+    async with running_worker(settings):  # a recall the fleet created, so its ledger knows it
+        await publish(channel, settings, create(2002))
+        await events.wait_for(1)
+    events.received.clear()
     # One command per verb queue, so each crash-and-redeliver concerns exactly that command.
     script: list[Command] = [
         create(2001),
@@ -142,3 +144,55 @@ async def test_429_burst_is_retried_and_pauses_the_verb(
     # The worker paused after the first 429s instead of hammering through the storm.
     assert 0 < stats["create"]["throttled"] < 10
     assert len(await sandbox.recalls()) == len(commands)
+
+
+async def _hold(broker: AbstractRobustConnection, settings: Settings, verb: Verb) -> AbstractChannel:
+    """Play a worker that took a command and died before sending it: close the channel to let it go."""
+    channel = await broker.channel()
+    await channel.set_qos(prefetch_count=1)
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue(verb))
+    assert await queue.get(timeout=10) is not None
+    return channel
+
+
+async def test_a_redelivered_delete_never_sent_waits_for_its_create(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    delete = DeleteCommand(vin=vin(2101), manufacturer_campaign_reference="CAMP1")
+    await publish(channel, settings, delete)
+    await (await _hold(broker, settings, "delete")).close()  # back to its queue, marked redelivered
+    async with running_worker(settings):
+        await publish(channel, settings, create(2101))  # after the delete: it met 404 first, and waited
+        await events.wait_for(2)
+    outcomes = events.by_id()
+    assert outcomes[delete.message_id].result == "applied"
+    assert await sandbox.recalls() == []
+
+
+async def test_a_create_a_later_delete_removed_is_not_sent_again(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    first = create(2201)
+    await publish(channel, settings, first)
+    await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create is redelivered
+    holding = await _hold(broker, settings, "create")  # held while the delete runs
+    delete = DeleteCommand(vin=vin(2201), manufacturer_campaign_reference="CAMP1")
+    async with running_worker(settings):
+        await publish(channel, settings, delete)
+        await events.wait_for(1)
+    await holding.close()
+    async with running_worker(settings):
+        await events.wait_for(2)
+    outcomes = events.by_id()
+    assert outcomes[delete.message_id].result == "applied"
+    assert outcomes[first.message_id].result == "already_applied"
+    assert outcomes[first.message_id].dvsa_status is None  # not sent again
+    assert await sandbox.recalls() == []

@@ -52,6 +52,9 @@ async def db(store_settings: Settings) -> AsyncIterator[Database]:
         yield database
 
 
+ANSWERS = {"create": 201, "fix": 200, "delete": 204, "get": 200}  # DVSA's to each verb done
+
+
 def event(verb: str, at: int, *, result: str = "applied", **fields: Any) -> OutcomeEvent:
     """An outcome event completed ``at`` minutes after T0."""
     values: dict[str, Any] = {
@@ -63,6 +66,7 @@ def event(verb: str, at: int, *, result: str = "applied", **fields: Any) -> Outc
         "attempts": 1,
         "first_seen_at": T0,
         "completed_at": T0 + dt.timedelta(minutes=at),
+        "dvsa_status": ANSWERS[verb],
         **fields,
     }
     return OutcomeEvent(**values)
@@ -140,6 +144,15 @@ async def test_create_fix_reopen_delete(db: Database) -> None:
     assert [e.state for e in await ledger.for_vin(VIN)] == ["deleted"]
     await ledger.apply(event("delete", 4, result="failed", manufacturer_campaign_reference="RC-2"))
     assert len(await ledger.for_vin(VIN)) == 1
+
+
+async def test_an_outcome_dvsa_did_not_answer_changes_no_entry(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(1), event("delete", 2))
+    # A create superseded by that delete, reported later without a call to DVSA: the recall stays deleted.
+    await ledger.apply(created(3, result="already_applied", dvsa_status=None))
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.state, entry.updated_at) == ("deleted", T0 + dt.timedelta(minutes=2))
 
 
 async def test_older_and_repeated_events_change_nothing(db: Database) -> None:

@@ -1,0 +1,57 @@
+"""What DVSA's answer cannot tell about a command on its own, settled by asking the ledger.
+
+DVSA's create and delete are not idempotent, and a worker that dies between DVSA's answer and its ack
+leaves the command to be taken again.  Two answers are then ambiguous:
+
+- A delete answered 404 after an earlier attempt that may have reached DVSA: deleted by that attempt,
+  or never created yet (a redelivery also covers commands the dead worker held but never sent)?  It
+  counts as done only if the ledger knows the recall was created; otherwise it waits for the create.
+- A create whose recall a later-issued delete has already removed: sending it again would bring the
+  recall back.  It counts as done, superseded, when the ledger shows a delete newer than the create.
+
+The ledger follows the outcome events a little behind (the recorder writes in groups), so a check that
+comes too early errs on the safe side: the delete waits and asks again, the create is sent.  A store
+that does not answer is treated the same way, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.contracts import CreateCommand, DeleteCommand
+from shared.store.ledger import Ledger, LedgerEntry
+
+log = logging.getLogger("recalls.worker.doubts")
+
+
+class Doubts:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def was_created(self, command: DeleteCommand) -> bool:
+        """The ledger holds the recall ``command`` deletes (in any state): a 404 means it is gone."""
+        return any(_names(entry, command) for entry in await self._entries(command.vin))
+
+    async def superseded(self, command: CreateCommand) -> bool:
+        """A delete issued after ``command`` has already removed its recall."""
+        for entry in await self._entries(command.vin):
+            if entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference:
+                return entry.state == "deleted" and entry.updated_at > command.issued_at
+        return False
+
+    async def _entries(self, vin: str) -> list[LedgerEntry]:
+        try:
+            return await self._ledger.for_vin(vin)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "the ledger did not answer; assuming it knows nothing", extra={"error": type(exc).__name__}
+            )
+            return []
+
+
+def _names(entry: LedgerEntry, command: DeleteCommand) -> bool:
+    if command.manufacturer_campaign_reference is not None:
+        return entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference
+    return entry.dvsa_campaign_reference == command.dvsa_campaign_reference
