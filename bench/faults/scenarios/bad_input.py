@@ -16,6 +16,7 @@ The cases are drawn by Hypothesis with a fixed seed (:func:`~bench.faults.scenar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -46,10 +47,11 @@ async def run(mode: Mode) -> Figures:
         api_part = fuzz_api.run(fleet, mode)
         _, csv_result, api_result = await asyncio.gather(published, csv_part, api_part)
         workload = Workload.of([*goods, *csv_result.published])
-        stalled = await _settled(fleet, workload, len(cases), timeout=mode.size(60, 300))
+        stalled = await _settled(fleet, workload, len(cases), mode.size(60, 300))
         letters = await fleet.dead_letters()
         figures = await fleet.figures(workload, expected_dead=len(cases))
         _judge_workers(figures, fleet, pids)
+        _judge_goods(figures, cases, goods, fleet, letters)
     figures.mode = mode.name
     figures.commands_in = len(goods) + len(cases) + len(csv_result.published)
     _judge_messages(figures, cases, letters, tag)
@@ -106,18 +108,46 @@ async def _publish(fleet: FaultRun, cases: Sequence[RawCase], goods: Sequence[Co
         )
 
 
-async def _settled(fleet: FaultRun, workload: Workload, dead: int, timeout: float) -> str:  # noqa: ASYNC109
-    """Wait for every good command's outcome and ``dead`` dead letters; what is missing, if anything."""
-    deadline = time.monotonic() + timeout
-    try:
-        await fleet.wait_for_outcomes(workload.message_ids, timeout=timeout)
-    except TimeoutError as exc:
-        return str(exc)
-    while (found := len(await fleet.dead_letters())) < dead:
+async def _settled(fleet: FaultRun, workload: Workload, dead: int, seconds: float) -> str:
+    """Wait until every command has an outcome event or a dead letter, and ``dead`` dead letters are in.
+
+    A good command may end in the dead-letter queue too (RabbitMQ's delivery limit, when a worker failed
+    on it every time): it is then settled, and judged by :func:`_judge_goods`.  Returns what is missing.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        letters = {letter.message_id for letter in await fleet.dead_letters()}
+        waiting = workload.message_ids - fleet.outcomes.keys() - letters
+        if not waiting and len(letters) >= dead:
+            return ""
         if time.monotonic() > deadline:
-            return f"{found} of {dead} bad messages in the dead-letter queue after {timeout:g} s"
-        await asyncio.sleep(0.5)  # the queue is read in passes; there is no event to await
-    return ""
+            unsettled = f"{len(waiting)} commands unsettled, {len(letters)} of {dead} dead letters"
+            return f"after {seconds:g} s: {unsettled}"
+        if waiting:
+            with contextlib.suppress(TimeoutError):  # wakes at the last outcome, or after a second
+                await fleet.wait_for_outcomes(waiting, timeout=1.0)
+        else:
+            await asyncio.sleep(0.5)  # dead letters come with no event to await: the queue is read again
+
+
+def _judge_goods(
+    figures: Figures,
+    cases: Sequence[RawCase],
+    goods: Sequence[Command],
+    fleet: FaultRun,
+    letters: Sequence[DeadLetter],
+) -> None:
+    """Each good command sent with odd headers must have its outcome; name the headers of those without."""
+    dead = {letter.message_id: letter for letter in letters}
+    failed = [
+        f"{good.verb} {good.vin} with headers {case.good_headers!r:.300}"
+        + (f" -> dead-lettered ({dead[good.message_id].reason})" if good.message_id in dead else "")
+        for case, good in zip(cases, goods, strict=True)
+        if fleet.outcomes.get(good.message_id) is None or fleet.outcomes[good.message_id].result == "failed"
+    ]
+    figures.extra["good_without_outcome"] = len(failed)
+    if failed:
+        figures.problem(f"{len(failed)} good commands not applied, e.g. " + " || ".join(failed[:SHOWN]))
 
 
 def _judge_workers(figures: Figures, fleet: FaultRun, pids: Sequence[int]) -> None:
