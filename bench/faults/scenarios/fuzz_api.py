@@ -49,6 +49,7 @@ class ApiCase:
 
 
 def requests() -> st.SearchStrategy[ApiCase]:
+    """Submit bodies of four kinds: raw bytes, JSON of any shape, odd submits, and valid ones."""
     raw = st.binary(max_size=200).map(lambda body: ApiCase(body, ()))
     scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
     shapes = st.recursive(
