@@ -19,10 +19,11 @@ SCHEMA_VERSION: Literal[1] = 1
 Verb = Literal["create", "fix", "delete", "get"]
 VERBS: tuple[Verb, ...] = ("create", "fix", "delete", "get")
 
+# (?!\n) before $: Python's $ also matches before a final line break, which JSON Schema's does not.
 Vin = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9]{16,17}$",
+        pattern=r"^[A-Za-z0-9]{16,17}(?!\n)$",
         description="Vehicle Identification Number: 16 or 17 letters and digits "
         "(DVSA accepts 16-character VINs of older vehicles).",
         examples=["WAUZZZF49HA036784"],
@@ -31,7 +32,7 @@ Vin = Annotated[
 ManufacturerReference = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9_/\\-]{1,49}$",
+        pattern=r"^[A-Za-z0-9_/\\-]{1,49}(?!\n)$",
         description="The manufacturer's campaign reference: letters, digits, _ / \\ -, under 50 long.",
         examples=["ABC1234"],
     ),
@@ -39,10 +40,14 @@ ManufacturerReference = Annotated[
 DvsaReference = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z]+/[0-9]{4}/[0-9]{3}$",
+        pattern=r"^[A-Za-z]+/[0-9]{4}/[0-9]{3}(?!\n)$",
         description="DVSA's campaign reference, such as R/2022/123.",
         examples=["R/2022/123"],
     ),
+]
+Timestamp = Annotated[
+    dt.datetime,
+    msgspec.Meta(extra_json_schema={"format": "date-time"}, description="RFC 3339 date and time."),
 ]
 RepairStatus = Literal["FIXED", "NOT_FIXED"]
 MessageId = Annotated[
@@ -69,7 +74,7 @@ class _Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fie
     schema_version: Literal[1] = SCHEMA_VERSION
     message_id: MessageId = msgspec.field(default_factory=new_message_id)
     correlation_id: str | None = None
-    issued_at: dt.datetime = msgspec.field(default_factory=utc_now)
+    issued_at: Timestamp = msgspec.field(default_factory=utc_now)
     vin: Vin
 
     @property
@@ -153,9 +158,9 @@ class OutcomeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     error_message: str | None = None
     reason: str | None = None
     attempts: int
-    issued_at: dt.datetime | None = None
-    first_seen_at: dt.datetime
-    completed_at: dt.datetime
+    issued_at: Timestamp | None = None
+    first_seen_at: Timestamp
+    completed_at: Timestamp
     dvsa_ms: float | None = None
     manufacturer: str | None = None
     recalls: list[Recall] | None = None

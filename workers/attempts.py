@@ -13,10 +13,18 @@ from dataclasses import dataclass, replace
 from aio_pika.abc import AbstractIncomingMessage
 
 HISTORY_LIMIT = 20
+CLOCK_DRIFT = 3600.0  # s a publisher's or another worker's clock may be ahead of ours
 
 
 def _header(message: AbstractIncomingMessage, name: str) -> object:
     return (message.headers or {}).get(name)
+
+
+def _first_seen(value: object, now: float) -> float:
+    """The header's time if it is one (not in the future by more than clocks drift), else now."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= now + CLOCK_DRIFT:
+        return float(value)
+    return now
 
 
 @dataclass(frozen=True)
@@ -29,14 +37,12 @@ class Attempts:
     @classmethod
     def of(cls, message: AbstractIncomingMessage, *, now: float | None = None) -> Attempts:
         """Read the history; a redelivery means a worker may have called DVSA and then died."""
+        now = time.time() if now is None else now
         count = _header(message, "x-attempts")
-        first_seen = _header(message, "x-first-seen")
         history = _header(message, "x-history")
         return cls(
             count=count if isinstance(count, int) and count >= 0 else 0,
-            first_seen=float(first_seen)
-            if isinstance(first_seen, int | float)
-            else (now if now is not None else time.time()),
+            first_seen=_first_seen(_header(message, "x-first-seen"), now),
             maybe_applied=bool(_header(message, "x-maybe-applied")) or bool(message.redelivered),
             history=tuple(str(h) for h in history) if isinstance(history, list | tuple) else (),
         )

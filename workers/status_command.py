@@ -27,7 +27,7 @@ from shared.store.ledger import Ledger, LedgerEntry
 from workers.cli_errors import fail, settings_or_exit
 
 _T = TypeVar("_T")
-_VIN = re.compile(r"^[A-Za-z0-9]{16,17}$")
+_VIN = re.compile(r"[A-Za-z0-9]{16,17}")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -71,7 +71,7 @@ def _when(value: dt.datetime | dt.date | None) -> str:
 @_JSON
 def status(vin: str, as_json: bool) -> None:
     """Show what the ledger holds for one vehicle."""
-    if not _VIN.match(vin):
+    if not _VIN.fullmatch(vin):
         fail("vin: must be 16 or 17 letters and digits", 2)
     entries = _with_store(settings_or_exit(), lambda db: Ledger(db).for_vin(vin))
     if as_json:

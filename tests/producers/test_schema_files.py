@@ -91,6 +91,8 @@ def test_a_good_command_is_valid_under_its_schema_and_the_union(jsonschema: Any,
         {"colour": "red"},
         {"schema_version": 2},
         {"dvsa_campaign_reference": "R/1"},
+        {"vin": "WAUZZZF49HA036784\n"},  # Python's $ matches before a final line break
+        {"manufacturer_campaign_reference": "ABC1234\n"},
     ],
 )
 def test_a_bad_command_is_refused_by_the_schema_as_by_the_decoder(

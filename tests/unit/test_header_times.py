@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
+from typing import Any, cast
 
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from pamqp import decode, encode
 
 from workers.attempts import Attempts
@@ -16,3 +20,19 @@ def test_first_seen_survives_the_wire_to_the_second() -> None:
     first_seen = received["x-first-seen"]
     assert isinstance(first_seen, int | float)
     assert abs(first_seen - now) <= 0.5
+
+
+@pytest.mark.parametrize("header", [2**62, 6.7e16, -5, float("inf"), float("nan"), True, "1700000000"])
+def test_a_first_seen_time_that_cannot_be_one_is_taken_as_now(header: Any) -> None:
+    message = cast(
+        AbstractIncomingMessage, SimpleNamespace(headers={"x-first-seen": header}, redelivered=False)
+    )
+    assert Attempts.of(message, now=1_800_000_000.0).first_seen == 1_800_000_000.0
+
+
+def test_a_first_seen_time_in_the_past_is_kept() -> None:
+    message = cast(
+        AbstractIncomingMessage, SimpleNamespace(headers={"x-first-seen": 1_700_000_000}, redelivered=True)
+    )
+    attempts = Attempts.of(message, now=1_800_000_000.0)
+    assert (attempts.first_seen, attempts.maybe_applied) == (1_700_000_000.0, True)
