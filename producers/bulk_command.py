@@ -22,6 +22,7 @@ from producers.command import InputError, cli_settings, run_with_broker
 from producers.importer import Importer, ImportProgress
 from producers.publish_process import PublisherProcess
 from producers.reject_report import report_path
+from producers.snapshot_csv import UnreadableFile
 from producers.sync import (
     DEFAULT_MAX_FIX_SHARE,
     SAMPLE,
@@ -106,7 +107,13 @@ async def _bulk_run(
         _ctrl_c() as stop,
     ):
         importer = Importer(publisher, Ledger(db), Batches(db), on_progress=show)
-        return await work(importer, stop)
+        try:
+            return await work(importer, stop)
+        except* UnreadableFile as group:  # what was published before it stays journaled: a re-run goes on
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise InputError(str(first)) from None
 
 
 @contextlib.asynccontextmanager

@@ -61,11 +61,16 @@ def create_message_id(vin: str, manufacturer_ref: str, dvsa_ref: str | None, sta
     return content_id(f"create|{vin.upper()}|{manufacturer_ref}|{dvsa_ref or ''}|{start}")
 
 
+class UnreadableFile(Exception):
+    """The file cannot be read as CSV text at all: not UTF-8, a field past the CSV limit, a runaway quote."""
+
+
 class SnapshotReader:
     """Parses a snapshot file in chunks of ``chunk_rows`` rows from lines read ahead by :meth:`read_ahead`."""
 
     def __init__(self, stream: IO[str], *, chunk_rows: int = 1000, correlation_id: str | None = None) -> None:
         self._stream = stream
+        self._name = str(getattr(stream, "name", "the file"))
         self._chunk_rows = chunk_rows
         self._correlation_id = correlation_id
         self._chars_read = 0
@@ -88,7 +93,11 @@ class SnapshotReader:
 
     def read_ahead(self) -> None:
         """Read the next lines of the file (blocking: async callers run it in a thread)."""
-        lines = self._stream.readlines(_READ_AHEAD_CHARS)
+        try:
+            lines = self._stream.readlines(_READ_AHEAD_CHARS)
+        except UnicodeDecodeError as exc:
+            byte = exc.object[exc.start]
+            raise UnreadableFile(f"{self._name}: not UTF-8 text (byte {byte:#04x}); save as UTF-8") from None
         self._lines.extend(lines)
         self._end_of_file = not lines
 
@@ -117,13 +126,20 @@ class SnapshotReader:
     def _read_lines(self) -> Iterator[str]:
         while self._lines or not self._end_of_file:
             if not self._lines:
-                raise ValueError(f"a row spans more than {2 * self._chunk_rows} lines")
+                raise UnreadableFile(f"{self._name}: a row spans more than {2 * self._chunk_rows} lines")
             line = self._lines.popleft()
             self._chars_read += len(line)
             yield line
 
     def _numbered_rows(self) -> Iterator[tuple[int, list[str]]]:
-        for number, line in enumerate(csv.reader(self._read_lines()), start=1):
+        reader = csv.reader(self._read_lines())
+        try:
+            yield from self._rows_of(reader)
+        except csv.Error as exc:
+            raise UnreadableFile(f"{self._name} line {reader.line_num}: {exc}") from None
+
+    def _rows_of(self, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+        for number, line in enumerate(reader, start=1):
             if not line or all(not cell.strip() for cell in line):
                 continue  # blank lines are not rows
             if number == 1 and _is_header(line):

@@ -70,3 +70,20 @@ async def test_a_dry_run_prints_the_plan_and_publishes_nothing(
     assert "rectification date 2026-11-22" in text
     assert "dry run: nothing published" in text
     assert await queued_creates(channel, settings) == 0
+
+
+async def test_a_file_that_is_not_csv_text_is_one_clear_error_not_a_traceback(
+    tmp_path: Path, settings: Settings, channel: AbstractChannel
+) -> None:
+    binary = tmp_path / "latin1.csv"
+    binary.write_bytes(b"vin,manufacturer campaign reference\nWAUZZZF49HA03678\xe9,RC-1\n")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("WAUZZZF49HA036784," + "x" * 200_000 + ",R/2025/001,2025-01-01\n", encoding="utf-8")
+    for path, reason in ((binary, "not UTF-8 text (byte 0xe9"), (huge, "line 1: field larger than")):
+        run = await recalls(settings, "import", str(path))
+        _, err = await run.communicate()
+        assert run.returncode == 2, err.decode()
+        assert reason in err.decode()
+        assert "Traceback" not in err.decode()
+        assert str(path) in err.decode()
+    assert await queued_creates(channel, settings) == 0
