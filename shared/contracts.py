@@ -47,7 +47,11 @@ DvsaReference = Annotated[
 ]
 Timestamp = Annotated[
     dt.datetime,
-    msgspec.Meta(extra_json_schema={"format": "date-time"}, description="RFC 3339 date and time."),
+    msgspec.Meta(
+        tz=True,
+        extra_json_schema={"format": "date-time"},
+        description="RFC 3339 date and time, with its offset.",
+    ),
 ]
 RepairStatus = Literal["FIXED", "NOT_FIXED"]
 MessageId = Annotated[
