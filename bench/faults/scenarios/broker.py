@@ -47,6 +47,7 @@ async def run(mode: Mode) -> Figures:
             await asyncio.sleep(1.5)  # a cadence: let the fleet get to pace before the first fault
             closes = await _close_all(fleet, times=mode.size(2, 5), apart=mode.size(3, 5))
             await fleet.publish(workload.commands[half:])  # through a publisher that was cut off
+            await _consumers_back(fleet)  # aio-pika waits up to 5 s between reconnects
             await asyncio.sleep(2)  # back to pace, so the hang has a baseline
             hang = await _hang(fleet, proxy, seconds=mode.size(10, 30))
             stalled = await _drained(fleet, workload, timeout=mode.size(90, 400))
