@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bench.faults.figures import Figures
+from bench.faults.figures import Figures, Json
 from bench.faults.harness import REDIS_URL, FaultRun, Mode, fault_run
 from bench.faults.scenarios.outages import judge_lasting_fault, run_tool
 from bench.faults.workload import Workload
+from shared.contracts import VERBS
 
 WORKERS = 3
 REDIS_PORT = "6379"
@@ -30,7 +31,7 @@ ANSWER_PATIENCE = 30.0  # seconds Redis has to answer again after a start
 
 async def run(mode: Mode) -> Figures:
     workload = Workload.mixed(uuid.uuid4().hex[:6], mode.size(600, 3000))
-    outages: list[tuple[float, float]] = []
+    outages: list[tuple[float, float, float]] = []  # stopping, stopped (no longer answering), answering
     async with fault_run("coordination", workers=WORKERS) as fleet:
         await fleet.publish(workload.commands)
         for n in range(mode.size(1, 3)):
@@ -43,32 +44,39 @@ async def run(mode: Mode) -> Figures:
             stalled = str(error)  # the figures count what is missing
         figures = await fleet.figures(workload)
         journal = await fleet.sandbox.requests()
-    for began, ended in outages:
+    for began, _, ended in outages:
         judge_lasting_fault(figures, journal, began, ended)
     figures.mode = mode.name
     figures.extra |= {
         "workers": WORKERS,
-        "redis_down_s": [round(ended - began, 1) for began, ended in outages],
-        "dvsa_calls_while_redis_down": [
-            sum(began <= entry["arrival"] < ended for entry in journal) for began, ended in outages
-        ],
+        "redis_down_s": [round(ended - began, 1) for began, _, ended in outages],
+        "redis_shutdown_s": [round(down - began, 2) for began, down, _ in outages],
+        # Calls while Redis shut down are those already let go; once it is down, none should be.
+        "dvsa_calls_while_stopping": [_calls(journal, began, down) for began, down, _ in outages],
+        "dvsa_calls_while_redis_down": [_calls(journal, down, ended) for _, down, ended in outages],
     }
     if stalled:
         figures.problem(stalled)
     return figures
 
 
-async def _outage(fleet: FaultRun, *, seconds: float, number: int) -> tuple[float, float]:
-    """Shut Redis down for about ``seconds``; restart it in any case; (stopped, answering again) times."""
+def _calls(journal: Sequence[Json], low: float, high: float) -> int:
+    return sum(low <= entry["arrival"] < high and entry["verb"] in VERBS for entry in journal)
+
+
+async def _outage(fleet: FaultRun, *, seconds: float, number: int) -> tuple[float, float, float]:
+    """Shut Redis down for about ``seconds``, restart it in any case; when it was told to stop, stopped
+    answering, and answered again."""
     fleet.fault(f"Redis stopped #{number} ({seconds:g} s)")
     began = fleet.fault_stamps[-1][1]
     try:
         await run_tool("redis-cli", "-p", REDIS_PORT, "shutdown", "nosave")
         await _until(lambda answers: not answers, "stop answering after its shutdown")
+        down = time.time()
         await asyncio.sleep(seconds)  # the outage's length is the fault itself
     finally:
         await _restart()
-    return began, time.time()
+    return began, down, time.time()
 
 
 async def _restart() -> None:
