@@ -9,9 +9,11 @@ leaves the command to be taken again.  Two answers are then ambiguous:
 - A create whose recall a later-issued delete has already removed: sending it again would bring the
   recall back.  It counts as done, superseded, when the ledger shows a delete newer than the create.
 
-The ledger follows the outcome events a little behind (the recorder writes in groups), so a check that
-comes too early errs on the safe side: the delete waits and asks again, the create is sent.  A store
-that does not answer is treated the same way, with a warning.
+The recorder keeps the ledger from the outcome events, which wait in the broker while it is away; so
+the worker that applied a create, fix or delete also writes it to the ledger itself, at once, before it
+reports it (the recorder's copy later changes nothing).  A check that still comes too early errs on the
+safe side: the delete waits and asks again, the create is sent.  A store that does not answer is
+treated the same way, with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.contracts import CreateCommand, DeleteCommand
+from shared.contracts import CreateCommand, DeleteCommand, OutcomeEvent
 from shared.store.ledger import Ledger, LedgerEntry
 
 log = logging.getLogger("recalls.worker.doubts")
@@ -40,6 +42,17 @@ class Doubts:
             if entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference:
                 return entry.state == "deleted" and entry.updated_at > command.issued_at
         return False
+
+    async def remember(self, event: OutcomeEvent) -> None:
+        """Write what DVSA confirmed of a create, fix or delete to the ledger now, not when recorded."""
+        if event.verb == "get" or event.result == "failed" or event.dvsa_status is None:
+            return
+        try:
+            await self._ledger.apply(event)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "could not write to the ledger; the recorder will", extra={"error": type(exc).__name__}
+            )
 
     async def _entries(self, vin: str) -> list[LedgerEntry]:
         try:

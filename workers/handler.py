@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared import logs
 from shared.amqp import PublishFailed
 from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, Lane, OutcomeEvent, Recall
-from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError
+from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError, Withdrawn
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
 from shared.topology import tier_label
@@ -105,8 +106,19 @@ class Handler:
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
         reply: DvsaReply | None = None
-        if isinstance(command, CreateCommand) and await self._doubts.superseded(command):
-            # Sent again, it would bring back what a later delete removed: nothing to send.
+        # Asked at the last moment (after the wait for a rate slot): sent then, a create would bring back
+        # what a later delete removed.
+        unless = partial(self._doubts.superseded, command) if isinstance(command, CreateCommand) else None
+        try:
+            reply = await self._dvsa.call(command, _lane(message), unless=unless)
+            decision: Decision = await self._settle_doubt(command, reply, decide(command, reply, attempts))
+            outcome = _describe_reply(reply)
+            maybe_sent = reply.status >= 500 or reply.status == 408
+        except DvsaTransportError as exc:
+            decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
+        except TokenUnavailable as exc:
+            decision, outcome, maybe_sent = Retry(str(exc)), str(exc), False
+        except Withdrawn:
             done = Done("already_applied")
             await self._settle(
                 message=message,
@@ -117,15 +129,6 @@ class Handler:
                 started=started,
             )
             return
-        try:
-            reply = await self._dvsa.call(command, _lane(message))
-            decision: Decision = await self._settle_doubt(command, reply, decide(command, reply, attempts))
-            outcome = _describe_reply(reply)
-            maybe_sent = reply.status >= 500 or reply.status == 408
-        except DvsaTransportError as exc:
-            decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
-        except TokenUnavailable as exc:
-            decision, outcome, maybe_sent = Retry(str(exc)), str(exc), False
         attempts = attempts.after(outcome, maybe_sent=maybe_sent)
         await self._settle(
             message=message,
@@ -180,6 +183,7 @@ class Handler:
             reply=reply,
             started=started,
         )
+        await self._doubts.remember(event)  # before it is reported: a redelivery may ask at once
         await self._reporter.outcome(event, message.reply_to)
         await message.ack()
         self._metrics.command_done(command.verb, event.result)

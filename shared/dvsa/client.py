@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,13 @@ class DvsaReply:
     def error_message(self) -> str | None:
         message = self.body.get("errorMessage", self.body.get("message"))
         return str(message) if message is not None else None
+
+
+class Withdrawn(Exception):
+    """The caller's last look (``unless``) withdrew the call: nothing was sent."""
+
+
+LastLook = Callable[[], Awaitable[bool]]
 
 
 class DvsaTransportError(Exception):
@@ -102,17 +110,25 @@ class DvsaClient:
         self._tokens = tokens
         self._limiter = limiter
 
-    async def call(self, command: Command, lane: Lane = "live") -> DvsaReply:
-        """The DVSA call that carries out ``command``; a bulk lane's call waits for live work."""
+    async def call(
+        self, command: Command, lane: Lane = "live", *, unless: LastLook | None = None
+    ) -> DvsaReply:
+        """The DVSA call that carries out ``command``; a bulk lane's call waits for live work.
+
+        ``unless`` is asked once the limiter lets the call go, just before it is sent: True withdraws it
+        (:class:`Withdrawn`), so a decision that depends on the fleet's latest state is taken late.
+        """
         if isinstance(command, CreateCommand):
-            return await self.create(command, lane)
+            return await self.create(command, lane, unless=unless)
         if isinstance(command, FixCommand):
             return await self.fix(command, lane)
         if isinstance(command, DeleteCommand):
             return await self.delete(command, lane)
         return await self.get(command, lane)
 
-    async def create(self, command: CreateCommand, lane: Lane = "live") -> DvsaReply:
+    async def create(
+        self, command: CreateCommand, lane: Lane = "live", *, unless: LastLook | None = None
+    ) -> DvsaReply:
         body: dict[str, Any] = {
             "vin": command.vin,
             "manufacturerCampaignReference": command.manufacturer_campaign_reference,
@@ -120,7 +136,7 @@ class DvsaClient:
         }
         if command.dvsa_campaign_reference is not None:
             body["dvsaCampaignReference"] = command.dvsa_campaign_reference
-        return await self._call("create", lane, "/recalls", json=body)
+        return await self._call("create", lane, "/recalls", json=body, unless=unless)
 
     async def fix(self, command: FixCommand, lane: Lane = "live") -> DvsaReply:
         body = {
@@ -146,8 +162,9 @@ class DvsaClient:
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
+        unless: LastLook | None = None,
     ) -> DvsaReply:
-        reply, token = await self._send(verb, lane, path, params, json, rejected=None)
+        reply, token = await self._send(verb, lane, path, params, json, rejected=None, unless=unless)
         if reply.status == 401:
             reply, _ = await self._send(verb, lane, path, params, json, rejected=token)
         return reply
@@ -161,6 +178,7 @@ class DvsaClient:
         json: dict[str, Any] | None,
         *,
         rejected: str | None,
+        unless: LastLook | None = None,
     ) -> tuple[DvsaReply, str]:
         # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
@@ -171,6 +189,8 @@ class DvsaClient:
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         try:
+            if unless is not None and await unless():
+                raise Withdrawn(verb)
             reply = await self._request(verb, path, params=params, json=json, headers=headers)
         finally:
             # Counted until a window after this: the request reached DVSA, if at all, before now.

@@ -99,6 +99,7 @@ async def test_metrics_and_live_stats_count_what_the_worker_did(
 ) -> None:
     for n in range(3):
         await publish(channel, settings, create(n))
+    await events.wait_for(3)  # the fix below must find its recall: one 400, no 404 first
     # A rectification date before the campaign began: DVSA refuses it for good (400).
     early = FixCommand(
         vin=create(0).vin, manufacturer_campaign_reference="CAMP1", rectification_date=dt.date(2020, 1, 1)
