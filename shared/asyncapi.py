@@ -34,6 +34,11 @@ _STATS = "workerStats"
 # these names against the workers, which shared may not import.
 RETRY_HEADERS: dict[str, dict[str, Any]] = {
     "x-attempts": {"type": "integer", "description": "DVSA attempts so far."},
+    "x-waits": {
+        "type": "integer",
+        "description": "Of those, attempts that waited (for the create, for a token) and do not count "
+        "towards giving up.",
+    },
     "x-first-seen": {"type": "number", "description": "Unix time the fleet first took the command."},
     "x-maybe-applied": {"type": "boolean", "description": "An earlier attempt may have reached DVSA."},
     "x-history": {

@@ -1,6 +1,7 @@
 """A command's history across deliveries, carried in message headers so any worker can continue it.
 
-``x-attempts`` (DVSA attempts so far), ``x-first-seen`` (when the fleet first took it, for the not-found
+``x-attempts`` (DVSA attempts so far), ``x-waits`` (those that waited for a create or a token rather
+than failed), ``x-first-seen`` (when the fleet first took it, for the not-found
 horizon), ``x-maybe-applied`` (an earlier attempt may have reached DVSA: a 404 on delete then means it
 was deleted by that attempt) and ``x-history`` (one short line per attempt, newest last, bounded).
 """
@@ -33,25 +34,29 @@ class Attempts:
     first_seen: float
     maybe_applied: bool
     history: tuple[str, ...] = ()
+    waits: int = 0  # attempts that waited (for a create, a token) rather than failed
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage, *, now: float | None = None) -> Attempts:
         """Read the history; a redelivery means a worker may have called DVSA and then died."""
         now = time.time() if now is None else now
         count = _header(message, "x-attempts")
+        waits = _header(message, "x-waits")
         history = _header(message, "x-history")
         return cls(
             count=count if isinstance(count, int) and count >= 0 else 0,
             first_seen=_first_seen(_header(message, "x-first-seen"), now),
             maybe_applied=bool(_header(message, "x-maybe-applied")) or bool(message.redelivered),
             history=tuple(str(h) for h in history) if isinstance(history, list | tuple) else (),
+            waits=waits if isinstance(waits, int) and not isinstance(waits, bool) and waits >= 0 else 0,
         )
 
-    def after(self, outcome: str, *, maybe_sent: bool) -> Attempts:
+    def after(self, outcome: str, *, maybe_sent: bool, waited: bool = False) -> Attempts:
         """The history once this attempt, which ended in ``outcome``, is added."""
         return replace(
             self,
             count=self.count + 1,
+            waits=self.waits + waited,
             maybe_applied=self.maybe_applied or maybe_sent,
             history=(*self.history, outcome)[-HISTORY_LIMIT:],
         )
@@ -63,6 +68,7 @@ class Attempts:
     def headers(self) -> dict[str, object]:
         return {
             "x-attempts": self.count,
+            "x-waits": self.waits,
             # Whole seconds: pamqp sends a Python float as a 32-bit float, about 128 s coarse today.
             "x-first-seen": round(self.first_seen),
             "x-maybe-applied": self.maybe_applied,

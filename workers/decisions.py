@@ -29,6 +29,12 @@ class Retry:
     reason: str
     min_delay: float = 0.0
     not_found: bool = False  # waits up to the horizon for a create that may still be on its way
+    waiting: bool = False  # for what is not DVSA's failure (no token yet): it never uses up the attempts
+
+    @property
+    def waits(self) -> bool:
+        """The attempt does not count towards giving up: it waited for a create, or for a token."""
+        return self.not_found or self.waiting
 
 
 @dataclass(frozen=True)

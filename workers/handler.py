@@ -117,7 +117,7 @@ class Handler:
         except DvsaTransportError as exc:
             decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
         except TokenUnavailable as exc:
-            decision, outcome, maybe_sent = Retry(str(exc)), str(exc), False
+            decision, outcome, maybe_sent = Retry(str(exc), waiting=True), str(exc), False
         except Withdrawn:
             done = Done("already_applied")
             await self._settle(
@@ -129,7 +129,8 @@ class Handler:
                 started=started,
             )
             return
-        attempts = attempts.after(outcome, maybe_sent=maybe_sent)
+        waited = isinstance(decision, Retry) and decision.waits
+        attempts = attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
         await self._settle(
             message=message,
             command=command,
@@ -160,6 +161,7 @@ class Handler:
             later = schedule(
                 decision,
                 attempts_made=attempts.count,
+                waits=attempts.waits,
                 first_seen=attempts.first_seen,
                 now=self._clock(),
                 tiers=self._settings.retry_tiers,

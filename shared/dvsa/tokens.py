@@ -26,6 +26,8 @@ from shared.metrics import WorkerMetrics
 from shared.ratelimit import Clock
 from shared.settings import Settings
 
+MAX_QUIET = 30.0  # s: the longest the endpoint is left alone after failures
+
 
 class TokenUnavailable(Exception):
     """No token could be had; the message names the cause but never a credential."""
@@ -75,6 +77,9 @@ class TokenCache:
         self._clock = clock
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        self._failures = 0
+        self._quiet_until = 0.0
+        self._last_failure = ""
         self._current: Token | None = None
 
     def _fresh(self, token: Token | None) -> bool:
@@ -96,7 +101,27 @@ class TokenCache:
             return self._current.value
 
     async def fetch(self) -> Token:
-        """A new token from the token endpoint, whatever is cached."""
+        """A new token from the token endpoint, whatever is cached.
+
+        After a failure the endpoint is left alone for a while (1 s, doubling to 30 s): every command
+        that finds no token fails at once meanwhile, rather than each asking an endpoint that is down.
+        """
+        if self._clock() < self._quiet_until:
+            raise TokenUnavailable(f"token endpoint failing ({self._last_failure}); not asked again yet")
+        try:
+            token = await self._request()
+        except TokenUnavailable as exc:
+            self._failures += 1
+            self._last_failure = str(exc)
+            self._quiet_until = self._clock() + min(MAX_QUIET, 2.0 ** (self._failures - 1))
+            raise
+        self._failures = 0
+        if self._metrics is not None:
+            self._metrics.token_fetched()
+        note_token(self._metrics, token)
+        return token
+
+    async def _request(self) -> Token:
         try:
             reply = await self._oauth.fetch_token(self._url, grant_type="client_credentials")
         except OAuthError as exc:
@@ -105,11 +130,7 @@ class TokenCache:
             raise TokenUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         except ValueError as exc:  # authlib raises this for a body that is not a token
             raise TokenUnavailable(f"token endpoint answered: {type(exc).__name__}") from None
-        token = new_token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
-        if self._metrics is not None:
-            self._metrics.token_fetched()
-        note_token(self._metrics, token)
-        return token
+        return new_token(str(reply["access_token"]), self._clock(), float(reply.get("expires_in", 0)))
 
     async def aclose(self) -> None:
         await self._oauth.aclose()

@@ -109,7 +109,26 @@ def test_retries_climb_tiers_then_dead_letter() -> None:
     ]
     assert tiers[:3] == [Later(0), Later(1), Later(2)]
     assert isinstance(tiers[3], Fail)
-    assert "gave up after 4 attempts" in tiers[3].reason
+    assert "gave up after 4 failed attempts" in tiers[3].reason
+
+
+def test_waits_for_a_create_or_a_token_do_not_use_up_the_failures() -> None:
+    failed = Retry("DVSA 503")
+    # 10 attempts, 8 of which waited (404s for the create, no token): 2 failures, tier 1.
+    assert schedule(
+        failed, attempts_made=10, waits=8, first_seen=0, now=0, tiers=TIERS, not_found_horizon=60
+    ) == Later(1)
+    no_token = Retry("token endpoint unreachable", waiting=True)
+    assert no_token.waits
+    assert schedule(
+        no_token, attempts_made=100, waits=100, first_seen=0, now=10**6, tiers=TIERS, not_found_horizon=60
+    ) == Later(min(2, len(TIERS) - 1))
+
+
+def test_attempts_count_their_waits_across_deliveries() -> None:
+    after = FIRST.after("404", maybe_sent=False, waited=True).after("503", maybe_sent=True)
+    assert (after.count, after.waits) == (2, 1)
+    assert after.headers()["x-waits"] == 1
 
 
 def test_not_found_retries_until_the_horizon() -> None:
