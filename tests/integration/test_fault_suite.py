@@ -16,19 +16,8 @@ from bench.faults.scenarios import LONG_ONLY, SCENARIOS, load
 pytestmark = pytest.mark.integration
 
 
-# dvsa is not run here until it passes: its last runs lost commands to retries used up during a token
-# outage, and with the fix for that (waits that do not count) it has not been shown to finish.
-KNOWN_FAILING = {"dvsa": "retries used up in a token outage; fix not yet shown (issue 8)"}
-
-
-def _case(name: str) -> object:
-    if name in KNOWN_FAILING:
-        return pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILING[name], run=False))
-    return name
-
-
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("name", [_case(name) for name in SCENARIOS if name not in LONG_ONLY])
+@pytest.mark.parametrize("name", [name for name in SCENARIOS if name not in LONG_ONLY])
 async def test_scenario_keeps_the_promises(name: str) -> None:
     figures = await load(name)(Mode(long=False))
     said = f"{name}: {figures.problems}"
