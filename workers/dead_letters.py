@@ -14,7 +14,8 @@ the queue has been read. At most 65,535 messages (AMQP's largest prefetch) are s
 
 A dead letter published by a worker carries its history in headers (:mod:`workers.attempts`) plus
 ``x-reason``, ``x-routing-key`` (the verb, ``.bulk`` for the bulk lane) and ``x-dead-at``; a message
-dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries ``x-death`` instead.
+dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries ``x-death`` instead, and
+RabbitMQ's account wins over any ``x-reason`` the sender put on it.
 Times in headers are whole seconds (a Python float would travel as a 32-bit float, about 128 s
 coarse); letters dead-lettered before that change carry such floats, exact only to about two minutes.
 """
@@ -134,17 +135,20 @@ class DeadLetter:
         headers = dict(message.headers or {})
         deaths = headers.get("x-death")
         death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
-        routing_key = _text(headers.get("x-routing-key"))
+        # Retry tiers expire messages back to their queues; any other death put it here, and then the
+        # x- headers are the sender's, not a worker's: RabbitMQ's account of the death wins.
+        by_broker = bool(death) and _text(death.get("reason")) != "expired"
+        routing_key = "" if by_broker else _text(headers.get("x-routing-key"))
         if not routing_key:
             keys = death.get("routing-keys")
             routing_key = _text(keys[0]) if isinstance(keys, list) and keys else ""
-        reason = _text(headers.get("x-reason"))
+        reason = "" if by_broker else _text(headers.get("x-reason"))
         if not reason and death:
             reason = (
                 f"dead-lettered by RabbitMQ from {_text(death.get('queue'))}: {_text(death.get('reason'))}"
             )
         attempts = headers.get("x-attempts")
-        dead_at = _number(headers.get("x-dead-at"))
+        dead_at = None if by_broker else _number(headers.get("x-dead-at"))
         if dead_at is None and death.get("time") is not None:
             with contextlib.suppress(AttributeError, TypeError):
                 dead_at = death["time"].timestamp()  # type: ignore[union-attr]

@@ -190,3 +190,21 @@ async def test_purge_asks_unless_yes_and_counts(
     code, out, _ = await recalls(settings, "dlq", "purge", "--yes")
     assert (code, out.strip()) == (0, "Purged 1 dead letter.")
     assert await dead_count(channel, settings) == 0
+
+
+async def test_a_letter_rabbitmq_dead_lettered_is_described_by_rabbitmq_not_its_sender(
+    settings: Settings, broker: AbstractRobustConnection, channel: AbstractChannel
+) -> None:
+    # A publisher's own x- headers must not pass for a worker's account of why the command died.
+    forged = {"x-reason": "nothing wrong here", "x-routing-key": "get", "x-dead-at": 1}
+    await publish_raw(channel, settings, b"{}", "fix", message_id="rejected-1", headers=forged)
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue("fix", "live"))
+    message = await queue.get(timeout=10)
+    assert message is not None
+    await message.reject(requeue=False)  # the command queue dead-letters it, as at its delivery limit
+    await wait_for_dead(channel, settings, 1)
+
+    [letter] = await DeadLetterQueue(broker, Topology(settings.prefix), idle_timeout=0.5).list()
+    assert letter.reason.endswith(": rejected") and "nothing wrong" not in letter.reason
+    assert letter.verb == "fix"
+    assert letter.dead_at is not None and letter.dead_at > 1
