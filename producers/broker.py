@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 
+from shared.amqp import broker_url
 from shared.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
@@ -51,7 +52,7 @@ async def connect(
     address = broker_address(settings)
     try:
         return await aio_pika.connect_robust(
-            settings.amqp_url.get_secret_value(),
+            broker_url(settings),
             timeout=connect_timeout,
             client_properties={"connection_name": name},
         )

@@ -7,6 +7,8 @@ silently drop a command, so it is turned into :class:`Unroutable` here.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
@@ -23,12 +25,24 @@ class Unroutable(PublishFailed):
     """A mandatory message matched no queue: its topology is missing."""
 
 
+# aiormq's own default (60 s) notices a hung connection only after about three minutes; with 10 s it
+# takes about half a minute.  A URL that names its own ``heartbeat`` keeps it.
+DEFAULT_HEARTBEAT_S = 10
+
+
+def broker_url(settings: Settings) -> str:
+    """The broker URL of the settings, with the default heartbeat unless the URL sets one."""
+    url = settings.amqp_url.get_secret_value()
+    parts = urlsplit(url)
+    if "heartbeat" in parse_qs(parts.query):
+        return url
+    query = "&".join(filter(None, [parts.query, f"heartbeat={DEFAULT_HEARTBEAT_S}"]))
+    return urlunsplit(parts._replace(query=query))
+
+
 async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
     """A robust connection (it reconnects by itself) named after its role for the management UI."""
-    return await aio_pika.connect_robust(
-        settings.amqp_url.get_secret_value(),
-        client_properties={"connection_name": name},
-    )
+    return await aio_pika.connect_robust(broker_url(settings), client_properties={"connection_name": name})
 
 
 async def publish_confirmed(

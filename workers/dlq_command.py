@@ -21,6 +21,7 @@ from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 from rich.console import Console
 from rich.table import Table
 
+from shared.amqp import broker_url
 from shared.contracts import VERBS
 from shared.settings import Settings
 from shared.topology import Topology
@@ -37,7 +38,7 @@ def _with_queue(settings: Settings, work: Callable[[DeadLetterQueue], Awaitable[
 
     async def run() -> _T:
         connection: AbstractConnection = await aio_pika.connect(
-            settings.amqp_url.get_secret_value(), client_properties={"connection_name": "recalls dlq"}
+            broker_url(settings), client_properties={"connection_name": "recalls dlq"}
         )
         async with connection:
             return await work(DeadLetterQueue(connection, topology))
