@@ -8,6 +8,8 @@ requeued rather than acked, so the command is never lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared import logs
 from shared.amqp import PublishFailed
@@ -31,6 +34,8 @@ from workers.reporting import Reporter
 from workers.schedule import Later, schedule
 
 log = logging.getLogger("recalls.worker")
+REQUEUE_READY_WAIT_S = 30.0  # the most a failed delivery waits for its channel before going back
+REQUEUE_PAUSE_S = 1.0  # and then at least this long, so a fault that persists cannot spin
 Clock = Callable[[], float]
 
 
@@ -82,11 +87,25 @@ class Handler:
             await self._handle(message)
         except PublishFailed:
             log.warning("could not publish a replacement; requeueing", extra=_ids(message))
-            await message.nack(requeue=True)
+            await self._requeue(message)
         except Exception:
             # A fault of ours must not lose the command; the queue's delivery limit dead-letters a
             # message that keeps failing this way, so it cannot loop for ever.
             log.exception("unexpected failure handling a command; requeueing", extra=_ids(message))
+            await self._requeue(message)
+
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        """Give the delivery back once the publishing channel is open again, and not at once.
+
+        Requeued at once, it comes straight back and fails the same way (a channel still reopening after
+        a reconnect, a missing exchange): a tight loop that spends the queue's delivery limit in moments.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REQUEUE_READY_WAIT_S):
+                await self._reporter.ready()
+        await asyncio.sleep(REQUEUE_PAUSE_S)
+        # Its channel closed meanwhile: the broker has already put the delivery back.
+        with contextlib.suppress(ChannelInvalidStateError, AMQPError):
             await message.nack(requeue=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import aio_pika
 import msgspec
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
 
 from shared.amqp import publish_confirmed
 from shared.contracts import OutcomeEvent
@@ -37,6 +37,11 @@ class Reporter:
         names += [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
         exchanges = {name: await channel.get_exchange(name, ensure=False) for name in names}
         return cls(channel, topology, exchanges)
+
+    async def ready(self) -> None:
+        """Wait for the channel to be open: a robust one reopens by itself after a reconnect."""
+        if isinstance(self._channel, AbstractRobustChannel):
+            await self._channel.ready()
 
     async def retry(self, original: AbstractIncomingMessage, tier: int, headers: dict[str, object]) -> None:
         exchange = self._exchanges[self._topology.retry_name(tier)]

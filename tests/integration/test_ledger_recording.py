@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import logging
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from shared.settings import Settings
 from shared.store.batches import Batches
 from shared.store.database import Database
 from tests.integration.conftest import Events, publish
+from tests.support.logged import watching
 from workers.runtime import Worker
 
 VIN = "SALGA2EV5HA123456"
@@ -106,19 +106,6 @@ async def test_a_batch_completes_when_its_outcomes_are_recorded(
     assert "no batch job" in unknown.output
 
 
-class _Seen(logging.Handler):
-    """Sets an event when a record whose message starts with ``prefix`` is logged."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith(self.prefix):
-            self.seen.set()
-
-
 def rename_table(path: Path, old: str, new: str) -> None:
     with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute(f"ALTER TABLE {old} RENAME TO {new}")
@@ -128,17 +115,12 @@ def rename_table(path: Path, old: str, new: str) -> None:
 async def test_events_the_store_refuses_go_back_to_the_queue_and_are_recorded_later(
     settings: Settings, channel: AbstractChannel, events: Events, worker: Worker
 ) -> None:
-    refused = _Seen("could not record")
-    logging.getLogger("recalls.worker.ledger").addHandler(refused)
-    try:
+    with watching("recalls.worker.ledger", "could not record") as refused:
         await asyncio.to_thread(rename_table, settings.sqlite_path, "ledger", "ledger_away")
         opened, _ = create_and_fix("WAUZZZ8V000000888")
         await publish(channel, settings, opened)
         await events.wait_for(1)
-        async with asyncio.timeout(30):
-            await refused.seen.wait()
-    finally:
-        logging.getLogger("recalls.worker.ledger").removeHandler(refused)
+        await refused.seen()
     assert worker.recorder is not None and worker.recorder.recorded_count == 0
 
     await asyncio.to_thread(rename_table, settings.sqlite_path, "ledger_away", "ledger")
