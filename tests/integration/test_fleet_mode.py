@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from bench.faults.tcp_proxy import TcpProxy
 from cli.sandbox_process import pointed_at
 from shared.contracts import Command, FixCommand, GetCommand
 from shared.settings import Settings
@@ -26,7 +27,6 @@ from tests.integration.conftest import (
     worker_env,
 )
 from tests.integration.test_fleet_core import create, vin
-from tests.support.tcp_proxy import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -175,7 +175,7 @@ async def test_redis_lost_and_back_mid_run(sandbox: Sandbox, prefix: str, channe
         calls_during_outage = len(await sandbox.requests()) - calls_at_cut
         await proxy.restore()
         await collected.wait_for(len(commands), timeout=60)
-    await proxy.cut()
+    await proxy.close()
     assert calls_during_outage == 0  # workers stopped calling DVSA rather than guessing
     stats = await sandbox.stats()
     assert {e.result for e in collected.received} == {"applied"}
