@@ -132,6 +132,14 @@ class FaultRun:
                 f"{missing} of {len(message_ids)} commands without an outcome after {timeout:g} s"
             )
 
+    async def stall(self, message_ids: Collection[str], timeout: float) -> str:  # noqa: ASYNC109 - a budget
+        """:meth:`wait_for_outcomes`; "" once all are in, else why not (the figures count what is missing)."""
+        try:
+            await self.wait_for_outcomes(message_ids, timeout)
+        except TimeoutError as error:
+            return str(error)
+        return ""
+
     async def dead_letters(self) -> list[DeadLetter]:
         """The dead-letter queue's messages, left in it."""
         return await DeadLetterQueue(self._connection, self.topology).list()

@@ -50,7 +50,7 @@ async def run(mode: Mode) -> Figures:
             await _consumers_back(fleet)  # aio-pika waits up to 5 s between reconnects
             await asyncio.sleep(2)  # back to pace, so the hang has a baseline
             hang = await _hang(fleet, proxy, seconds=mode.size(10, 30))
-            stalled = await _drained(fleet, workload, timeout=mode.size(90, 400))
+            stalled = await fleet.stall(workload.message_ids, timeout=mode.size(90, 400))
             consumers = await _consumers_back(fleet)
             stats_from = await _stats_senders(fleet)
             figures = await fleet.figures(workload)
@@ -95,14 +95,6 @@ async def _hang(fleet: FaultRun, proxy: TcpProxy, *, seconds: float) -> tuple[fl
     finally:
         await proxy.restore()
     return began, time.time()
-
-
-async def _drained(fleet: FaultRun, workload: Workload, *, timeout: float) -> str:  # noqa: ASYNC109 - a budget, passed on
-    try:
-        await fleet.wait_for_outcomes(workload.message_ids, timeout=timeout)
-    except TimeoutError as error:
-        return str(error)  # the figures count what is missing
-    return ""
 
 
 def _calls_between(journal: Sequence[Json], began: float, ended: float) -> dict[str, int]:

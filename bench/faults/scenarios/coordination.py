@@ -37,11 +37,7 @@ async def run(mode: Mode) -> Figures:
         for n in range(mode.size(1, 3)):
             await asyncio.sleep(mode.size(3, 8))  # the scenario's cadence: the fleet at pace before each stop
             outages.append(await _outage(fleet, seconds=mode.size(5, 15), number=n + 1))
-        stalled = ""
-        try:
-            await fleet.wait_for_outcomes(workload.message_ids, timeout=mode.size(90, 400))
-        except TimeoutError as error:
-            stalled = str(error)  # the figures count what is missing
+        stalled = await fleet.stall(workload.message_ids, timeout=mode.size(90, 400))
         figures = await fleet.figures(workload)
         journal = await fleet.sandbox.requests()
     for began, _, ended in outages:

@@ -42,11 +42,7 @@ async def run(mode: Mode) -> Figures:
         fleet.fault(f"token endpoint down {outage_s} s")
         outage_at = fleet.fault_stamps[-1][1]
         await fleet.sandbox.faults(token_outage_seconds=outage_s)
-        stalled = ""
-        try:
-            await fleet.wait_for_outcomes(workload.message_ids, timeout=mode.size(150, 600))
-        except TimeoutError as error:
-            stalled = str(error)  # the figures count what is missing
+        stalled = await fleet.stall(workload.message_ids, timeout=mode.size(150, 600))
         figures = await fleet.figures(workload)
         journal = await fleet.sandbox.requests()
         failed = [event for event in fleet.outcomes.values() if event.result == "failed"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.faults.figures import Figures
-from bench.faults.harness import FaultRun, Mode, fault_run
+from bench.faults.harness import Mode, fault_run
 from bench.faults.workload import Workload
 from shared.amqp import connect
 from shared.contracts import Command
@@ -51,7 +51,7 @@ async def run(mode: Mode) -> Figures:
         published = await _node(node, fleet.settings, "--generate", str(mode.size(60, 600)))
         commands, undecodable = _decoded(published.stdout)
         workload = Workload.of(commands)
-        stalled = await _wait(fleet, workload, mode.size(90, 300))
+        stalled = await fleet.stall(workload.message_ids, timeout=mode.size(90, 300))
         figures = await fleet.figures(workload)
         checks = await _contract_checks(node, fleet.settings)
     figures.mode = mode.name
@@ -93,14 +93,6 @@ def _decoded(stdout: str) -> tuple[list[Command], list[str]]:
         except InvalidCommand as exc:
             undecodable.append(f"{body.get('message_id')}: {exc}")
     return commands, undecodable
-
-
-async def _wait(fleet: FaultRun, workload: Workload, seconds: float) -> str:
-    try:
-        await fleet.wait_for_outcomes(workload.message_ids, timeout=seconds)
-    except TimeoutError as exc:
-        return str(exc)
-    return ""
 
 
 async def _contract_checks(node: str, settings: Settings) -> dict[str, int]:
