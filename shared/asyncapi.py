@@ -236,13 +236,41 @@ def _channel_id(kind: str, name: str, topology: Topology) -> str:
     return _key(kind, name.removeprefix(topology.prefix + "."))
 
 
-def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
-    parameters = {
+def _parameters() -> dict[str, Any]:
+    """The channel parameter that the ``{prefix}`` placeholder in a name stands for."""
+    return {
         "prefix": {
             "description": "RECALLS_PREFIX: every exchange and queue name starts with it.",
             "default": Settings.model_fields["prefix"].default,
         }
     }
+
+
+def _channel(
+    kind: str, name: str, flavour: str, binding: dict[str, Any], messages: Iterable[str]
+) -> dict[str, Any]:
+    """The channel of the exchange or queue (``kind``) ``name`` of type ``flavour``, carrying ``messages``.
+
+    ``binding`` holds what differs in its AMQP exchange or queue binding; the name and what every
+    exchange and queue here shares (not auto-delete, vhost ``/``) are added.
+    """
+    return {
+        "address": name,
+        "title": f"{flavour} {kind} {name}",
+        **({"parameters": _parameters()} if PREFIX in name else {}),
+        "messages": {key: _ref("components", "messages", key) for key in messages},
+        "bindings": {
+            "amqp": {
+                # The AMQP bindings name an exchange channel by what it routes on.
+                "is": "routingKey" if kind == "exchange" else "queue",
+                kind: {"name": name, "autoDelete": False, "vhost": "/", **binding},
+                "bindingVersion": _AMQP,
+            }
+        },
+    }
+
+
+def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
     commands: list[str] = [*COMMAND_TYPES]
     events = [_key(key) for key in _event_keys()]
     verbs = {topology.command_queue(verb, lane): verb for verb in VERBS for lane in LANES}
@@ -260,45 +288,15 @@ def _channels(topology: Topology, found: Declared) -> dict[str, Any]:
         return [verbs[name]]
 
     channels: dict[str, Any] = {}
-    for name, kind in found.exchanges.items():
-        channels[_channel_id("exchange", name, topology)] = {
-            "address": name,
-            "title": f"{kind} exchange {name}",
-            **({"parameters": parameters} if PREFIX in name else {}),
-            "messages": {key: _ref("components", "messages", key) for key in carried(name)},
-            "bindings": {
-                "amqp": {
-                    "is": "routingKey",
-                    "exchange": {
-                        "name": name,
-                        "type": kind,
-                        "durable": found.durable[name],
-                        "autoDelete": False,
-                        "vhost": "/",
-                    },
-                    "bindingVersion": _AMQP,
-                }
-            },
-        }
+    for name, type_ in found.exchanges.items():
+        binding = {"type": type_, "durable": found.durable[name]}
+        channels[_channel_id("exchange", name, topology)] = _channel(
+            "exchange", name, type_, binding, carried(name)
+        )
     for name, arguments in found.queues.items():
+        binding = {"durable": found.durable[name], "exclusive": False}
         channels[_channel_id("queue", name, topology)] = {
-            "address": name,
-            "title": f"{arguments.get('x-queue-type', 'classic')} queue {name}",
-            **({"parameters": parameters} if PREFIX in name else {}),
-            "messages": {key: _ref("components", "messages", key) for key in carried(name)},
-            "bindings": {
-                "amqp": {
-                    "is": "queue",
-                    "queue": {
-                        "name": name,
-                        "durable": found.durable[name],
-                        "exclusive": False,
-                        "autoDelete": False,
-                        "vhost": "/",
-                    },
-                    "bindingVersion": _AMQP,
-                }
-            },
+            **_channel("queue", name, arguments.get("x-queue-type", "classic"), binding, carried(name)),
             "x-arguments": arguments,
             "x-bound-to": [
                 {"exchange": exchange, "routingKey": key}
