@@ -28,8 +28,8 @@ from shared.store.api_keys import ApiKeys
 from shared.store.database import Database
 from shared.topology import Topology
 from tests.integration.conftest import base_settings
-from tests.integration.test_batch_api import API, LIGHT, Api, _Started, delete_topology, serving
 from tests.integration.test_fleet_core import vin
+from tests.support.batch_api import API, LIGHT, Api, UvicornStarted, delete_topology, serving
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ async def test_serve_is_live_and_ready_with_its_broker_connection_and_store(
     prefix: str, store_path: Path
 ) -> None:
     settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
-    started = _Started()
+    started = UvicornStarted()
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(started)
     logger.setLevel(logging.INFO)

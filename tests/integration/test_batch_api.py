@@ -8,15 +8,13 @@ submitted again are answered from the cache in the submit response itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime as dt
 import io
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +22,38 @@ import aio_pika
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from producers.batch_api import create_app, serve
-from producers.publisher import Publisher
-from shared.contracts import GetCommand, OutcomeEvent, Recall, Result, utc_now
+from producers.batch_api import serve
+from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
 from shared.store.batches import CHECK_KIND, Batches
 from shared.store.checks import VinChecks
 from shared.store.database import Database
-from shared.topology import Topology, delete
 from tests.integration.conftest import Sandbox, base_settings, running_worker
 from tests.integration.test_fleet_core import vin
+from tests.support.batch_api import (
+    API,
+    LIGHT,
+    Api,
+    UvicornStarted,
+    assert_error,
+    by_vin,
+    checked,
+    delete_topology,
+    expected_results,
+    outcome,
+    running_api,
+)
 
 pytestmark = pytest.mark.integration
 
-API = "/v1/recalls-batch"
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-LIGHT = {"retry_tiers": (1.0,), "batch_max_vins": 5}  # one retry tier: quorum queues are slow to declare
 OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
     "allow_private_urls": True,
     "webhook_secret": "whsec-test-0123456789",
@@ -56,67 +61,6 @@ OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
     "csv_url_timeout": 0.5,
     "csv_url_max_redirects": 2,
 }
-
-
-@dataclass
-class Api:
-    """A running API, a client for it, and a key it accepts."""
-
-    http: httpx.AsyncClient
-    key: str
-    db: Database
-
-    async def submit(self, body: object, **params: str) -> httpx.Response:
-        return await self.http.post(f"{API}/submit", json=body, params={"key": self.key, **params})
-
-    async def get(self, what: str, batch_id: str, key: str | None = None) -> httpx.Response:
-        return await self.http.get(f"{API}/{what}", params={"key": key or self.key, "batchId": batch_id})
-
-    async def status_until(self, batch_id: str, *states: str) -> dict[str, Any]:
-        """The batch's status once it is one of ``states`` (a publish of a few messages: milliseconds)."""
-        for _ in range(1000):
-            data: dict[str, Any] = (await self.get("status", batch_id)).json()["data"]
-            if data["status"] in states:
-                return data
-        raise AssertionError(f"batch {batch_id} never reached {states}: {data}")
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` under uvicorn on a loopback port, and a client for it once it answers."""
-    listening = socket.create_server(("127.0.0.1", 0))
-    host, port = listening.getsockname()
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
-    running = asyncio.create_task(server.serve(sockets=[listening]))
-    try:
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as client:
-            # The socket listens already: the probe waits in its backlog until the app has started.
-            probe = asyncio.ensure_future(client.get("/openapi.json"))
-            await asyncio.wait({running, probe}, return_when=asyncio.FIRST_COMPLETED)
-            if running.done():
-                probe.cancel()
-                running.result()
-                raise AssertionError("uvicorn stopped at start")
-            (await probe).raise_for_status()
-            yield client
-    finally:
-        server.should_exit = True
-        await running
-        listening.close()
-
-
-@contextlib.asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[Api]:
-    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
-        _, key = await ApiKeys(db).create("fleet team")
-        async with serving(create_app(settings, db, publisher)) as http:
-            yield Api(http, key, db)
-
-
-async def delete_topology(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with connection, connection.channel() as channel:
-        await delete(channel, Topology(settings.prefix, settings.retry_tiers))
 
 
 @pytest.fixture
@@ -129,15 +73,6 @@ async def api(prefix: str, store_path: Path, request: pytest.FixtureRequest) -> 
             yield running
     finally:
         await delete_topology(settings)
-
-
-def assert_error(response: httpx.Response, status: int, name: str, *fragments: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"success", "error", "message"}, body
-    assert (body["success"], body["error"]) == (False, name), body
-    for fragment in fragments:
-        assert fragment in body["message"], body
 
 
 # --- the description ------------------------------------------------------------------------------------
@@ -294,12 +229,6 @@ async def test_a_batch_with_a_failed_check_is_partial_and_says_why(api: Api) -> 
     assert {(row["vin"], row["error"]) for row in rows} == {(vin(1), ""), (vin(2), "DVSA 400 bad")}
 
 
-def outcome(command: GetCommand, result: Result, **fields: Any) -> OutcomeEvent:
-    now = utc_now()
-    values: dict[str, Any] = {"attempts": 1, "first_seen_at": now, "completed_at": now, **fields}
-    return OutcomeEvent(message_id=command.message_id, verb="get", vin=command.vin, result=result, **values)
-
-
 async def test_vins_checked_recently_are_answered_from_the_cache(api: Api) -> None:
     open_recall = Recall(manufacturer_campaign_reference="CAMP-A", repair_status="NOT_FIXED")
     long_ago = utc_now() - dt.timedelta(days=2)  # older than check_freshness: asked again
@@ -330,11 +259,6 @@ async def test_vins_checked_recently_are_answered_from_the_cache(api: Api) -> No
     )
     running = await api.status_until(mixed["batchId"], "processing")
     assert (running["totalVins"], running["processedVins"]) == (3, 1)
-
-
-def checked(vin: str, recalls: list[Recall], at: dt.datetime | None = None) -> OutcomeEvent:
-    """A whole-vehicle get's outcome, as the cache remembers them."""
-    return outcome(GetCommand(vin=vin), "applied", recalls=recalls, completed_at=at or utc_now())
 
 
 async def test_batches_older_than_the_retention_are_purged_at_start(prefix: str, store_path: Path) -> None:
@@ -558,30 +482,6 @@ async def seed(sandbox: Sandbox) -> None:
     (await sandbox.admin.post("/__admin/recalls", json=recalls)).raise_for_status()
 
 
-def expected_results(held: list[dict[str, Any]], vins: Sequence[str] = E2E_VINS) -> dict[str, dict[str, Any]]:
-    """What the results must say of each of ``vins``, from the sandbox's own state."""
-    expected: dict[str, dict[str, Any]] = {
-        v: {"vin": v, "hasRecalls": False, "recallCount": 0, "recalls": []} for v in vins
-    }
-    for recall in held:
-        entry = expected[recall["vin"]]
-        fields = (
-            "manufacturerCampaignReference",
-            "dvsaCampaignReference",
-            "recallCampaignStartDate",
-            "repairStatus",
-        )
-        entry["recalls"].append({name: recall[name] for name in fields if recall.get(name)})
-        entry["recallCount"] += 1
-        entry["hasRecalls"] = entry["hasRecalls"] or recall["repairStatus"] != "FIXED"
-    return expected
-
-
-def by_vin(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    key = lambda recall: recall["manufacturerCampaignReference"]  # noqa: E731
-    return {r["vin"]: {**r, "recalls": sorted(r["recalls"], key=key)} for r in results}
-
-
 async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache(
     sandbox: Sandbox, settings: Settings, broker: aio_pika.abc.AbstractRobustConnection
 ) -> None:
@@ -604,7 +504,7 @@ async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache
         assert (status["totalVins"], status["processedVins"], status["hitCount"]) == (12, 12, 2)
         assert status["hitRate"] == 16.67 and status["completedAt"].endswith("Z")
 
-        expected = expected_results(await sandbox.recalls())
+        expected = expected_results(await sandbox.recalls(), E2E_VINS)
         assert expected[E2E_VINS[2]]["recallCount"] == 2  # the seed is as meant
         results = (await api.get("results", batch_id)).json()["data"]
         assert results["job"]["status"] == "completed" and results["job"]["hitCount"] == 2
@@ -653,24 +553,9 @@ async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache
 # --- serve ----------------------------------------------------------------------------------------------
 
 
-class _Started(logging.Handler):
-    """Keeps the URL uvicorn says it listens on, and sets an event then."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.event = asyncio.Event()
-        self.url = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        said = record.getMessage()
-        if said.startswith("Uvicorn running on "):
-            self.url = said.split()[3]
-            self.event.set()
-
-
 async def test_serve_runs_until_cancelled(prefix: str, store_path: Path) -> None:
     settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
-    started = _Started()
+    started = UvicornStarted()
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(started)
     logger.setLevel(logging.INFO)
