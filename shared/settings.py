@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         description="How long (s) a fix or delete that meets 404 waits for its create to arrive.",
     )
     dvsa_timeout: float = Field(10, gt=0, description="Seconds to wait for one DVSA response.")
+    token_patience: float = Field(
+        30,
+        ge=0,
+        description="How long (s) a DVSA call waits in-process for a token while the token endpoint fails.",
+    )
     shutdown_grace: float = Field(
         20, ge=0, description="Seconds a stopping worker lets in-flight commands finish."
     )

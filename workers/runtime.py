@@ -23,6 +23,7 @@ from shared.amqp import connect
 from shared.contracts import VERBS
 from shared.dvsa.client import DvsaClient
 from shared.dvsa.fleet_tokens import RedisTokenCache
+from shared.dvsa.token_hold import TokenHold
 from shared.dvsa.tokens import TokenCache, TokenSource
 from shared.fleet_limiter import RedisLimiter
 from shared.metrics import WorkerMetrics
@@ -80,11 +81,16 @@ def topology_of(settings: Settings) -> Topology:
 async def coordination(
     settings: Settings, metrics: WorkerMetrics
 ) -> AsyncIterator[tuple[RateLimiter, TokenSource]]:
-    """Local mode: this process's own limiter and token.  Fleet mode (Redis): the fleet's."""
+    """Local mode: this process's own limiter and token.  Fleet mode (Redis): the fleet's.
+
+    Either way, a call holds for a token while the endpoint fails (:mod:`shared.dvsa.token_hold`).
+    """
     fetcher = TokenCache(settings, metrics=metrics)
+    patience = settings.token_patience
     try:
         if settings.redis_url is None:
-            yield SpacingLimiter(settings.rate_limit, settings.rate_margin), fetcher
+            local = SpacingLimiter(settings.rate_limit, settings.rate_margin)
+            yield local, TokenHold(fetcher, patience=patience)
             return
         redis = aioredis.Redis.from_url(
             settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
@@ -98,7 +104,8 @@ async def coordination(
                 margin=settings.rate_margin,
                 hold=hold,
             )
-            yield limiter, RedisTokenCache(redis, fetcher, prefix=settings.prefix, hold=hold, metrics=metrics)
+            shared = RedisTokenCache(redis, fetcher, prefix=settings.prefix, hold=hold, metrics=metrics)
+            yield limiter, TokenHold(shared, patience=patience)
         finally:
             await redis.aclose()
     finally:

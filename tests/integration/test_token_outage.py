@@ -1,12 +1,14 @@
-"""A token endpoint that fails is left alone for a while, then asked again (the real sandbox's outage)."""
+"""A token endpoint that fails (the sandbox's outage): left alone for a while, and waited out by workers."""
 
 from __future__ import annotations
 
 import pytest
+from aio_pika.abc import AbstractChannel
 
 from shared.dvsa.tokens import TokenCache, TokenUnavailable
 from shared.settings import Settings
-from tests.integration.conftest import Sandbox
+from tests.integration.conftest import Events, Sandbox, publish, running_worker
+from tests.integration.test_fleet_core import create
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +37,18 @@ async def test_a_failing_token_endpoint_is_left_alone_for_a_while(
         assert await token_requests(sandbox) == asked + 1
     finally:
         await cache.aclose()
+
+
+async def test_a_worker_holds_its_commands_through_a_token_outage_rather_than_retrying_them(
+    settings: Settings, sandbox: Sandbox, channel: AbstractChannel, events: Events
+) -> None:
+    await sandbox.faults(token_outage_seconds=3)
+    commands = [create(5000 + n) for n in range(10)]
+    async with running_worker(settings):
+        for command in commands:
+            await publish(channel, settings, command)
+        await events.wait_for(len(commands))
+    assert {(event.result, event.attempts) for event in events.received} == {("applied", 1)}
+    assert len(await sandbox.recalls()) == len(commands)
+    # Held, the commands asked the endpoint only as often as its quiet spells allow (1, 2, then 4 s).
+    assert await token_requests(sandbox) <= 4
