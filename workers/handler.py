@@ -124,6 +124,20 @@ class Handler:
 
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
+        decision, reply, attempts = await self._attempt(message, command, attempts)
+        await self._settle(
+            message=message,
+            command=command,
+            decision=decision,
+            attempts=attempts,
+            reply=reply,
+            started=started,
+        )
+
+    async def _attempt(
+        self, message: AbstractIncomingMessage, command: Command, attempts: Attempts
+    ) -> tuple[Decision, DvsaReply | None, Attempts]:
+        """Call DVSA and decide; the attempts gain this one unless it was withdrawn before it was sent."""
         reply: DvsaReply | None = None
         # Asked at the last moment (after the wait for a rate slot): sent then, a create would bring back
         # what a later delete removed.
@@ -138,26 +152,9 @@ class Handler:
         except TokenUnavailable as exc:
             decision, outcome, maybe_sent = Retry(str(exc), waiting=True), str(exc), False
         except Withdrawn:
-            done = Done("already_applied")
-            await self._settle(
-                message=message,
-                command=command,
-                decision=done,
-                attempts=attempts,
-                reply=None,
-                started=started,
-            )
-            return
+            return Done("already_applied"), None, attempts
         waited = isinstance(decision, Retry) and decision.waits
-        attempts = attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
-        await self._settle(
-            message=message,
-            command=command,
-            decision=decision,
-            attempts=attempts,
-            reply=reply,
-            started=started,
-        )
+        return decision, reply, attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
 
     async def _settle_doubt(self, command: Command, reply: DvsaReply, decision: Decision) -> Decision:
         """A 404 to a delete that may have been sent before is done only if the recall was ever created."""

@@ -7,7 +7,7 @@ import datetime as dt
 import signal
 import sys
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared.contracts import Command, DeleteCommand, FixCommand, Verb
 from shared.settings import Settings
@@ -69,13 +69,21 @@ async def test_sigterm_mid_run_then_restart_loses_and_doubles_nothing(
     assert sorted(held) == sorted(c.vin for c in commands)  # each exactly once
 
 
-async def _apply_then_crash(broker: AbstractRobustConnection, settings: Settings, verb: Verb) -> None:
-    """Play a worker that calls DVSA successfully and dies before acking: the broker redelivers."""
+async def _take(
+    broker: AbstractRobustConnection, settings: Settings, verb: Verb
+) -> tuple[AbstractChannel, AbstractIncomingMessage]:
+    """Play a worker that took the next command of ``verb``: closing its channel, unacked, lets it go."""
     channel = await broker.channel()
     await channel.set_qos(prefetch_count=1)
     queue = await channel.get_queue(Topology(settings.prefix).command_queue(verb))
     message = await queue.get(timeout=10)
     assert message is not None
+    return channel, message
+
+
+async def _apply_then_crash(broker: AbstractRobustConnection, settings: Settings, verb: Verb) -> None:
+    """Play a worker that calls DVSA successfully and dies before acking: the broker redelivers."""
+    channel, message = await _take(broker, settings, verb)
     async with dvsa_client(settings) as dvsa:
         reply = await dvsa.call(decode_command(message.body))
     assert reply.status in (201, 204)
@@ -146,15 +154,6 @@ async def test_429_burst_is_retried_and_pauses_the_verb(
     assert len(await sandbox.recalls()) == len(commands)
 
 
-async def _hold(broker: AbstractRobustConnection, settings: Settings, verb: Verb) -> AbstractChannel:
-    """Play a worker that took a command and died before sending it: close the channel to let it go."""
-    channel = await broker.channel()
-    await channel.set_qos(prefetch_count=1)
-    queue = await channel.get_queue(Topology(settings.prefix).command_queue(verb))
-    assert await queue.get(timeout=10) is not None
-    return channel
-
-
 async def test_a_redelivered_delete_never_sent_waits_for_its_create(
     sandbox: Sandbox,
     settings: Settings,
@@ -164,7 +163,8 @@ async def test_a_redelivered_delete_never_sent_waits_for_its_create(
 ) -> None:
     delete = DeleteCommand(vin=vin(2101), manufacturer_campaign_reference="CAMP1")
     await publish(channel, settings, delete)
-    await (await _hold(broker, settings, "delete")).close()  # back to its queue, marked redelivered
+    taken, _ = await _take(broker, settings, "delete")  # a worker took it and died before sending it
+    await taken.close()  # back to its queue, marked redelivered
     async with running_worker(settings):
         await publish(channel, settings, create(2101))  # after the delete: it met 404 first, and waited
         await events.wait_for(2)
@@ -183,7 +183,7 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
     first = create(2201)
     await publish(channel, settings, first)
     await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create is redelivered
-    holding = await _hold(broker, settings, "create")  # held while the delete runs
+    holding, _ = await _take(broker, settings, "create")  # held while the delete runs
     delete = DeleteCommand(vin=vin(2201), manufacturer_campaign_reference="CAMP1")
     async with running_worker(settings):
         await publish(channel, settings, delete)
