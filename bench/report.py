@@ -151,7 +151,7 @@ def faults_row(figures: Json) -> str:
     problems = "; ".join(figures["problems"])[:300].replace("|", "\\|")  # a | would split the cell
     held = "held" if figures["ok"] else f"NOT held: {problems}"
     return (
-        f"| {figures['scenario']} ({figures['mode']}) | {figures['commands_in']:,} "
+        f"| {figures['scenario']} ({figures['mode']}, at {_commit(figures)}) | {figures['commands_in']:,} "
         f"| {figures['applied']:,} / {figures['already_applied']:,} | {figures['dead_lettered']} "
         f"| {figures['lost']} | {figures['applied_twice']} | {figures['throttled_429']} | {busiest} "
         f"| {faults} "
@@ -160,14 +160,44 @@ def faults_row(figures: Json) -> str:
     )
 
 
+def soak_line(figures: Json) -> str:
+    """What the soak watched besides the table's figures: the pace held, and the leaks it looks for."""
+    extra = figures["extra"]
+    rates = ", ".join(
+        f"{verb} {rate['per_second']:.1f}/s ({rate['share_of_limit']:.0%})"
+        for verb, rate in extra["steady_rate_per_verb"].items()
+    )
+
+    def change(readings: tuple[Iterable[float], Iterable[float]], spec: str) -> str:
+        start, end = (" / ".join(format(value, spec) for value in values) for values in readings)
+        return f"{start} → {end}"
+
+    connections = extra["broker_connections"]
+    return (
+        f"Soak, {extra['seconds'] / 60:g} minutes: steady rate at DVSA per verb {rates} of the 25/s limit. "
+        "Per worker, after the warm-up and at the end: "
+        f"RSS {change((extra['rss_mb_baseline'], extra['rss_mb_end']), '.1f')} MB; "
+        f"asyncio tasks {change((extra['tasks']['baseline'], extra['tasks']['end']), 'g')}; "
+        f"open files {change((extra['open_fds']['baseline'], extra['open_fds']['end']), 'g')}. "
+        f"Broker connections {connections['start']} → {connections['end']}."
+    )
+
+
+def _commit(figures: Json) -> str:
+    code = figures.get("code", {})
+    return f"{code.get('commit', '?')}{'+' if code.get('modified') else ''}"
+
+
 def render_faults(results: dict[str, Json]) -> str:
     """The fault suite's block, markers included: its long run's figures, else its short run's."""
     name = next((name for name in FAULTS_FILES if name in results), None)
     if name is None:
         body = ["No fault-suite results yet: run `.venv/bin/python -m bench.faults --long`."]
     else:
-        scenarios = results[name]["scenarios"].values()
-        body = [f"From `bench/results/{name}`.", "", FAULTS_HEADER, *map(faults_row, scenarios)]
+        scenarios = results[name]["scenarios"]
+        body = [f"From `bench/results/{name}`.", "", FAULTS_HEADER, *map(faults_row, scenarios.values())]
+        if "soak" in scenarios:
+            body += ["", soak_line(scenarios["soak"])]
     return "\n".join([FAULTS_START, NOTICE, "", *body, FAULTS_END])
 
 

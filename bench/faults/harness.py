@@ -320,8 +320,11 @@ async def _broker_side(name: str, settings: Settings, sandbox: SandboxControl) -
                 )
                 queue = await channel.declare_queue(run.outcome_queue, durable=True, arguments=_QUORUM)
                 await queue.bind(topology.events_exchange, routing_key="#")
-                await queue.consume(run.collected.on_message)
-                yield run
+                tag = await queue.consume(run.collected.on_message)
+                try:
+                    yield run
+                finally:
+                    await queue.cancel(tag)  # before its queue goes, which the broker would report
         finally:
             cleanup = await connection.channel()
             await cleanup.queue_delete(f"{settings.prefix}.faults.outcomes")

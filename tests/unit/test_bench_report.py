@@ -114,3 +114,37 @@ def test_a_result_the_report_cannot_render_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "limiter_cost.json").write_text("{}")
     with pytest.raises(ValueError, match=r"limiter_cost\.json"):
         report.render(report.load_results(tmp_path))
+
+
+def fault_figures(scenario: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "scenario": scenario, "mode": "long", "commands_in": 3000, "applied": 2990, "already_applied": 10,
+        "dead_lettered": 0, "lost": 0, "applied_twice": 0, "throttled_429": 0,
+        "max_in_window": {"create": 25, "get": 24}, "faults": [{"label": "kill", "recovery_s": 1.25}],
+        "worker_crashes": 0, "rss_mb_start": 110.4, "rss_mb_end": 118.6, "ok": True, "problems": [],
+        "code": {"commit": "abc1234", "modified": []}, "extra": extra,
+    }  # fmt: skip
+
+
+def test_the_fault_block_shows_each_scenario_its_commit_and_what_the_soak_watched() -> None:
+    soak = fault_figures(
+        "soak",
+        seconds=1800,
+        steady_rate_per_verb={"create": {"per_second": 24.61, "share_of_limit": 0.9844}},
+        rss_mb_baseline=[112.0, 113.5],
+        rss_mb_end=[114.25, 113.5],
+        tasks={"baseline": [40, 41], "end": [40, 42]},
+        open_fds={"baseline": [30, 30], "end": [31, 30]},
+        broker_connections={"start": 7, "end": 7},
+    )
+    results = {"faults-long.json": {"scenarios": {"crash": fault_figures("crash"), "soak": soak}}}
+    block = report.render_faults(results)
+    assert (
+        "| crash (long, at abc1234) | 3,000 | 2,990 / 10 | 0 | 0 | 0 | 0 | 25 | 1: 1.2 s | 0 "
+        "| 110 → 119 MB | held |"
+    ) in block
+    assert (
+        "Soak, 30 minutes: steady rate at DVSA per verb create 24.6/s (98%) of the 25/s limit. "
+        "Per worker, after the warm-up and at the end: RSS 112.0 / 113.5 → 114.2 / 113.5 MB; "
+        "asyncio tasks 40 / 41 → 40 / 42; open files 30 / 30 → 31 / 30. Broker connections 7 → 7."
+    ) in block
