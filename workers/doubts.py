@@ -7,7 +7,9 @@ leaves the command to be taken again.  Two answers are then ambiguous:
   or never created yet (a redelivery also covers commands the dead worker held but never sent)?  It
   counts as done only if the ledger knows the recall was created; otherwise it waits for the create.
 - A create whose recall a later-issued delete has already removed: sending it again would bring the
-  recall back.  It counts as done, superseded, when the ledger shows a delete newer than the create.
+  recall back.  It counts as done, superseded, when the ledger shows a delete newer than the create,
+  done or in doubt: a delete whose answer was lost (a timeout, a 5xx) is marked ``deleting`` at once,
+  since a create retried meanwhile would otherwise bring back what it may have removed.
 
 The recorder keeps the ledger from the outcome events, which wait in the broker while it is away; so
 the worker that applied a create, fix or delete also writes it to the ledger itself, at once, before it
@@ -40,8 +42,22 @@ class Doubts:
         """A delete issued after ``command`` has already removed its recall."""
         for entry in await self._entries(command.vin):
             if entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference:
-                return entry.state == "deleted" and entry.updated_at > command.issued_at
+                return entry.state in ("deleted", "deleting") and entry.updated_at > command.issued_at
         return False
+
+    async def may_have_deleted(self, command: DeleteCommand) -> None:
+        """Mark what ``command`` deletes as in doubt: DVSA may have applied it, but did not say."""
+        if command.manufacturer_campaign_reference is not None:
+            references = [command.manufacturer_campaign_reference]
+        else:
+            entries = await self._entries(command.vin)
+            references = [e.manufacturer_campaign_reference for e in entries if _names(e, command)]
+        try:
+            await self._ledger.mark_deleting(
+                command.vin, references, message_id=command.message_id, issued_at=command.issued_at
+            )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not mark a delete in doubt", extra={"error": type(exc).__name__})
 
     async def remember(self, event: OutcomeEvent) -> None:
         """Write what DVSA confirmed of a create, fix or delete to the ledger now, not when recorded."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -57,6 +58,17 @@ def _recalls(reply: DvsaReply) -> list[Recall] | None:
         for item in items
         if isinstance(item, dict)
     ]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery's attempt, as the handler settles, reports and logs it."""
+
+    message: AbstractIncomingMessage
+    command: Command
+    attempts: Attempts  # this attempt included
+    reply: DvsaReply | None  # None: DVSA did not answer, or the call was withdrawn unsent
+    started: float
 
 
 class Handler:
@@ -125,14 +137,7 @@ class Handler:
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
         decision, reply, attempts = await self._attempt(message, command, attempts)
-        await self._settle(
-            message=message,
-            command=command,
-            decision=decision,
-            attempts=attempts,
-            reply=reply,
-            started=started,
-        )
+        await self._settle(Attempt(message, command, attempts, reply, started), decision)
 
     async def _attempt(
         self, message: AbstractIncomingMessage, command: Command, attempts: Attempts
@@ -153,6 +158,8 @@ class Handler:
             decision, outcome, maybe_sent = Retry(str(exc), waiting=True), str(exc), False
         except Withdrawn:
             return Done("already_applied"), None, attempts
+        if maybe_sent and isinstance(command, DeleteCommand):
+            await self._doubts.may_have_deleted(command)  # before a create retried meanwhile is sent
         waited = isinstance(decision, Retry) and decision.waits
         return decision, reply, attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
 
@@ -163,16 +170,8 @@ class Handler:
             return Retry(describe(reply), not_found=True)
         return decision
 
-    async def _settle(
-        self,
-        *,
-        message: AbstractIncomingMessage,
-        command: Command,
-        decision: Decision,
-        attempts: Attempts,
-        reply: DvsaReply | None,
-        started: float,
-    ) -> None:
+    async def _settle(self, attempt: Attempt, decision: Decision) -> None:
+        message, command, attempts = attempt.message, attempt.command, attempt.attempts
         if isinstance(decision, Retry):
             later = schedule(
                 decision,
@@ -187,38 +186,23 @@ class Handler:
                 await self._reporter.retry(message, later.tier, attempts.headers())
                 await message.ack()
                 self._metrics.retried(command.verb, tier_label(self._settings.retry_tiers[later.tier]))
-                self._log(command, "retry", attempts, reply, started, tier=later.tier)
+                self._log(attempt, "retry", tier=later.tier)
                 return
             decision = later
         if isinstance(decision, Fail):
-            headers = {**attempts.headers(), **_dvsa_headers(reply)}
+            headers = {**attempts.headers(), **_dvsa_headers(attempt.reply)}
             await self._reporter.dead_letter(message, decision.reason, headers)
-        event = self._event(
-            message=message,
-            command=command,
-            decision=decision,
-            attempts=attempts,
-            reply=reply,
-            started=started,
-        )
+        event = self._event(attempt, decision)
         await self._doubts.remember(event)  # before it is reported: a redelivery may ask at once
         await self._reporter.outcome(event, message.reply_to)
         await message.ack()
         self._metrics.command_done(command.verb, event.result)
         if isinstance(decision, Fail):
             self._metrics.dead_lettered(command.verb, decision.kind)
-        self._log(command, event.result, attempts, reply, started)
+        self._log(attempt, event.result)
 
-    def _event(
-        self,
-        *,
-        message: AbstractIncomingMessage,
-        command: Command,
-        decision: Done | Fail,
-        attempts: Attempts,
-        reply: DvsaReply | None,
-        started: float,
-    ) -> OutcomeEvent:
+    def _event(self, attempt: Attempt, decision: Done | Fail) -> OutcomeEvent:
+        message, command, attempts, reply = attempt.message, attempt.command, attempt.attempts, attempt.reply
         manufacturer = reply.body.get("manufacturer") if reply else None
         return OutcomeEvent(
             message_id=command.message_id,
@@ -246,15 +230,8 @@ class Handler:
             repair_status=getattr(command, "repair_status", None),
         )
 
-    def _log(
-        self,
-        command: Command,
-        result: str,
-        attempts: Attempts,
-        reply: DvsaReply | None,
-        started: float,
-        **extra: object,
-    ) -> None:
+    def _log(self, attempt: Attempt, result: str, **extra: object) -> None:
+        command, reply = attempt.command, attempt.reply
         log.info(
             "%s %s %s",
             command.verb,
@@ -267,8 +244,8 @@ class Handler:
                 "vin": command.vin,
                 "result": result,
                 "status": reply.status if reply else None,
-                "attempt": attempts.count,
-                "duration_ms": round((self._clock() - started) * 1000, 1),
+                "attempt": attempt.attempts.count,
+                "duration_ms": round((self._clock() - attempt.started) * 1000, 1),
                 **extra,
             },
         )

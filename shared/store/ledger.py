@@ -24,7 +24,7 @@ from shared.store.tables import ledger
 
 log = logging.getLogger("recalls.store.ledger")
 
-State = Literal["open", "fixed", "deleted"]
+State = Literal["open", "fixed", "deleted", "deleting"]  # deleting: a delete in doubt
 Key = tuple[str, str]
 Change = tuple[Key, dict[str, Any], OutcomeEvent]
 _PAGE = 1000
@@ -97,6 +97,20 @@ class Ledger:
                 ),
             )
         return statement
+
+    async def mark_deleting(
+        self, vin: str, references: Collection[str], *, message_id: str, issued_at: dt.datetime
+    ) -> None:
+        """A delete issued at ``issued_at`` may have removed these entries: DVSA did not say.
+
+        Stamped with the delete's issue time, so what the fleet learnt later still wins, and the delete's
+        own outcome, when it comes, replaces the mark.
+        """
+        values = {"state": "deleting", "last_message_id": message_id, "updated_at": issued_at}
+        rows = [{"vin": vin.upper(), "manufacturer_campaign_reference": ref, **values} for ref in references]
+        if rows:
+            async with self._db.writing() as connection:
+                await connection.execute(self._upsert(tuple(rows[0])), rows)
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         query = (

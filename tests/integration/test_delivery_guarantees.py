@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     worker_env,
 )
 from tests.integration.test_fleet_core import create, vin
+from tests.support.logged import watching
 from workers.runtime import dvsa_client
 
 
@@ -196,3 +197,33 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
     assert outcomes[first.message_id].result == "already_applied"
     assert outcomes[first.message_id].dvsa_status is None  # not sent again
     assert await sandbox.recalls() == []
+
+
+async def test_a_create_retried_after_a_delete_in_doubt_does_not_bring_the_recall_back(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    first = create(2301)
+    await publish(channel, settings, first)
+    await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create comes back
+    holding, _ = await _take(broker, settings, "create")  # held while the delete runs
+    delete = DeleteCommand(vin=vin(2301), manufacturer_campaign_reference="CAMP1")
+    # DVSA applies the delete but its answer never comes: the worker cannot know it was applied.
+    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout + 1)
+    with watching("recalls.worker", f"delete {vin(2301)} retry") as retried:
+        async with running_worker(settings):
+            await publish(channel, settings, delete)
+            await retried.seen()
+            await sandbox.faults(timeout_rate=0.0)
+            await holding.close()  # the create is taken again while the delete is in doubt
+            await events.wait_for(2)
+    outcomes = events.by_id()
+    assert outcomes[first.message_id].result == "already_applied"
+    assert outcomes[first.message_id].dvsa_status is None  # not sent again
+    assert outcomes[delete.message_id].result in ("applied", "already_applied")
+    assert await sandbox.recalls() == []
+    created = [r for r in await sandbox.requests() if r["verb"] == "create" and r["status"] == 201]
+    assert len(created) == 1  # never created a second time

@@ -31,10 +31,13 @@ class Logged(logging.Handler):
 
 @contextlib.contextmanager
 def watching(logger: str, text: str) -> Iterator[Logged]:
-    """A :class:`Logged` on ``logger`` for the block's duration."""
-    handler = Logged(text)
-    logging.getLogger(logger).addHandler(handler)
+    """A :class:`Logged` on ``logger`` for the block's duration, which lets its info records through."""
+    handler, watched = Logged(text), logging.getLogger(logger)
+    level = watched.level
+    watched.addHandler(handler)
+    watched.setLevel(min(watched.getEffectiveLevel(), logging.INFO))
     try:
         yield handler
     finally:
-        logging.getLogger(logger).removeHandler(handler)
+        watched.removeHandler(handler)
+        watched.setLevel(level)
