@@ -33,6 +33,7 @@ from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from shared.topology import LANES, Topology, declare
+from shared.vehicle_locks import VehicleLocks, vehicle_locks
 from workers.doubts import Doubts
 from workers.handler import Handler
 from workers.inflight import InFlight
@@ -148,18 +149,20 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        async with Database.connect(self._settings) as db:
+        async with Database.connect(self._settings) as db, vehicle_locks(self._settings) as vehicles:
             connection = await connect(self._settings, "recalls-worker")
             try:
-                await self._serve(connection, db)
+                await self._serve(connection, db, vehicles)
             finally:
                 await connection.close()
 
-    async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
+    async def _serve(
+        self, connection: AbstractRobustConnection, db: Database, vehicles: VehicleLocks
+    ) -> None:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
         reporter = await Reporter.open(publishing, self._topology)
-        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
+        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), vehicles)
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
         on_message = self._in_flight.tracking(handler)
