@@ -28,6 +28,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import fleet_throughput
 from bench.faults import figures as measure
@@ -43,6 +45,7 @@ from shared.topology import Topology, declare, delete
 from workers.dead_letters import DeadLetter, DeadLetterQueue
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"  # this machine's, trust auth
 RETRY_TIERS = (0.5, 1, 2, 4, 8, 15, 30)
 PUBLISH_PATIENCE = 120.0  # seconds publish() keeps re-sending commands the broker did not confirm
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -233,6 +236,21 @@ def worker_environment(
         "RECALLS_RECORD_EVENTS": "true" if index == 0 else "false",
         **overrides,
     }
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(name: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of the run's own, dropped afterwards; its URL is for RECALLS_DATABASE_URL."""
+    database = f"faults_{name}_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{database}"'))
+        yield f"postgresql://postgres@127.0.0.1:5432/{database}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 @contextlib.asynccontextmanager

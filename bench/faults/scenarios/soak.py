@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.faults.figures import Figures
-from bench.faults.harness import FaultRun, Mode, fault_run
+from bench.faults.harness import FaultRun, Mode, fault_run, fresh_database
 from bench.faults.workload import Workload
 from bench.fleet_throughput import FIXED_ON, REFERENCE, START, arrival_rate, seed, vin
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
@@ -36,7 +36,17 @@ async def run(mode: Mode) -> Figures:
     seconds = mode.size(60, 1800)
     tag = uuid.uuid4().hex[:6]
     journal = str(4 * PER_VERB * (seconds + PRIMING) + 10_000)
-    async with fault_run("soak", workers=3, sandbox_flags=("--journal-size", journal)) as fleet:
+    # The store in PostgreSQL, as for a fleet on several hosts: with one shared SQLite file, each
+    # connection's page cache (2 MB) fills as the ledger grows, which would read as a slow leak.
+    async with (
+        fresh_database("soak") as store,
+        fault_run(
+            "soak",
+            workers=3,
+            sandbox_flags=("--journal-size", journal),
+            worker_env={"RECALLS_DATABASE_URL": store},
+        ) as fleet,
+    ):
         async with httpx.AsyncClient(base_url=fleet.sandbox.url, timeout=60) as admin:
             targets = PER_VERB * (seconds + PRIMING)
             await seed(admin, [vin(tag, kind, n) for kind in "FD" for n in range(targets)])
