@@ -10,9 +10,7 @@ unreachable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -23,30 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers.batch_api import create_app, serve
 from producers.publisher import Publisher
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
 from shared.store.database import Database
 from shared.topology import Topology
 from tests.integration.conftest import base_settings
 from tests.integration.test_fleet_core import vin
-from tests.support.batch_api import API, LIGHT, Api, UvicornStarted, delete_topology, serving
+from tests.support.batch_api import API, LIGHT, UvicornStarted, delete_topology, running_ops_api, serving
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.asynccontextmanager
-async def running_ops_api(settings: Settings) -> AsyncIterator[Api]:
-    """The API as ``recalls api`` builds it: one broker connection for the publisher and the dashboard."""
-    connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
-    topology = Topology(settings.prefix, settings.retry_tiers)
-    async with (
-        connection,
-        Database.connect(settings) as db,
-        Publisher.on_connection(connection, topology) as publisher,
-    ):
-        _, key = await ApiKeys(db).create("operations")
-        async with serving(create_app(settings, db, publisher, connection=connection)) as http:
-            yield Api(http, key, db)
 
 
 def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -154,3 +154,18 @@ class UvicornStarted(logging.Handler):
         if said.startswith("Uvicorn running on "):
             self.url = said.split()[3]
             self.event.set()
+
+
+@contextlib.asynccontextmanager
+async def running_ops_api(settings: Settings) -> AsyncIterator[Api]:
+    """The API as ``recalls api`` builds it: one broker connection for the publisher and the dashboard."""
+    connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
+    topology = Topology(settings.prefix, settings.retry_tiers)
+    async with (
+        connection,
+        Database.connect(settings) as db,
+        Publisher.on_connection(connection, topology) as publisher,
+    ):
+        _, key = await ApiKeys(db).create("operations")
+        async with serving(create_app(settings, db, publisher, connection=connection)) as http:
+            yield Api(http, key, db)
