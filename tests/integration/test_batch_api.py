@@ -13,7 +13,6 @@ import datetime as dt
 import io
 import logging
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.faults.harness import fresh_database
 from producers.batch_api import serve
 from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
@@ -53,7 +52,6 @@ from tests.support.batch_api import (
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
     "allow_private_urls": True,
     "webhook_secret": "whsec-test-0123456789",
@@ -127,16 +125,8 @@ async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]
     if request.param == "sqlite":
         yield None
         return
-    name = f"recalls_api_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with fresh_database("api") as url:
+        yield url
 
 
 async def test_a_batch_is_published_on_the_bulk_lane_and_seen_only_by_its_key(

@@ -9,7 +9,7 @@ import sys
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from shared.contracts import Command, DeleteCommand, FixCommand, Verb
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, Verb
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.validation import decode_command
@@ -174,6 +174,17 @@ async def test_a_redelivered_delete_never_sent_waits_for_its_create(
     assert await sandbox.recalls() == []
 
 
+async def _created_then_held(
+    broker: AbstractRobustConnection, settings: Settings, channel: AbstractChannel, n: int
+) -> tuple[CreateCommand, AbstractChannel, DeleteCommand]:
+    """A create DVSA applied whose worker died, taken again and held; and the delete issued after it."""
+    first = create(n)
+    await publish(channel, settings, first)
+    await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create comes back
+    holding, _ = await _take(broker, settings, "create")  # held while the delete runs
+    return first, holding, DeleteCommand(vin=vin(n), manufacturer_campaign_reference="CAMP1")
+
+
 async def test_a_create_a_later_delete_removed_is_not_sent_again(
     sandbox: Sandbox,
     settings: Settings,
@@ -181,11 +192,7 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
     channel: AbstractChannel,
     events: Events,
 ) -> None:
-    first = create(2201)
-    await publish(channel, settings, first)
-    await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create is redelivered
-    holding, _ = await _take(broker, settings, "create")  # held while the delete runs
-    delete = DeleteCommand(vin=vin(2201), manufacturer_campaign_reference="CAMP1")
+    first, holding, delete = await _created_then_held(broker, settings, channel, 2201)
     async with running_worker(settings):
         await publish(channel, settings, delete)
         await events.wait_for(1)
@@ -206,11 +213,7 @@ async def test_a_create_retried_after_a_delete_in_doubt_does_not_bring_the_recal
     channel: AbstractChannel,
     events: Events,
 ) -> None:
-    first = create(2301)
-    await publish(channel, settings, first)
-    await _apply_then_crash(broker, settings, "create")  # DVSA created it; the create comes back
-    holding, _ = await _take(broker, settings, "create")  # held while the delete runs
-    delete = DeleteCommand(vin=vin(2301), manufacturer_campaign_reference="CAMP1")
+    first, holding, delete = await _created_then_held(broker, settings, channel, 2301)
     # DVSA applies the delete but its answer never comes: the worker cannot know it was applied.
     await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout + 1)
     with watching("recalls.worker", f"delete {vin(2301)} retry") as retried:
