@@ -28,7 +28,6 @@ from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
 from shared.topology import tier_label
 from shared.validation import InvalidCommand, decode_command
-from shared.vehicle_locks import VehicleLocks
 from workers.attempts import Attempts
 from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport, describe
 from workers.doubts import Doubts
@@ -81,13 +80,11 @@ class Handler:
         dvsa: DvsaClient,
         reporter: Reporter,
         doubts: Doubts,
-        vehicles: VehicleLocks,
         *,
         clock: Clock = time.time,
     ) -> None:
         self._settings = settings
         self._doubts = doubts
-        self._vehicles = vehicles
         self._dvsa = dvsa
         self._reporter = reporter
         self._clock = clock
@@ -139,11 +136,8 @@ class Handler:
 
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
-        # A create or delete holds its vehicle from the ledger's check to the ledger's write (see doubts).
-        exclusive = isinstance(command, CreateCommand | DeleteCommand)
-        async with self._vehicles.holding(command.vin) if exclusive else contextlib.nullcontext():
-            decision, reply, attempts = await self._attempt(message, command, attempts)
-            await self._settle(Attempt(message, command, attempts, reply, started), decision)
+        decision, reply, attempts = await self._attempt(message, command, attempts)
+        await self._settle(Attempt(message, command, attempts, reply, started), decision)
 
     async def _attempt(
         self, message: AbstractIncomingMessage, command: Command, attempts: Attempts

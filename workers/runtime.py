@@ -33,7 +33,6 @@ from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from shared.topology import LANES, Topology, declare
-from shared.vehicle_locks import VehicleLocks, vehicle_locks
 from workers.doubts import Doubts
 from workers.handler import Handler
 from workers.inflight import InFlight
@@ -149,20 +148,18 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        async with Database.connect(self._settings) as db, vehicle_locks(self._settings) as vehicles:
+        async with Database.connect(self._settings) as db:
             connection = await connect(self._settings, "recalls-worker")
             try:
-                await self._serve(connection, db, vehicles)
+                await self._serve(connection, db)
             finally:
                 await connection.close()
 
-    async def _serve(
-        self, connection: AbstractRobustConnection, db: Database, vehicles: VehicleLocks
-    ) -> None:
+    async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
         reporter = await Reporter.open(publishing, self._topology)
-        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), vehicles)
+        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
         on_message = self._in_flight.tracking(handler)
