@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -111,6 +111,31 @@ class Ledger:
         if rows:
             async with self._db.writing() as connection:
                 await connection.execute(self._upsert(tuple(rows[0])), rows)
+
+    async def unmark_deleting(
+        self, vin: str, marked: Mapping[str, LedgerEntry | None], *, message_id: str
+    ) -> None:
+        """Put back the entries a delete (``message_id``) marked as they were, unless changed since.
+
+        ``marked`` maps each reference to its entry before the mark, or to None if it had none.
+        """
+        async with self._db.writing() as connection:
+            for reference, entry in marked.items():
+                still_marked = and_(
+                    ledger.c.vin == vin.upper(),
+                    ledger.c.manufacturer_campaign_reference == reference,
+                    ledger.c.state == "deleting",
+                    ledger.c.last_message_id == message_id,
+                )
+                if entry is None:
+                    await connection.execute(ledger.delete().where(still_marked))
+                    continue
+                restored = {
+                    "state": entry.state,
+                    "last_message_id": entry.last_message_id,
+                    "updated_at": entry.updated_at,
+                }
+                await connection.execute(ledger.update().where(still_marked).values(restored))
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         query = (

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_fleet_core import create, vin
 from tests.support.logged import watching
+from tests.support.polling import poll_until
 from workers.runtime import dvsa_client
 
 
@@ -198,6 +199,30 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
         await events.wait_for(1)
     await holding.close()
     async with running_worker(settings):
+        await events.wait_for(2)
+    outcomes = events.by_id()
+    assert outcomes[delete.message_id].result == "applied"
+    assert outcomes[first.message_id].result == "already_applied"
+    assert outcomes[first.message_id].dvsa_status is None  # not sent again
+    assert await sandbox.recalls() == []
+
+
+async def test_a_create_taken_again_while_its_delete_is_at_dvsa_is_not_sent(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    first, holding, delete = await _created_then_held(broker, settings, channel, 2251)
+    # DVSA applies the delete and answers a moment later, within the worker's patience: the create
+    # comes back meanwhile (as a create and its delete do together after a broker loss).
+    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
+    async with running_worker(settings):
+        await publish(channel, settings, delete)
+        await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
+        await sandbox.faults(timeout_rate=0.0)
+        await holding.close()
         await events.wait_for(2)
     outcomes = events.by_id()
     assert outcomes[delete.message_id].result == "applied"
