@@ -24,8 +24,8 @@ from producers.publisher import Publisher
 from shared.store.database import Database
 from shared.topology import Topology
 from tests.integration.conftest import base_settings
-from tests.integration.test_fleet_core import vin
 from tests.support.batch_api import API, LIGHT, UvicornStarted, delete_topology, running_ops_api, serving
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 

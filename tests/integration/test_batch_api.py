@@ -35,7 +35,6 @@ from shared.store.batches import CHECK_KIND, Batches
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from tests.integration.conftest import Sandbox, base_settings, running_worker
-from tests.integration.test_fleet_core import vin
 from tests.support.batch_api import (
     API,
     LIGHT,
@@ -49,6 +48,7 @@ from tests.support.batch_api import (
     outcome,
     running_api,
 )
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 

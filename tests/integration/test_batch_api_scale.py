@@ -17,8 +17,8 @@ import pytest
 
 from shared.settings import Settings
 from tests.integration.conftest import Sandbox, running_worker
-from tests.integration.test_fleet_core import vin
 from tests.support.batch_api import by_vin, expected_results, running_api
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 

@@ -33,8 +33,8 @@ from schemathesis.errors import FailureGroup
 from shared.store.api_keys import ApiKeys
 from shared.store.checks import VinChecks
 from tests.integration.conftest import base_settings
-from tests.integration.test_fleet_core import vin
 from tests.support.batch_api import API, LIGHT, Api, checked, delete_topology, running_api
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 

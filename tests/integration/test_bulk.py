@@ -21,7 +21,7 @@ from shared.store.batches import Batches
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from tests.integration.conftest import Events, Sandbox, running_worker, worker_env
-from tests.integration.test_fleet_core import vin
+from tests.support.commands import vin
 
 HEADER = ["VIN", "ManufacturerRecallCampaignReference", "DVSACampaignReference", "RecallCampaignStartDate"]
 BAD_ROWS = [

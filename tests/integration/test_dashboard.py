@@ -29,9 +29,9 @@ from shared.store.api_keys import ApiKeys
 from shared.telemetry import WorkerStats, declare_stats, encode_stats
 from shared.topology import Topology
 from tests.integration.conftest import base_settings, publish
-from tests.integration.test_fleet_core import create, vin
 from tests.support.batch_api import LIGHT, Api, assert_error, delete_topology, running_ops_api
 from tests.support.browser import headless_chromium, screenshot_dir
+from tests.support.commands import create, vin
 from workers.runtime import Worker
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from tests.integration.conftest import (
     running_worker,
     worker_env,
 )
-from tests.integration.test_fleet_core import create, vin
+from tests.support.commands import create, vin
 from tests.support.logged import watching
 from tests.support.polling import poll_until
 from workers.runtime import dvsa_client

@@ -9,23 +9,12 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand
+from shared.contracts import DeleteCommand, FixCommand, GetCommand
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, publish_raw
+from tests.support.commands import create, vin
 from workers.runtime import Worker
-
-START = dt.date(2024, 3, 1)
-
-
-def vin(n: int) -> str:
-    return f"WAUZZZ8V{n:09d}"
-
-
-def create(n: int, campaign: str = "CAMP1") -> CreateCommand:
-    return CreateCommand(
-        vin=vin(n), manufacturer_campaign_reference=campaign, recall_campaign_start_date=START
-    )
 
 
 async def test_each_verb_end_to_end(

@@ -26,7 +26,7 @@ from tests.integration.conftest import (
     running_worker,
     worker_env,
 )
-from tests.integration.test_fleet_core import create, vin
+from tests.support.commands import create, vin
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -50,8 +50,8 @@ from tests.integration.conftest import (
     running_sandbox,
     worker_env,
 )
-from tests.integration.test_fleet_core import START, vin
 from tests.support.batch_api import API, LIGHT, delete_topology, serving
+from tests.support.commands import START, vin
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from aio_pika.abc import AbstractChannel
 from shared.dvsa.tokens import TokenCache, TokenUnavailable
 from shared.settings import Settings
 from tests.integration.conftest import Events, Sandbox, publish, running_worker
-from tests.integration.test_fleet_core import create
+from tests.support.commands import create
 
 pytestmark = pytest.mark.integration
 
