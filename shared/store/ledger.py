@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -42,6 +42,7 @@ class LedgerEntry:
     last_message_id: str
     updated_at: dt.datetime
     confirmed_at: dt.datetime | None
+    issued_at: dt.datetime | None  # None: written before this was kept
 
 
 def _entry(row: Row[Any]) -> LedgerEntry:
@@ -106,36 +107,16 @@ class Ledger:
         Stamped with the delete's issue time, so what the fleet learnt later still wins, and the delete's
         own outcome, when it comes, replaces the mark.
         """
-        values = {"state": "deleting", "last_message_id": message_id, "updated_at": issued_at}
+        values = {
+            "state": "deleting",
+            "last_message_id": message_id,
+            "updated_at": issued_at,
+            "issued_at": issued_at,
+        }
         rows = [{"vin": vin.upper(), "manufacturer_campaign_reference": ref, **values} for ref in references]
         if rows:
             async with self._db.writing() as connection:
                 await connection.execute(self._upsert(tuple(rows[0])), rows)
-
-    async def unmark_deleting(
-        self, vin: str, marked: Mapping[str, LedgerEntry | None], *, message_id: str
-    ) -> None:
-        """Put back the entries a delete (``message_id``) marked as they were, unless changed since.
-
-        ``marked`` maps each reference to its entry before the mark, or to None if it had none.
-        """
-        async with self._db.writing() as connection:
-            for reference, entry in marked.items():
-                still_marked = and_(
-                    ledger.c.vin == vin.upper(),
-                    ledger.c.manufacturer_campaign_reference == reference,
-                    ledger.c.state == "deleting",
-                    ledger.c.last_message_id == message_id,
-                )
-                if entry is None:
-                    await connection.execute(ledger.delete().where(still_marked))
-                    continue
-                restored = {
-                    "state": entry.state,
-                    "last_message_id": entry.last_message_id,
-                    "updated_at": entry.updated_at,
-                }
-                await connection.execute(ledger.update().where(still_marked).values(restored))
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         query = (
@@ -207,6 +188,7 @@ def _by_columns(changes: list[Change]) -> dict[tuple[str, ...], list[dict[str, A
             "manufacturer_campaign_reference": reference,
             "last_message_id": event.message_id,
             "updated_at": event.completed_at,
+            "issued_at": event.issued_at,
             **values,
         }
         groups.setdefault(tuple(sorted(row)), []).append(row)

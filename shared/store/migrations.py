@@ -104,6 +104,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX webhook_deliveries_by_due ON webhook_deliveries (next_attempt_at)",
         ),
     ),
+    Migration(
+        3,
+        "ledger: when the command behind an entry's last change was issued",
+        ("ALTER TABLE ledger ADD COLUMN issued_at TIMESTAMP WITH TIME ZONE",),
+    ),
 )
 
 

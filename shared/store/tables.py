@@ -59,6 +59,7 @@ ledger = Table(
     Column("last_message_id", String(128), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime),
+    Column("issued_at", UtcDateTime),  # of the command behind the last change: orders it against others
 )
 
 # One row per batch job: an import, a sync, a batch check.

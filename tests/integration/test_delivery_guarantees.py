@@ -207,28 +207,53 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
     assert await sandbox.recalls() == []
 
 
-async def test_a_create_taken_again_while_its_delete_is_at_dvsa_is_not_sent(
+async def test_a_create_applied_and_taken_again_while_its_delete_is_at_dvsa_is_not_sent(
     sandbox: Sandbox,
     settings: Settings,
     broker: AbstractRobustConnection,
     channel: AbstractChannel,
     events: Events,
 ) -> None:
-    first, holding, delete = await _created_then_held(broker, settings, channel, 2251)
+    first = create(2251)
+    async with running_worker(settings):  # applied, and in the ledger
+        await publish(channel, settings, first)
+        await events.wait_for(1)
+    await publish(channel, settings, first)  # and back, as after a broker loss took its ack
+    holding, _ = await _take(broker, settings, "create")
+    delete = DeleteCommand(vin=vin(2251), manufacturer_campaign_reference="CAMP1")
     # DVSA applies the delete and answers a moment later, within the worker's patience: the create
-    # comes back meanwhile (as a create and its delete do together after a broker loss).
+    # comes back meanwhile, before the delete's outcome is in the ledger.
     await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
     async with running_worker(settings):
         await publish(channel, settings, delete)
         await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
         await sandbox.faults(timeout_rate=0.0)
         await holding.close()
-        await events.wait_for(2)
-    outcomes = events.by_id()
-    assert outcomes[delete.message_id].result == "applied"
-    assert outcomes[first.message_id].result == "already_applied"
-    assert outcomes[first.message_id].dvsa_status is None  # not sent again
+        await events.wait_for(3)
+    outcomes = [(e.verb, e.result, e.dvsa_status) for e in events.received]
+    assert sorted(outcomes) == [
+        ("create", "already_applied", None),
+        ("create", "applied", 201),
+        ("delete", "applied", 204),
+    ]
     assert await sandbox.recalls() == []
+
+
+async def test_a_create_issued_after_a_delete_brings_the_recall_back(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events
+) -> None:
+    async with running_worker(settings):
+        await publish(channel, settings, create(2261))
+        await events.wait_for(1)
+        # A correction: the recall deleted and created again, both issued before the delete is applied.
+        delete = DeleteCommand(vin=vin(2261), manufacturer_campaign_reference="CAMP1")
+        again = create(2261)
+        await publish(channel, settings, delete)
+        await events.wait_for(2)
+        await publish(channel, settings, again)
+        await events.wait_for(3)
+    assert events.by_id()[again.message_id].dvsa_status == 201
+    assert [r["vin"] for r in await sandbox.recalls()] == [vin(2261)]
 
 
 async def test_a_create_retried_after_a_delete_in_doubt_does_not_bring_the_recall_back(

@@ -171,31 +171,6 @@ async def test_older_and_repeated_events_change_nothing(db: Database) -> None:
     assert entry.recall_campaign_start_date is None  # only an applied create would have said
 
 
-async def test_a_delete_dvsa_did_not_apply_takes_back_its_mark(db: Database) -> None:
-    ledger = Ledger(db)
-    await ledger.apply(created(1))
-    [before] = await ledger.for_vin(VIN)
-    at = T0 + dt.timedelta(minutes=2)
-    await ledger.mark_deleting(VIN, ["RC-1", "RC-2"], message_id="delete-1", issued_at=at)
-    assert [(e.manufacturer_campaign_reference, e.state) for e in await ledger.for_vin(VIN)] == [
-        ("RC-1", "deleting"),
-        ("RC-2", "deleting"),
-    ]
-    await ledger.unmark_deleting(VIN, {"RC-1": before, "RC-2": None}, message_id="delete-1")
-    assert await ledger.for_vin(VIN) == [before]  # as it was; the entry it had not held is gone
-
-
-async def test_a_mark_replaced_by_something_newer_is_not_taken_back(db: Database) -> None:
-    ledger = Ledger(db)
-    await ledger.apply(created(1))
-    [before] = await ledger.for_vin(VIN)
-    await ledger.mark_deleting(VIN, ["RC-1"], message_id="delete-1", issued_at=T0 + dt.timedelta(minutes=2))
-    await ledger.apply(fixed(3))
-    await ledger.unmark_deleting(VIN, {"RC-1": before}, message_id="delete-1")
-    [entry] = await ledger.for_vin(VIN)
-    assert (entry.state, entry.updated_at) == ("fixed", T0 + dt.timedelta(minutes=3))
-
-
 async def test_fix_and_delete_by_dvsa_reference(db: Database) -> None:
     ledger = Ledger(db)
     await ledger.apply(created(0))
