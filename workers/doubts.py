@@ -8,10 +8,11 @@ leaves the command to be taken again.  Two answers are then ambiguous:
   counts as done only if the ledger knows the recall was created; otherwise it waits for the create.
 - A create taken again: sending it would bring back what a delete issued after it removed, perhaps a
   moment ago (a broker loss returns a create and its delete together; the delete's answer may not be
-  in the ledger yet).  So a create is not sent when the ledger already shows its recall changed after
-  the create was issued: created (by this very create, whose ack was lost), fixed, confirmed by a
-  get, deleted, or marked ``deleting`` (a delete whose answer was lost, a timeout or a 5xx, is marked
-  at once).  DVSA would answer 409 or bring the recall back; the create counts as done.
+  in the ledger yet).  So a create is not sent when its ledger entry was last changed by this very
+  create (applied, its ack lost) or by a command issued after it: fixed, confirmed by a get, deleted,
+  or marked ``deleting`` (a delete whose answer was lost, a timeout or a 5xx, is marked at once).
+  DVSA would answer 409 or bring the recall back; the create counts as done.  Issue times, not the
+  times the changes were applied, decide: a create issued after a delete is sent.
 
 The recorder keeps the ledger from the outcome events, which wait in the broker while it is away; so
 the worker that applied a create, fix or delete also writes it to the ledger itself, at once, before it

@@ -13,11 +13,13 @@ is logged and dropped, as it never will be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.contracts import OutcomeEvent
@@ -97,9 +99,11 @@ class EventRecorder:
             await written
         except _NotWritten:
             await asyncio.sleep(self._retry_pause)  # a database outage must not become a busy loop
-            await message.nack(requeue=True)
+            with _channel_gone():
+                await message.nack(requeue=True)
             return
-        await message.ack()
+        with _channel_gone():
+            await message.ack()
         async with self._progress:
             self._recorded += 1
             self._progress.notify_all()
@@ -138,6 +142,11 @@ class EventRecorder:
         """Return once ``count`` events have been recorded since start (for tests and demos)."""
         async with self._progress:
             await self._progress.wait_for(lambda: self._recorded >= count)
+
+
+def _channel_gone() -> contextlib.AbstractContextManager[None]:
+    """An ack or nack whose channel has closed meanwhile: the broker has put the event back already."""
+    return contextlib.suppress(ChannelInvalidStateError, AMQPError)
 
 
 class _NotWritten(Exception):
