@@ -5,14 +5,16 @@ leaves the command to be taken again.  Two answers are then ambiguous:
 
 - A delete answered 404 after an earlier attempt that may have reached DVSA: deleted by that attempt,
   or never created yet (a redelivery also covers commands the dead worker held but never sent)?  It
-  counts as done only if the ledger knows the recall was created; otherwise it waits for the create.
+  counts as done only if the ledger held the recall before this attempt; otherwise it waits for the
+  create.
 - A create taken again: sending it would bring back what a delete issued after it removed, perhaps a
-  moment ago (a broker loss returns a create and its delete together; the delete's answer may not be
-  in the ledger yet).  So a create is not sent when its ledger entry was last changed by this very
-  create (applied, its ack lost) or by a command issued after it: fixed, confirmed by a get, deleted,
-  or marked ``deleting`` (a delete whose answer was lost, a timeout or a 5xx, is marked at once).
-  DVSA would answer 409 or bring the recall back; the create counts as done.  Issue times, not the
-  times the changes were applied, decide: a create issued after a delete is sent.
+  moment ago.  So a delete marks its entry ``deleting`` just before it is sent (made if the ledger has
+  none) and keeps the mark while DVSA may have applied it; a delete DVSA did not apply (a refusal, a
+  404 that waits for its create) takes the mark back.  A create is not sent when its entry was last
+  changed by this very create (applied, its ack lost) or by a command issued after it: it counts as
+  done.  If that command is a delete still ``deleting``, the create waits for it to settle instead
+  (it may yet meet 404 and take its mark back).  Issue times, not the times changes were applied,
+  decide: a create issued after a delete is sent.
 
 The recorder keeps the ledger from the outcome events, which wait in the broker while it is away; so
 the worker that applied a create, fix or delete also writes it to the ledger itself, at once, before it
@@ -23,7 +25,11 @@ treated the same way, with a warning.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,20 +39,69 @@ from shared.store.ledger import Ledger, LedgerEntry
 log = logging.getLogger("recalls.worker.doubts")
 
 
-class Doubts:
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
+@dataclass(frozen=True)
+class DeleteMark:
+    """What a delete found in the ledger just before it was sent, and marked ``deleting``."""
 
-    async def was_created(self, command: DeleteCommand) -> bool:
-        """The ledger holds the recall ``command`` deletes (in any state): a 404 means it is gone."""
-        return any(_names(entry, command) for entry in await self._entries(command.vin))
+    held: list[LedgerEntry]  # the entries it names, as they were
+    marked: dict[str, LedgerEntry | None]  # reference: its entry as it was (None: the ledger had none)
+
+    @property
+    def was_created(self) -> bool:
+        """The ledger held the recall before this attempt: a 404 means it is gone."""
+        return bool(self.held)
+
+
+class DeleteInDoubt(Exception):
+    """A delete issued after this create may just have removed its recall: ask again once it settles."""
+
+
+class Doubts:
+    def __init__(self, ledger: Ledger, *, clock: Callable[[], float] = time.time) -> None:
+        self._ledger = ledger
+        self._clock = clock
 
     async def superseded(self, command: CreateCommand) -> bool:
-        """The ledger's entry for ``command``'s recall was last changed by ``command`` or a later command."""
+        """``command``'s entry was last changed by it or by a later command; raise while that is in doubt."""
         for entry in await self._entries(command.vin):
-            if entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference:
-                return entry.issued_at is not None and entry.issued_at >= command.issued_at
+            if entry.manufacturer_campaign_reference != command.manufacturer_campaign_reference:
+                continue
+            if entry.issued_at is None or entry.issued_at < command.issued_at:
+                return False
+            if entry.state == "deleting" and entry.last_message_id != command.message_id:
+                raise DeleteInDoubt(command.message_id)
+            return True
         return False
+
+    async def about_to_delete(self, command: DeleteCommand) -> DeleteMark:
+        """Mark what ``command`` deletes ``deleting``, unless a later command changed it."""
+        held = [entry for entry in await self._entries(command.vin) if _names(entry, command)]
+        marked: dict[str, LedgerEntry | None] = {
+            entry.manufacturer_campaign_reference: entry
+            for entry in held
+            if entry.issued_at is None or entry.issued_at <= command.issued_at
+        }
+        if command.manufacturer_campaign_reference is not None and not held:
+            marked[command.manufacturer_campaign_reference] = None  # its create may not be known yet
+        try:
+            await self._ledger.mark_deleting_before_sending(
+                command.vin,
+                marked,
+                message_id=command.message_id,
+                issued_at=command.issued_at,
+                at=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not mark a delete before sending it", extra={"error": type(exc).__name__})
+            marked = {}
+        return DeleteMark(held, marked)
+
+    async def not_deleted(self, command: DeleteCommand, mark: DeleteMark) -> None:
+        """DVSA did not apply ``command``: its marks go, unless something newer replaced them."""
+        try:
+            await self._ledger.unmark_deleting(command.vin, mark.marked, message_id=command.message_id)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not take back a delete's mark", extra={"error": type(exc).__name__})
 
     async def may_have_deleted(self, command: DeleteCommand) -> None:
         """Mark what ``command`` deletes as in doubt: DVSA may have applied it, but did not say."""

@@ -23,14 +23,14 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from shared import logs
 from shared.amqp import PublishFailed
 from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, Lane, OutcomeEvent, Recall
-from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError, Withdrawn
+from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError, LastLook, Withdrawn
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
 from shared.topology import tier_label
 from shared.validation import InvalidCommand, decode_command
 from workers.attempts import Attempts
 from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport, describe
-from workers.doubts import Doubts
+from workers.doubts import DeleteInDoubt, DeleteMark, Doubts
 from workers.reporting import Reporter
 from workers.schedule import Later, schedule
 
@@ -144,31 +144,51 @@ class Handler:
     ) -> tuple[Decision, DvsaReply | None, Attempts]:
         """Call DVSA and decide; the attempts gain this one unless it was withdrawn before it was sent."""
         reply: DvsaReply | None = None
-        # Asked at the last moment (after the wait for a rate slot): sent then, a create would bring back
-        # what a later delete removed.
-        unless = partial(self._doubts.superseded, command) if isinstance(command, CreateCommand) else None
+        marks: list[DeleteMark] = []  # a delete's, made at its last look
         try:
-            reply = await self._dvsa.call(command, _lane(message), unless=unless)
-            decision: Decision = await self._settle_doubt(command, reply, decide(command, reply, attempts))
+            reply = await self._dvsa.call(command, _lane(message), unless=self._last_look(command, marks))
+            decision: Decision = _settle_doubt(command, reply, decide(command, reply, attempts), marks)
             outcome = _describe_reply(reply)
             maybe_sent = reply.status >= 500 or reply.status == 408
         except DvsaTransportError as exc:
             decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
         except TokenUnavailable as exc:
             decision, outcome, maybe_sent = Retry(str(exc), waiting=True), str(exc), False
+        except DeleteInDoubt:
+            outcome = "waiting for a delete issued after it to settle"
+            decision, maybe_sent = Retry(outcome, not_found=True), False
         except Withdrawn:
             return Done("already_applied"), None, attempts
-        if maybe_sent and isinstance(command, DeleteCommand):
-            await self._doubts.may_have_deleted(command)  # before a create retried meanwhile is sent
+        if isinstance(command, DeleteCommand):
+            await self._delete_settled(command, decision, maybe_sent, marks)
         waited = isinstance(decision, Retry) and decision.waits
         return decision, reply, attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
 
-    async def _settle_doubt(self, command: Command, reply: DvsaReply, decision: Decision) -> Decision:
-        """A 404 to a delete that may have been sent before is done only if the recall was ever created."""
-        doubtful = isinstance(decision, Done) and decision.result == "already_applied" and reply.status == 404
-        if doubtful and isinstance(command, DeleteCommand) and not await self._doubts.was_created(command):
-            return Retry(describe(reply), not_found=True)
-        return decision
+    def _last_look(self, command: Command, marks: list[DeleteMark]) -> LastLook | None:
+        """What is asked at the last moment, after the wait for a rate slot, just before the call is sent.
+
+        A create sent then would bring back what a later delete removed; a delete marks what it removes
+        first (into ``marks``), so that a create asking meanwhile does not.
+        """
+        if isinstance(command, CreateCommand):
+            return partial(self._doubts.superseded, command)
+        if not isinstance(command, DeleteCommand):
+            return None
+
+        async def mark() -> bool:
+            marks.append(await self._doubts.about_to_delete(command))
+            return False
+
+        return mark
+
+    async def _delete_settled(
+        self, command: DeleteCommand, decision: Decision, maybe_sent: bool, marks: list[DeleteMark]
+    ) -> None:
+        """A delete's marks stay while DVSA may have applied it, and go when it surely did not."""
+        if maybe_sent:
+            await self._doubts.may_have_deleted(command)  # in case its mark could not be made
+        elif marks and not isinstance(decision, Done):
+            await self._doubts.not_deleted(command, marks[-1])
 
     async def _settle(self, attempt: Attempt, decision: Decision) -> None:
         message, command, attempts = attempt.message, attempt.command, attempt.attempts
@@ -249,6 +269,16 @@ class Handler:
                 **extra,
             },
         )
+
+
+def _settle_doubt(
+    command: Command, reply: DvsaReply, decision: Decision, marks: list[DeleteMark]
+) -> Decision:
+    """A 404 to a delete that may have been sent before is done only if the ledger held the recall."""
+    doubtful = isinstance(decision, Done) and decision.result == "already_applied" and reply.status == 404
+    if doubtful and isinstance(command, DeleteCommand) and not (marks and marks[-1].was_created):
+        return Retry(describe(reply), not_found=True)
+    return decision
 
 
 def _verb_of(message: AbstractIncomingMessage) -> str:

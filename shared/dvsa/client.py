@@ -123,7 +123,7 @@ class DvsaClient:
         if isinstance(command, FixCommand):
             return await self.fix(command, lane)
         if isinstance(command, DeleteCommand):
-            return await self.delete(command, lane)
+            return await self.delete(command, lane, unless=unless)
         return await self.get(command, lane)
 
     async def create(
@@ -146,9 +146,11 @@ class DvsaClient:
         path = f"/recalls/vin/{command.vin}"
         return await self._call("fix", lane, path, params=_campaign_params(command), json=body)
 
-    async def delete(self, command: DeleteCommand, lane: Lane = "live") -> DvsaReply:
+    async def delete(
+        self, command: DeleteCommand, lane: Lane = "live", *, unless: LastLook | None = None
+    ) -> DvsaReply:
         path = f"/recalls/vin/{command.vin}"
-        return await self._call("delete", lane, path, params=_campaign_params(command))
+        return await self._call("delete", lane, path, params=_campaign_params(command), unless=unless)
 
     async def get(self, command: GetCommand, lane: Lane = "live") -> DvsaReply:
         path = f"/recalls/vin/{command.vin}"

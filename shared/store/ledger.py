@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -117,6 +117,64 @@ class Ledger:
         if rows:
             async with self._db.writing() as connection:
                 await connection.execute(self._upsert(tuple(rows[0])), rows)
+
+    async def mark_deleting_before_sending(
+        self,
+        vin: str,
+        before: Mapping[str, LedgerEntry | None],
+        *,
+        message_id: str,
+        issued_at: dt.datetime,
+        at: dt.datetime,
+    ) -> None:
+        """A delete (``message_id``) is about to be sent: mark these entries ``deleting`` as of ``at``.
+
+        ``before`` maps each reference to its entry as read just now (None: the ledger has none, and one
+        is made).  An entry changed since that read is left alone: a newer change stands.
+        """
+        values = {
+            "state": "deleting",
+            "last_message_id": message_id,
+            "updated_at": at,
+            "issued_at": issued_at,
+        }
+        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        async with self._db.writing() as connection:
+            for reference, entry in before.items():
+                key = {"vin": vin.upper(), "manufacturer_campaign_reference": reference}
+                if entry is None:
+                    insert = dialect.insert(ledger).values(**key, **values).on_conflict_do_nothing()
+                    await connection.execute(insert)
+                    continue
+                unchanged = and_(
+                    ledger.c.vin == entry.vin,
+                    ledger.c.manufacturer_campaign_reference == reference,
+                    ledger.c.last_message_id == entry.last_message_id,
+                )
+                await connection.execute(ledger.update().where(unchanged).values(values))
+
+    async def unmark_deleting(
+        self, vin: str, before: Mapping[str, LedgerEntry | None], *, message_id: str
+    ) -> None:
+        """DVSA did not apply the delete (``message_id``): its marks go, unless since replaced."""
+        async with self._db.writing() as connection:
+            for reference, entry in before.items():
+                still_marked = and_(
+                    ledger.c.vin == vin.upper(),
+                    ledger.c.manufacturer_campaign_reference == reference,
+                    ledger.c.state == "deleting",
+                    ledger.c.last_message_id == message_id,
+                )
+                if entry is None:
+                    await connection.execute(ledger.delete().where(still_marked))
+                    continue
+                restored = {
+                    "state": entry.state,
+                    "last_message_id": entry.last_message_id,
+                    "updated_at": entry.updated_at,
+                    "issued_at": entry.issued_at,
+                }
+                await connection.execute(ledger.update().where(still_marked).values(restored))
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         query = (

@@ -239,6 +239,30 @@ async def test_a_create_applied_and_taken_again_while_its_delete_is_at_dvsa_is_n
     assert await sandbox.recalls() == []
 
 
+async def test_a_create_whose_worker_died_waits_for_a_later_delete_at_dvsa(
+    sandbox: Sandbox,
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    first, holding, delete = await _created_then_held(broker, settings, channel, 2256)  # not in the ledger
+    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
+    async with running_worker(settings):
+        await publish(channel, settings, delete)
+        await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
+        await sandbox.faults(timeout_rate=0.0)
+        await holding.close()
+        await events.wait_for(2)
+    outcomes = events.by_id()
+    assert (outcomes[delete.message_id].result, outcomes[delete.message_id].dvsa_status) == ("applied", 204)
+    assert (outcomes[first.message_id].result, outcomes[first.message_id].dvsa_status) == (
+        "already_applied",
+        None,
+    )
+    assert await sandbox.recalls() == []
+
+
 async def test_a_create_issued_after_a_delete_brings_the_recall_back(
     sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events
 ) -> None:

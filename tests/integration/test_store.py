@@ -171,6 +171,52 @@ async def test_older_and_repeated_events_change_nothing(db: Database) -> None:
     assert entry.recall_campaign_start_date is None  # only an applied create would have said
 
 
+def minutes(n: int) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=n)
+
+
+async def test_a_delete_marks_before_sending_and_takes_back_what_dvsa_did_not_apply(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(1))
+    [before] = await ledger.for_vin(VIN)
+    marks = {"RC-1": before, "RC-2": None}  # RC-2: a recall the ledger has not heard of
+    await ledger.mark_deleting_before_sending(
+        VIN, marks, message_id="d1", issued_at=minutes(2), at=minutes(3)
+    )
+    entries = await ledger.for_vin(VIN)
+    assert [(e.manufacturer_campaign_reference, e.state, e.issued_at) for e in entries] == [
+        ("RC-1", "deleting", minutes(2)),
+        ("RC-2", "deleting", minutes(2)),
+    ]
+    await ledger.unmark_deleting(VIN, marks, message_id="d1")
+    assert await ledger.for_vin(VIN) == [before]
+
+
+async def test_a_delete_mark_leaves_what_changed_since_it_was_read(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(1))
+    [before] = await ledger.for_vin(VIN)
+    await ledger.apply(fixed(2))  # after the delete read the entry, before it marked it
+    await ledger.mark_deleting_before_sending(
+        VIN, {"RC-1": before}, message_id="d1", issued_at=minutes(2), at=minutes(3)
+    )
+    [entry] = await ledger.for_vin(VIN)
+    assert entry.state == "fixed"
+
+
+async def test_taking_back_a_mark_leaves_a_newer_change(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(1))
+    [before] = await ledger.for_vin(VIN)
+    await ledger.mark_deleting_before_sending(
+        VIN, {"RC-1": before}, message_id="d1", issued_at=minutes(2), at=minutes(3)
+    )
+    await ledger.apply(fixed(4))
+    await ledger.unmark_deleting(VIN, {"RC-1": before}, message_id="d1")
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.state, entry.updated_at) == ("fixed", minutes(4))
+
+
 async def test_fix_and_delete_by_dvsa_reference(db: Database) -> None:
     ledger = Ledger(db)
     await ledger.apply(created(0))
