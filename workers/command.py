@@ -10,6 +10,7 @@ import click
 
 from shared import logs
 from shared.gc_tuning import settle_after_startup
+from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
 from workers.runtime import Worker, dvsa_client
 from workers.supervisor import supervise
@@ -48,6 +49,7 @@ def worker(prefetch: int | None, processes: int) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     logs.configure(settings)
+    pin_mmap_threshold()
     if processes == 1:
         asyncio.run(serve(settings))
         return

@@ -207,6 +207,26 @@ async def test_a_create_a_later_delete_removed_is_not_sent_again(
     assert await sandbox.recalls() == []
 
 
+async def _create_back_while_delete_answers(
+    sandbox: Sandbox,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+    holding: AbstractChannel,
+    delete: DeleteCommand,
+) -> None:
+    """DVSA applies ``delete`` and answers a moment later, within the worker's patience; the held
+    create comes back meanwhile, before the delete's outcome is in the ledger; both are settled."""
+    settled = len(events.received) + 2
+    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
+    async with running_worker(settings):
+        await publish(channel, settings, delete)
+        await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
+        await sandbox.faults(timeout_rate=0.0)
+        await holding.close()
+        await events.wait_for(settled)
+
+
 async def test_a_create_applied_and_taken_again_while_its_delete_is_at_dvsa_is_not_sent(
     sandbox: Sandbox,
     settings: Settings,
@@ -221,15 +241,7 @@ async def test_a_create_applied_and_taken_again_while_its_delete_is_at_dvsa_is_n
     await publish(channel, settings, first)  # and back, as after a broker loss took its ack
     holding, _ = await _take(broker, settings, "create")
     delete = DeleteCommand(vin=vin(2251), manufacturer_campaign_reference="CAMP1")
-    # DVSA applies the delete and answers a moment later, within the worker's patience: the create
-    # comes back meanwhile, before the delete's outcome is in the ledger.
-    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
-    async with running_worker(settings):
-        await publish(channel, settings, delete)
-        await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
-        await sandbox.faults(timeout_rate=0.0)
-        await holding.close()
-        await events.wait_for(3)
+    await _create_back_while_delete_answers(sandbox, settings, channel, events, holding, delete)
     outcomes = [(e.verb, e.result, e.dvsa_status) for e in events.received]
     assert sorted(outcomes) == [
         ("create", "already_applied", None),
@@ -247,13 +259,7 @@ async def test_a_create_whose_worker_died_waits_for_a_later_delete_at_dvsa(
     events: Events,
 ) -> None:
     first, holding, delete = await _created_then_held(broker, settings, channel, 2256)  # not in the ledger
-    await sandbox.faults(timeout_rate=1.0, hang_seconds=settings.dvsa_timeout * 0.75)
-    async with running_worker(settings):
-        await publish(channel, settings, delete)
-        await poll_until(sandbox.recalls, lambda held: held == [])  # deleted; the answer is on its way
-        await sandbox.faults(timeout_rate=0.0)
-        await holding.close()
-        await events.wait_for(2)
+    await _create_back_while_delete_answers(sandbox, settings, channel, events, holding, delete)
     outcomes = events.by_id()
     assert (outcomes[delete.message_id].result, outcomes[delete.message_id].dvsa_status) == ("applied", 204)
     assert (outcomes[first.message_id].result, outcomes[first.message_id].dvsa_status) == (
