@@ -12,4 +12,3 @@ from shared.malloc_tuning import pin_mmap_threshold
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="only glibc has the threshold to pin")
 def test_glibc_takes_the_fixed_threshold() -> None:
     assert pin_mmap_threshold() is True
-
