@@ -185,9 +185,10 @@ class Handler:
         self, command: DeleteCommand, decision: Decision, maybe_sent: bool, marks: list[DeleteMark]
     ) -> None:
         """A delete's marks stay while DVSA may have applied it, and go when it surely did not."""
-        if maybe_sent:
-            await self._doubts.may_have_deleted(command)  # in case its mark could not be made
-        elif marks and not isinstance(decision, Done):
+        marked = bool(marks and marks[-1].marked)
+        if maybe_sent and not marked:
+            await self._doubts.may_have_deleted(command)  # its mark could not be made before sending
+        elif not maybe_sent and marked and not isinstance(decision, Done):
             await self._doubts.not_deleted(command, marks[-1])
 
     async def _settle(self, attempt: Attempt, decision: Decision) -> None:

@@ -83,8 +83,7 @@ class Ledger:
         """The upsert that sets ``columns`` (made once per set of columns), for rows given at run time."""
         statement = self._statements.get(columns)
         if statement is None:
-            dialect = postgresql if self._db.dialect == "postgresql" else sqlite
-            insert = dialect.insert(ledger)
+            insert = self._dialect().insert(ledger)
             newer = insert.excluded
             statement = self._statements[columns] = insert.on_conflict_do_update(
                 index_elements=[ledger.c.vin, ledger.c.manufacturer_campaign_reference],
@@ -98,6 +97,9 @@ class Ledger:
                 ),
             )
         return statement
+
+    def _dialect(self) -> Any:
+        return postgresql if self._db.dialect == "postgresql" else sqlite
 
     async def mark_deleting(
         self, vin: str, references: Collection[str], *, message_id: str, issued_at: dt.datetime
@@ -138,7 +140,9 @@ class Ledger:
             "updated_at": at,
             "issued_at": issued_at,
         }
-        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        if not before:
+            return
+        dialect = self._dialect()
         async with self._db.writing() as connection:
             for reference, entry in before.items():
                 key = {"vin": vin.upper(), "manufacturer_campaign_reference": reference}
@@ -157,6 +161,8 @@ class Ledger:
         self, vin: str, before: Mapping[str, LedgerEntry | None], *, message_id: str
     ) -> None:
         """DVSA did not apply the delete (``message_id``): its marks go, unless since replaced."""
+        if not before:
+            return
         async with self._db.writing() as connection:
             for reference, entry in before.items():
                 still_marked = and_(
