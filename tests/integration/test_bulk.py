@@ -22,8 +22,8 @@ from shared.store.database import Database
 from shared.store.ledger import Ledger
 from tests.integration.conftest import Events, Sandbox, running_worker, worker_env
 from tests.support.commands import vin
+from tests.support.csv_files import good_row, write_csv
 
-HEADER = ["VIN", "ManufacturerRecallCampaignReference", "DVSACampaignReference", "RecallCampaignStartDate"]
 BAD_ROWS = [
     ["NOT-A-VIN", "CAMP1", "", "2025-01-01"],  # vin
     [vin(900), "CAMP 1", "", "2025-01-01"],  # manufacturer reference: a space
@@ -31,19 +31,6 @@ BAD_ROWS = [
     [vin(902), "CAMP1", "", "yesterday"],  # date
     [vin(903), "CAMP1"],  # columns
 ]
-
-
-def good_row(n: int, campaign: str = "CAMP1") -> list[str]:
-    return [vin(n), campaign, "", "2025-01-01"]
-
-
-def write_csv(path: Path, rows: list[list[str]], *, header: bool = True) -> Path:
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        if header:
-            writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import worker_env
-from tests.integration.test_bulk import good_row, write_csv
+from tests.support.csv_files import good_row, write_csv
 
 ROWS = 30_000
 

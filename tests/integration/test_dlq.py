@@ -11,24 +11,14 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from shared.contracts import CreateCommand, FixCommand
+from shared.contracts import FixCommand
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, worker_env
+from tests.support.commands import create, vin
+from tests.support.dead_letters import dead_count, wait_for_dead
 from workers.dead_letters import DeadLetterQueue, Filter
 from workers.runtime import Worker
-
-START = dt.date(2024, 3, 1)
-
-
-def vin(n: int) -> str:
-    return f"WAUZZZ8V{n:09d}"
-
-
-def create(n: int) -> CreateCommand:
-    return CreateCommand(
-        vin=vin(n), manufacturer_campaign_reference="CAMP1", recall_campaign_start_date=START
-    )
 
 
 async def recalls(settings: Settings, *args: str, answer: str = "") -> tuple[int, str, str]:
@@ -41,21 +31,6 @@ async def recalls(settings: Settings, *args: str, answer: str = "") -> tuple[int
     out, err = await asyncio.wait_for(process.communicate(answer.encode()), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-async def dead_count(channel: AbstractChannel, settings: Settings) -> int:
-    # Straight to the AMQP channel: aio-pika's robust channel answers a repeated declare from its cache.
-    underlay = await channel.get_underlay_channel()
-    declared = await underlay.queue_declare(Topology(settings.prefix).dead_queue, passive=True)
-    return declared.message_count or 0
-
-
-async def wait_for_dead(channel: AbstractChannel, settings: Settings, count: int) -> None:
-    for _ in range(600):
-        if await dead_count(channel, settings) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {count} dead letters after 30 s")
 
 
 async def early_fix_and_poison(

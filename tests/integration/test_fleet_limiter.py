@@ -11,8 +11,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from shared.fleet_limiter import RedisLimiter
-from tests.integration.test_fleet_mode import REDIS_URL
-from tests.unit.test_ratelimit import max_in_any_window
+from tests.support.services import REDIS_URL
+from tests.support.windows import max_in_any_window
 
 pytestmark = pytest.mark.integration
 

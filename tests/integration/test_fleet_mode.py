@@ -27,8 +27,7 @@ from tests.integration.conftest import (
     worker_env,
 )
 from tests.support.commands import create, vin
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.support.services import REDIS_URL
 
 
 @contextlib.asynccontextmanager

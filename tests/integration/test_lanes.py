@@ -13,8 +13,8 @@ from shared.contracts import utc_now
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, running_worker
-from tests.integration.test_fleet_mode import REDIS_URL
 from tests.support.commands import create
+from tests.support.services import REDIS_URL
 
 BACKLOG = 2000
 

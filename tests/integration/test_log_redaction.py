@@ -52,10 +52,10 @@ from tests.integration.conftest import (
 )
 from tests.support.batch_api import API, LIGHT, delete_topology, serving
 from tests.support.commands import START, vin
+from tests.support.services import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = re.compile(r"run-[0-9a-f]{12}")
 Entry = dict[str, Any]
 

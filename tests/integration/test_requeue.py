@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import publish_raw
-from tests.integration.test_dlq import wait_for_dead
+from tests.support.dead_letters import wait_for_dead
 from tests.support.logged import watching
 from workers.dead_letters import DeadLetterQueue
 from workers.runtime import Worker

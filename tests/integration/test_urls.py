@@ -38,25 +38,13 @@ from producers.csv_url import (
 )
 from shared.settings import Settings, load_settings
 from shared.url_safety import HostNotAllowed, UnsafeUrl, check_url, resolve_checked
+from tests.support.aiohttp_app import serving
 
 pytestmark = pytest.mark.integration
 
 CSV = "vin\nSALGA2EV5HA123456\nWDD2050041R123456\n"
 MAX_BYTES = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 at a free port; yields its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
-        host, port = runner.addresses[0][:2]
-        yield f"{'https' if tls else 'http'}://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:

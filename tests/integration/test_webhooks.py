@@ -24,7 +24,7 @@ from shared.settings import Settings, load_settings
 from shared.store.batches import Batches
 from shared.store.database import Database
 from shared.store.tables import webhook_deliveries
-from tests.integration.test_urls import serving
+from tests.support.aiohttp_app import serving
 from workers.webhooks import BACKOFF, SIGNATURE_HEADER, WebhookSender, sign, verify_signature
 
 pytestmark = pytest.mark.integration

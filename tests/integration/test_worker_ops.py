@@ -14,26 +14,20 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.contracts import CreateCommand, DeleteCommand, FixCommand
+from shared.contracts import DeleteCommand, FixCommand
 from shared.metrics import WorkerMetrics
 from shared.settings import Settings
 from shared.telemetry import WorkerStats, declare_stats, decode_stats
 from shared.topology import Topology
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw
+from tests.support.commands import create
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
 from workers.ops_http import OpsEndpoints, serving
 from workers.runtime import Worker
 
 pytestmark = pytest.mark.integration
-START = dt.date(2024, 3, 1)
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def create(n: int) -> CreateCommand:
-    return CreateCommand(
-        vin=f"WAUZZZ8V{n:09d}", manufacturer_campaign_reference="CAMP1", recall_campaign_start_date=START
-    )
 
 
 async def scrape(worker: Worker) -> Samples:

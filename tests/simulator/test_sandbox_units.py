@@ -19,11 +19,7 @@ from simulator.state import (
     RepairStatus,
 )
 from simulator.tokens import TokenStore
-
-
-def max_in_any_window(times: list[float]) -> int:
-    """The most times in any half-open one-second window, by brute force."""
-    return max(sum(1 for other in times if start <= other < start + 1.0) for start in times)
+from tests.support.windows import max_in_any_window
 
 
 class TestSlidingWindowLimiter:

@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.contracts import VERBS, Lane, Verb
 from shared.ratelimit import SpacingLimiter
+from tests.support.windows import max_in_any_window
 
 
 class FakeTime:
@@ -32,16 +33,6 @@ async def call(limiter: SpacingLimiter, fake: FakeTime, verb: Verb = "create") -
     permit = await limiter.acquire(verb)
     await limiter.answered(permit)
     return fake.now
-
-
-def max_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def test_a_burst_is_spaced_to_the_limit() -> None:

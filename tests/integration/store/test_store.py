@@ -1,17 +1,15 @@
-"""The store on both of its databases: a SQLite file and the real PostgreSQL (a fresh database per test)."""
+"""The store on both of its databases (see this folder's conftest): ledger, batches, checks and migrations."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.contracts import Command, CreateCommand, FixCommand, OutcomeEvent, Recall
 from shared.settings import Settings, load_settings
@@ -26,32 +24,6 @@ pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 START = dt.date(2025, 9, 1)
 VIN = "SALGA2EV5HA123456"
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
-    if request.param == "sqlite":
-        yield load_settings(sqlite_path=tmp_path / "store" / "recalls.db")
-        return
-    name = f"recalls_it_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")  # CREATE DATABASE needs it
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield load_settings(database_url=f"postgresql://postgres@127.0.0.1:5432/{name}")
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
-@pytest.fixture
-async def db(store_settings: Settings) -> AsyncIterator[Database]:
-    async with Database.connect(store_settings) as database:
-        yield database
-
-
 ANSWERS = {"create": 201, "fix": 200, "delete": 204, "get": 200}  # DVSA's to each verb done
 
 

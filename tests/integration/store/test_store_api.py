@@ -21,13 +21,9 @@ from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.migrations import MIGRATIONS, apply_migrations
 from shared.store.tables import api_keys, batch_commands, batches, ledger, webhook_deliveries
-from tests.integration import test_store
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
-
-# The store tests' fixtures: each test runs on a SQLite file, then on a fresh PostgreSQL database.
-store_settings = test_store.store_settings
-db = test_store.db
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 HOOK = "https://hooks.example/recalls"
@@ -35,10 +31,6 @@ OPEN = Recall(
     manufacturer_campaign_reference="RC-1", dvsa_campaign_reference="R/2025/101", repair_status="NOT_FIXED"
 )
 DONE = Recall(manufacturer_campaign_reference="RC-2", repair_status="FIXED")
-
-
-def vin(n: int) -> str:
-    return f"WAUZZZ8V{n:09d}"
 
 
 class Clock:

@@ -1,0 +1,5 @@
+"""Where the machine's own services listen, for tests that talk to them directly."""
+
+from __future__ import annotations
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
