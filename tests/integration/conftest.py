@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -188,6 +189,9 @@ def worker_env(settings: Settings, **variables: str) -> dict[str, str]:
         "RECALLS_SANDBOX_PORT": str(settings.sandbox_port),
         "RECALLS_RATE_MARGIN": str(settings.rate_margin),
         "RECALLS_SQLITE_PATH": str(settings.sqlite_path),
+        # The test's own tiers, so the retry queues a child declares are those the test deletes.
+        "RECALLS_RETRY_TIERS": json.dumps(list(settings.retry_tiers)),
+        "RECALLS_SHUTDOWN_GRACE": str(settings.shutdown_grace),
         **variables,
     }
 

@@ -35,7 +35,7 @@ async def start_worker_process(settings: Settings) -> asyncio.subprocess.Process
         "-c",
         "from cli.main import main; main()",
         "worker",
-        env=worker_env(settings, RECALLS_RETRY_TIERS="[0.2, 0.5, 1, 2]", RECALLS_SHUTDOWN_GRACE="5"),
+        env=worker_env(settings),
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None

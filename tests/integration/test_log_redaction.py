@@ -108,8 +108,6 @@ async def worker_process(settings: Settings) -> AsyncIterator[Captured]:
         env=worker_env(
             settings,
             RECALLS_REDIS_URL=REDIS_URL,
-            RECALLS_RETRY_TIERS="[0.2, 0.5, 1, 2]",
-            RECALLS_SHUTDOWN_GRACE="5",
         ),
         stderr=asyncio.subprocess.PIPE,
     )
