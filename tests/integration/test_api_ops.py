@@ -115,7 +115,9 @@ async def test_readyz_names_each_failing_check_without_a_url(prefix: str, store_
     connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
     db = await Database.open(settings)  # opens no connection until used
     try:
-        async with Publisher.on_connection(connection, Topology(settings.prefix)) as publisher:
+        async with Publisher.on_connection(
+            connection, Topology(settings.prefix, settings.retry_tiers)
+        ) as publisher:
             app = create_app(settings, db, publisher, connection=connection)
             async with serving(app) as http:
                 await connection.close()
