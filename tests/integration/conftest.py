@@ -28,12 +28,12 @@ from cli.sandbox_process import credential_env, pointed_at, sandbox_process
 from shared.contracts import Command, OutcomeEvent
 from shared.settings import Settings
 from shared.topology import Topology, declare, delete
+from tests.support.services import AMQP_URL
 from workers.runtime import Worker, dvsa_client
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @dataclass

@@ -42,7 +42,6 @@ from shared.store.api_keys import ApiKeys
 from shared.store.database import Database
 from shared.topology import Topology, delete
 from tests.integration.conftest import (
-    AMQP_URL,
     Sandbox,
     base_settings,
     collect_events,
@@ -52,7 +51,7 @@ from tests.integration.conftest import (
 )
 from tests.support.batch_api import API, LIGHT, delete_topology, serving
 from tests.support.commands import START, vin
-from tests.support.services import REDIS_URL
+from tests.support.services import AMQP_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
 

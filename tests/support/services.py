@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -18,6 +18,7 @@ from shared.store.database import Database, StoreError, database_url
 from shared.store.ledger import Ledger
 from shared.store.migrations import MIGRATIONS
 from shared.store.tables import metadata
+from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 
@@ -260,12 +261,12 @@ async def test_a_group_of_events_in_one_call_lands_as_if_applied_in_time_order(d
 
 async def test_holding_open_recalls_and_count(db: Database) -> None:
     ledger = Ledger(db)
-    vins = [f"WAUZZZ8V{n:09d}" for n in range(1_205)]
-    for n, vin in enumerate(vins):
-        await ledger.apply(created(n, vin=vin, manufacturer_campaign_reference="RC-1"))
+    vins = [vin(n) for n in range(1_205)]
+    for n, each in enumerate(vins):
+        await ledger.apply(created(n, vin=each, manufacturer_campaign_reference="RC-1"))
     await ledger.apply(fixed(5_000, vin=vins[3], manufacturer_campaign_reference="RC-1"))
 
-    asked = [(vin.lower(), "RC-1") for vin in vins[:1_000]] + [
+    asked = [(each.lower(), "RC-1") for each in vins[:1_000]] + [
         (vins[0], "RC-9"),
         ("WAUZZZ8V999999999", "RC-1"),
     ]
@@ -275,7 +276,7 @@ async def test_holding_open_recalls_and_count(db: Database) -> None:
 
     assert await ledger.count_open() == 1_204
     streamed = [(e.vin, e.manufacturer_campaign_reference) async for e in ledger.open_recalls()]
-    assert streamed == [(vin, "RC-1") for vin in vins if vin != vins[3]]
+    assert streamed == [(each, "RC-1") for each in vins if each != vins[3]]
 
 
 # --- batches -------------------------------------------------------------------------------------------
@@ -283,9 +284,7 @@ async def test_holding_open_recalls_and_count(db: Database) -> None:
 
 def creates(first: int, count: int) -> list[Command]:
     return [
-        CreateCommand(
-            vin=f"WAUZZZ8V{n:09d}", manufacturer_campaign_reference="RC-1", recall_campaign_start_date=START
-        )
+        CreateCommand(vin=vin(n), manufacturer_campaign_reference="RC-1", recall_campaign_start_date=START)
         for n in range(first, first + count)
     ]
 
