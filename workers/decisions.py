@@ -2,8 +2,14 @@
 
 Pure functions of the verb, the command, DVSA's reply and the attempt history, so every rule can be
 unit tested without a broker.  DVSA's API is not idempotent while delivery is at least once, so the
-replies that a repeated command earns (409 on create, "already marked as fixed" on fix, 404 on a delete
-that may already have happened) count as ``already_applied``, not as failures.
+replies that a repeated command earns ("already marked as fixed" on fix, 404 on a delete that may
+already have happened) count as ``already_applied``, not as failures.
+
+A 409 is not taken at its word: DVSA's own mock answers it for any VIN it already holds, naming another
+campaign.  So a 409 is :class:`Confirm`, and :func:`confirm` reads DVSA's answer to a ``get`` of the
+vehicle: ``already_applied`` only when DVSA holds what the command asked for, otherwise a permanent
+``conflict`` with DVSA's message.  Calling a repeat what was a refusal would report a recall at DVSA
+that is not there.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.contracts import Command, DeleteCommand, FixCommand
+from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand
 from shared.dvsa.client import DvsaReply, DvsaTransportError
 from workers.attempts import Attempts
 
@@ -40,10 +46,18 @@ class Retry:
 @dataclass(frozen=True)
 class Fail:
     reason: str
-    kind: str = "rejected"  # for the metrics: rejected, not_found or retries_exhausted
+    kind: str = "rejected"  # for the metrics: rejected, conflict, not_found or retries_exhausted
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """DVSA said 409: ask what it holds (a ``get`` of the vehicle) before calling it a repeat."""
+
+    conflict: DvsaReply
 
 
 Decision = Done | Retry | Fail
+CONFLICT = "conflict"
 
 
 def describe(reply: DvsaReply) -> str:
@@ -51,11 +65,13 @@ def describe(reply: DvsaReply) -> str:
     return " ".join(part for part in parts if part)
 
 
-def decide(command: Command, reply: DvsaReply, attempts: Attempts) -> Decision:
+def decide(command: Command, reply: DvsaReply, attempts: Attempts) -> Decision | Confirm:
     """Classify DVSA's reply to ``command``."""
     status = reply.status
     if 200 <= status < 300:
         return Done("applied")
+    if status == 409:
+        return Confirm(reply)
     repeated = _repeated(command, reply, attempts)
     if repeated:
         return Done("already_applied")
@@ -78,8 +94,45 @@ def _repeated(command: Command, reply: DvsaReply, attempts: Attempts) -> bool:
         return wanted in message
     if isinstance(command, DeleteCommand) and reply.status == 404:
         return attempts.maybe_applied
-    return command.verb == "create" and reply.status == 409
+    return False
 
 
 def decide_transport(error: DvsaTransportError) -> Retry:
     return Retry(f"no answer from DVSA ({error.kind})")
+
+
+def confirm(command: Command, conflict: DvsaReply, held: DvsaReply) -> Decision:
+    """What a 409 to ``command`` means, given DVSA's answer ``held`` to a get of the vehicle.
+
+    A create is a repeat when DVSA holds its campaign, a fix when DVSA holds the campaign in the status
+    the fix asked for, a delete when DVSA no longer holds it; anything else is a conflict, never retried.
+    """
+    if held.status not in (200, 404):
+        return Retry(f"confirming a 409: {describe(held)}")  # the get failed: ask again later
+    holds = [item for item in _held_recalls(held) if _names(command, item)]
+    if isinstance(command, CreateCommand):
+        repeated = bool(holds)
+    elif isinstance(command, FixCommand):
+        repeated = any(item.get("repairStatus") == command.repair_status for item in holds)
+    elif isinstance(command, DeleteCommand):
+        repeated = not holds
+    else:
+        repeated = False
+    if repeated:
+        return Done("already_applied")
+    return Fail(f"{CONFLICT}: {describe(conflict)}", kind=CONFLICT)
+
+
+def _held_recalls(held: DvsaReply) -> list[dict[str, object]]:
+    items = held.body.get("recalls") if held.status == 200 else []
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _names(command: Command, item: dict[str, object]) -> bool:
+    """DVSA's recall ``item`` is the campaign ``command`` names, by every reference the command gives."""
+    wanted = {
+        "manufacturerCampaignReference": getattr(command, "manufacturer_campaign_reference", None),
+        "dvsaCampaignReference": getattr(command, "dvsa_campaign_reference", None),
+    }
+    given = {key: value for key, value in wanted.items() if value is not None}
+    return bool(given) and all(item.get(key) == value for key, value in given.items())

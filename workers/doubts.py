@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.contracts import CreateCommand, DeleteCommand, OutcomeEvent
+from shared.contracts import CreateCommand, DeleteCommand, FixCommand, OutcomeEvent
 from shared.store.ledger import Ledger, LedgerEntry
 
 log = logging.getLogger("recalls.worker.doubts")
@@ -128,6 +128,13 @@ class Doubts:
                 "could not write to the ledger; the recorder will", extra={"error": type(exc).__name__}
             )
 
+    async def rectification_date(self, command: FixCommand) -> dt.date | None:
+        """The date of the fix the ledger holds for ``command``'s campaign, if it holds one as fixed."""
+        for entry in await self._entries(command.vin):
+            if _names(entry, command) and entry.state == "fixed":
+                return entry.rectification_date
+        return None
+
     async def _entries(self, vin: str) -> list[LedgerEntry]:
         try:
             return await self._ledger.for_vin(vin)
@@ -138,7 +145,7 @@ class Doubts:
             return []
 
 
-def _names(entry: LedgerEntry, command: DeleteCommand) -> bool:
+def _names(entry: LedgerEntry, command: DeleteCommand | FixCommand) -> bool:
     if command.manufacturer_campaign_reference is not None:
         return entry.manufacturer_campaign_reference == command.manufacturer_campaign_reference
     return entry.dvsa_campaign_reference == command.dvsa_campaign_reference

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -22,14 +23,34 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared import logs
 from shared.amqp import PublishFailed
-from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, Lane, OutcomeEvent, Recall
+from shared.contracts import (
+    VERBS,
+    Command,
+    CreateCommand,
+    DeleteCommand,
+    FixCommand,
+    GetCommand,
+    Lane,
+    OutcomeEvent,
+    Recall,
+)
 from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError, LastLook, Withdrawn
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
 from shared.topology import tier_label
 from shared.validation import InvalidCommand, decode_command
 from workers.attempts import Attempts
-from workers.decisions import Decision, Done, Fail, Retry, decide, decide_transport, describe
+from workers.decisions import (
+    Confirm,
+    Decision,
+    Done,
+    Fail,
+    Retry,
+    confirm,
+    decide,
+    decide_transport,
+    describe,
+)
 from workers.doubts import DeleteInDoubt, DeleteMark, Doubts
 from workers.reporting import Reporter
 from workers.schedule import Later, schedule
@@ -147,7 +168,8 @@ class Handler:
         marks: list[DeleteMark] = []  # a delete's, made at its last look
         try:
             reply = await self._dvsa.call(command, _lane(message), unless=self._last_look(command, marks))
-            decision: Decision = _settle_doubt(command, reply, decide(command, reply, attempts), marks)
+            decided = await self._decide(command, reply, attempts, _lane(message))
+            decision: Decision = _settle_doubt(command, reply, decided, marks)
             outcome = _describe_reply(reply)
             maybe_sent = reply.status >= 500 or reply.status == 408
         except DvsaTransportError as exc:
@@ -163,6 +185,17 @@ class Handler:
             await self._delete_settled(command, decision, maybe_sent, marks)
         waited = isinstance(decision, Retry) and decision.waits
         return decision, reply, attempts.after(outcome, maybe_sent=maybe_sent, waited=waited)
+
+    async def _decide(self, command: Command, reply: DvsaReply, attempts: Attempts, lane: Lane) -> Decision:
+        """:func:`decide`, and for a 409 what DVSA holds: a get of the vehicle, on the get verb's budget."""
+        decision = decide(command, reply, attempts)
+        if not isinstance(decision, Confirm):
+            return decision
+        try:
+            held = await self._dvsa.get(GetCommand(vin=command.vin), lane)
+        except (DvsaTransportError, TokenUnavailable) as exc:
+            return Retry(f"confirming a 409: {exc}")
+        return confirm(command, decision.conflict, held)
 
     def _last_look(self, command: Command, marks: list[DeleteMark]) -> LastLook | None:
         """What is asked at the last moment, after the wait for a rate slot, just before the call is sent.
@@ -213,7 +246,7 @@ class Handler:
         if isinstance(decision, Fail):
             headers = {**attempts.headers(), **_dvsa_headers(attempt.reply)}
             await self._reporter.dead_letter(message, decision.reason, headers)
-        event = self._event(attempt, decision)
+        event = self._event(attempt, decision, await self._rectification_date(command, decision))
         await self._doubts.remember(event)  # before it is reported: a redelivery may ask at once
         await self._reporter.outcome(event, message.reply_to)
         await message.ack()
@@ -222,7 +255,21 @@ class Handler:
             self._metrics.dead_lettered(command.verb, decision.kind)
         self._log(attempt, event.result)
 
-    def _event(self, attempt: Attempt, decision: Done | Fail) -> OutcomeEvent:
+    async def _rectification_date(self, command: Command, decision: Done | Fail) -> dt.date | None:
+        """The fix's date for the ledger: the command's when DVSA took it; for a repeat, only one known.
+
+        "Already marked as fixed" does not say when: DVSA holds the date of whichever fix came first,
+        which the ledger knows if it was the fleet's, and no date is better than a guessed one.
+        """
+        if not isinstance(command, FixCommand):
+            return None
+        if isinstance(decision, Done) and decision.result == "already_applied":
+            return await self._doubts.rectification_date(command)
+        return command.rectification_date
+
+    def _event(
+        self, attempt: Attempt, decision: Done | Fail, rectification_date: dt.date | None
+    ) -> OutcomeEvent:
         message, command, attempts, reply = attempt.message, attempt.command, attempt.attempts, attempt.reply
         manufacturer = reply.body.get("manufacturer") if reply else None
         return OutcomeEvent(
@@ -247,7 +294,7 @@ class Handler:
             recalls=_recalls(reply) if reply and command.verb == "get" else None,
             lane=_lane(message),
             recall_campaign_start_date=getattr(command, "recall_campaign_start_date", None),
-            rectification_date=getattr(command, "rectification_date", None),
+            rectification_date=rectification_date,
             repair_status=getattr(command, "repair_status", None),
         )
 

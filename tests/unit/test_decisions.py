@@ -1,4 +1,5 @@
-"""Every DVSA reply is classified as DESIGN.md decisions 5-7 say, and retries climb the tiers."""
+"""Every DVSA reply is classified as DESIGN.md decisions 5-7 say, a 409 only once DVSA's holdings confirm
+it, and retries climb the tiers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
 from shared.dvsa.client import DvsaReply, DvsaTransportError
 from workers.attempts import Attempts
-from workers.decisions import Done, Fail, Retry, decide, decide_transport
+from workers.decisions import Confirm, Done, Fail, Retry, confirm, decide, decide_transport
 from workers.schedule import Later, schedule
 
 VIN = "WAUZZZF49HA036784"
@@ -39,7 +40,6 @@ def reply(status: int, message: str | None = None, **extra: object) -> DvsaReply
     ("command", "answer", "attempts", "expected"),
     [
         (CREATE, reply(201), FIRST, Done("applied")),
-        (CREATE, reply(409, "conflict"), FIRST, Done("already_applied")),
         (FIX, reply(204), FIRST, Done("applied")),
         (FIX, reply(400, "Vehicle recall has already been marked as fixed"), FIRST, Done("already_applied")),
         (
@@ -147,3 +147,80 @@ def test_attempts_remember_that_dvsa_may_have_applied() -> None:
     assert after.maybe_applied
     assert after.history == ("ReadTimeout", "500")
     assert after.headers()["x-last-error"] == "500"
+
+
+CONFLICT = reply(
+    409, "Vehicle already registered with VIN: WAUZZZF49HA036784 and DvsaCampaignReference: R/2022/001"
+)
+CREATE_WITH_DVSA_REF = CreateCommand(
+    vin=VIN,
+    manufacturer_campaign_reference="C1",
+    dvsa_campaign_reference="R/2024/007",
+    recall_campaign_start_date=dt.date(2024, 1, 1),
+)
+
+
+def holds(*recalls: dict[str, str]) -> DvsaReply:
+    """DVSA's answer to a get of the vehicle."""
+    return DvsaReply(status=200, body={"vin": VIN, "recalls": list(recalls)})
+
+
+C1_OPEN = {"manufacturerCampaignReference": "C1", "repairStatus": "NOT_FIXED"}
+C1_FIXED = {"manufacturerCampaignReference": "C1", "repairStatus": "FIXED"}
+OTHER = {
+    "manufacturerCampaignReference": "OTHER",
+    "dvsaCampaignReference": "R/2022/001",
+    "repairStatus": "NOT_FIXED",
+}
+
+
+@pytest.mark.parametrize("command", [CREATE, FIX, DELETE, GET])
+def test_a_409_is_never_taken_at_its_word(command: Command) -> None:
+    assert decide(command, CONFLICT, FIRST) == Confirm(CONFLICT)
+    assert decide(command, CONFLICT, AFTER_TIMEOUT) == Confirm(CONFLICT)
+
+
+@pytest.mark.parametrize(
+    ("command", "held"),
+    [
+        (CREATE, holds(OTHER, C1_OPEN)),
+        (CREATE, holds(C1_FIXED)),  # held, though fixed since: the create itself was applied
+        (CREATE_WITH_DVSA_REF, holds({**C1_OPEN, "dvsaCampaignReference": "R/2024/007"})),
+        (FIX, holds(C1_FIXED)),
+        (REOPEN, holds(C1_OPEN)),
+        (DELETE, holds(OTHER)),
+        (DELETE, DvsaReply(status=404)),
+    ],
+)
+def test_a_409_is_a_repeat_when_dvsa_holds_what_the_command_asked_for(
+    command: Command, held: DvsaReply
+) -> None:
+    assert confirm(command, CONFLICT, held) == Done("already_applied")
+
+
+@pytest.mark.parametrize(
+    ("command", "held"),
+    [
+        (CREATE, holds(OTHER)),  # DVSA's mock: any known VIN, naming its first campaign
+        (CREATE, DvsaReply(status=404)),
+        (CREATE_WITH_DVSA_REF, holds({**C1_OPEN, "dvsaCampaignReference": "R/2024/999"})),
+        (CREATE_WITH_DVSA_REF, holds(C1_OPEN)),  # DVSA holds C1 with no DVSA reference
+        (FIX, holds(C1_OPEN)),
+        (REOPEN, holds(C1_FIXED)),
+        (DELETE, holds(C1_OPEN)),
+        (GET, holds(C1_OPEN)),
+    ],
+)
+def test_any_other_409_is_a_conflict_with_dvsas_message(command: Command, held: DvsaReply) -> None:
+    decision = confirm(command, CONFLICT, held)
+    assert isinstance(decision, Fail)
+    assert decision.kind == "conflict"
+    assert decision.reason.startswith("conflict: DVSA 409")
+    assert "DvsaCampaignReference: R/2022/001" in decision.reason
+
+
+@pytest.mark.parametrize("status", [401, 429, 500, 503])
+def test_a_409_whose_confirmation_failed_is_asked_again(status: int) -> None:
+    decision = confirm(CREATE, CONFLICT, reply(status))
+    assert isinstance(decision, Retry)
+    assert not decision.waits
