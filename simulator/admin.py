@@ -5,6 +5,10 @@ No authentication and no rate limit: it is for tests and operators on loopback, 
 - ``POST /__admin/reset``: forget recalls, journal, stats, rate windows and faults (tokens are kept).
 - ``GET /__admin/recalls``: every recall, as a JSON list.
 - ``POST /__admin/recalls``: seed recalls straight into the state (a JSON list, all or nothing): 201.
+- ``DELETE /__admin/recalls/{vin}?manufacturerCampaignReference=...`` (or ``dvsaCampaignReference``): remove
+  that recall whatever its status, as if DVSA had lost it: 204.
+- ``PATCH /__admin/recalls/{vin}?manufacturerCampaignReference=...`` (or ``dvsaCampaignReference``) with
+  ``{"repairStatus", "rectificationDate"?}``: set the status with none of DVSA's rules: 200 and the recall.
 - ``GET /__admin/requests[?limit=N]``: the journal, oldest first (the newest N with ``limit``).
 - ``GET /__admin/stats``: counters per verb, and the token endpoint's.
 - ``GET /__admin/faults`` / ``PUT /__admin/faults``: the faults in force; PUT takes any subset of fields.
@@ -14,17 +18,31 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from simulator import rules
 from simulator.faults import FaultSettingsError
-from simulator.responses import admin_error, json_response
+from simulator.responses import admin_error, json_response, no_content
 from simulator.sandbox import Sandbox
-from simulator.state import Recall, RecallStore, RepairStatus
+from simulator.state import Recall, RecallNotFound, RecallStore, RepairStatus
 
 _REQUIRED = ("vin", "manufacturerCampaignReference", "recallCampaignStartDate")
 _OPTIONAL = ("dvsaCampaignReference", "repairStatus", "rectificationDate")
+_STATUS_FIELDS = ("repairStatus", "rectificationDate")
+
+
+class BadRequest(ValueError):
+    """A malformed admin request (400); the message starts with the field or parameter at fault."""
+
+
+class _Address(NamedTuple):
+    """Which recall a ``/__admin/recalls/{vin}`` call points at, in the store's argument order."""
+
+    vin: str
+    manufacturer_reference: str | None
+    dvsa_reference: str | None
 
 
 class SeedError(ValueError):
@@ -66,6 +84,31 @@ class AdminApi:
             _put(self._sandbox.store, seed)
         return json_response(201, {"seeded": len(seeds)})
 
+    async def remove(self, request: web.Request) -> web.Response:
+        try:
+            address = _address(request)
+        except BadRequest as error:
+            return admin_error(str(error))
+        try:
+            self._sandbox.store.remove(*address)
+        except RecallNotFound as error:
+            return json_response(404, {"error": error.message})
+        return no_content()
+
+    async def set_status(self, request: web.Request) -> web.Response:
+        try:
+            address = _address(request)
+            status, rectification_date = _status_change(await request.read())
+        except BadRequest as error:
+            return admin_error(str(error))
+        try:
+            recall = self._sandbox.store.set_repair_status(
+                *address, status, rectification_date, dvsa_rules=False
+            )
+        except RecallNotFound as error:
+            return json_response(404, {"error": error.message})
+        return json_response(200, _recall_view(recall))
+
     async def requests(self, request: web.Request) -> web.Response:
         raw_limit = request.query.get("limit")
         limit: int | None = None
@@ -106,6 +149,41 @@ def _recall_view(recall: Recall) -> dict[str, str | None]:
         "repairStatus": recall.repair_status.value,
         "rectificationDate": recall.rectification_date,
     }
+
+
+def _address(request: web.Request) -> _Address:
+    manufacturer_reference = request.query.get(rules.MANUFACTURER_REFERENCE) or None
+    dvsa_reference = request.query.get(rules.DVSA_REFERENCE) or None
+    if manufacturer_reference is None and dvsa_reference is None:
+        raise BadRequest(
+            f"{rules.MANUFACTURER_REFERENCE}: this query parameter (or {rules.DVSA_REFERENCE}) is required"
+        )
+    return _Address(request.match_info["vin"], manufacturer_reference, dvsa_reference)
+
+
+def _status_change(body: bytes) -> tuple[RepairStatus, str | None]:
+    """The status and rectification date a PATCH asks for, checked for shape only (no DVSA rules)."""
+    try:
+        change: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        change = None
+    if not isinstance(change, dict):
+        raise BadRequest("body: must be a JSON object with repairStatus and, optionally, rectificationDate")
+    for name in change:
+        if name not in _STATUS_FIELDS:
+            raise BadRequest(f"{name}: unknown field; only repairStatus and rectificationDate can be set")
+    status = change.get("repairStatus")
+    if status is None:
+        raise BadRequest("repairStatus: is required (FIXED or NOT_FIXED)")
+    if not isinstance(status, str) or status not in RepairStatus.__members__:
+        raise BadRequest("repairStatus: must be FIXED or NOT_FIXED")
+    rectification_date = change.get("rectificationDate")
+    if rectification_date is not None:
+        try:
+            rules.date(rectification_date, "rectificationDate")
+        except rules.RuleViolation:
+            raise BadRequest("rectificationDate: must be a real date written YYYY-MM-DD") from None
+    return RepairStatus(status), rectification_date
 
 
 def _seed_item(index: int, item: object) -> Recall:

@@ -38,6 +38,8 @@ def build_app(config: SandboxConfig) -> web.Application:
             web.post("/__admin/reset", admin.reset),
             web.get("/__admin/recalls", admin.recalls, allow_head=False),
             web.post("/__admin/recalls", admin.seed),
+            web.delete("/__admin/recalls/{vin}", admin.remove),
+            web.patch("/__admin/recalls/{vin}", admin.set_status),
             web.get("/__admin/requests", admin.requests, allow_head=False),
             web.get("/__admin/stats", admin.stats, allow_head=False),
             web.get("/__admin/faults", admin.faults, allow_head=False),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -17,6 +17,7 @@ from shared.settings import SettingsError, load_settings
 from simulator.config import DEFAULT_MANUFACTURER, DEFAULT_TOKEN_TTL, SandboxConfig
 from simulator.faults import FaultSettings
 from simulator.server import RunningSandbox, serve_forever
+from simulator.state import ConflictRule
 
 # Options whose default comes from the settings when the flag is not given.
 _FROM_SETTINGS = ("host", "port", "rate_limit", "client_id", "client_secret", "scope", "api_key")
@@ -51,6 +52,7 @@ def _config(options: dict[str, Any]) -> SandboxConfig:
         manufacturer=options["manufacturer"],
         seed=options["seed"],
         journal_size=options["journal_size"],
+        conflict=options["conflict"],
         faults=faults,
     )
 
@@ -134,6 +136,13 @@ def _config(options: dict[str, Any]) -> SandboxConfig:
     default=100_000,
     show_default=True,
     help="Requests kept for /__admin/requests; older ones are forgotten.",
+)
+@click.option(
+    "--conflict",
+    type=click.Choice(get_args(ConflictRule)),
+    default="campaign",
+    show_default=True,
+    help="What makes a create 409: the same campaign on the VIN, or any recall of the VIN (DVSA's mock).",
 )
 def simulator(**options: Any) -> None:
     """Run the DVSA sandbox: a stateful stand-in for DVSA's Vehicle Recalls API."""

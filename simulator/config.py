@@ -1,13 +1,14 @@
-"""How one sandbox is set up: where it listens, which credentials it accepts, its rate limit and faults."""
+"""How one sandbox is set up: where it listens, the credentials it accepts, its limits, faults and rules."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from shared.settings import Settings
 from simulator.faults import FaultSettings
+from simulator.state import ConflictRule
 
 DEFAULT_MANUFACTURER = "DVSA Motors"
 DEFAULT_TOKEN_TTL = 1199  # seconds: what Azure AD gives DVSA's clients
@@ -32,6 +33,7 @@ class SandboxConfig:
     seed: int | None = None  # fault dice; None: different every run
     faults: FaultSettings = field(default_factory=FaultSettings)
     journal_size: int = 100_000  # requests kept for /__admin/requests; older ones are forgotten
+    conflict: ConflictRule = "campaign"  # "vin": any recall of the VIN makes a create 409, as in DVSA's mock
 
     def __post_init__(self) -> None:
         for name in ("client_id", "client_secret", "scope", "api_key", "manufacturer"):
@@ -45,6 +47,8 @@ class SandboxConfig:
             raise ValueError("token_ttl must be at least 1 second")
         if self.journal_size < 1:
             raise ValueError("journal_size must be at least 1")
+        if self.conflict not in get_args(ConflictRule):
+            raise ValueError(f"conflict must be one of {', '.join(get_args(ConflictRule))}")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SandboxConfig:

@@ -39,12 +39,17 @@ class RecallsApi:
     def __init__(self, sandbox: Sandbox) -> None:
         self._store = sandbox.store
         self._manufacturer = sandbox.config.manufacturer
+        self._conflict = sandbox.config.conflict
 
     @_dvsa_errors
     async def create(self, request: web.Request) -> web.Response:
         command = rules.create_request(rules.json_object(await request.read()))
         recall = self._store.create(
-            command.vin, command.manufacturer_reference, command.dvsa_reference, command.start_date
+            command.vin,
+            command.manufacturer_reference,
+            command.dvsa_reference,
+            command.start_date,
+            conflict=self._conflict,
         )
         body = {"manufacturer": self._manufacturer, "recall": _created(recall)}
         return json_response(201, body)

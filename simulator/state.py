@@ -11,6 +11,11 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
+
+# Which earlier recalls make a create a 409: one with the same campaign (the sandbox's own reading of
+# DVSA), or any recall at all of the same VIN (what DVSA's public mock, dvsa/recalls-mock-api, does).
+ConflictRule = Literal["vin", "campaign"]
 
 
 class RepairStatus(enum.StrEnum):
@@ -88,11 +93,18 @@ class RecallStore:
         manufacturer_reference: str,
         dvsa_reference: str | None,
         start_date: str,
+        *,
+        conflict: ConflictRule = "campaign",
     ) -> Recall:
-        """Add a NOT_FIXED recall; :class:`RecallConflict` if the VIN already has either reference."""
+        """Add a NOT_FIXED recall; :class:`RecallConflict` if the VIN already has either reference.
+
+        With ``conflict="vin"`` any recall already held for the VIN is a conflict, as in DVSA's mock.
+        """
         vin = vin.upper()
         vehicle = self._vehicles.get(vin)
         if vehicle is not None:
+            if conflict == "vin":
+                _refuse_known_vehicle(vehicle)
             _refuse_duplicates(vehicle, manufacturer_reference, dvsa_reference)
         else:
             vehicle = self._vehicles[vin] = Vehicle(vin=vin, last_updated="")
@@ -125,22 +137,18 @@ class RecallStore:
         dvsa_reference: str | None,
         status: RepairStatus,
         rectification_date: str | None,
+        *,
+        dvsa_rules: bool = True,
     ) -> Recall:
-        """Mark a recall FIXED, or re-open it with NOT_FIXED, as DVSA allows."""
+        """Mark a recall FIXED, or re-open it with NOT_FIXED, as DVSA allows.
+
+        ``dvsa_rules=False`` skips DVSA's checks: a change made behind the fleet's back (the admin API's).
+        The rectification date is kept only with FIXED either way, as DVSA keeps it.
+        """
         recall = self._one(vin, manufacturer_reference, dvsa_reference)
-        if status is RepairStatus.FIXED:
-            # DVSA checks the date before the status: a repeated fix with a bad date gets the date error.
-            if rectification_date is not None and (
-                rectification_date < recall.recall_campaign_start_date  # ISO dates sort as strings
-            ):
-                raise RecallRefused(RECTIFIED_BEFORE_START)
-            if recall.repair_status is RepairStatus.FIXED:
-                raise RecallRefused(ALREADY_FIXED)
-            recall.rectification_date = rectification_date
-        else:
-            if recall.repair_status is RepairStatus.NOT_FIXED:
-                raise RecallRefused(ALREADY_NOT_FIXED)
-            recall.rectification_date = None
+        if dvsa_rules:
+            _refuse_transition(recall, status, rectification_date)
+        recall.rectification_date = rectification_date if status is RepairStatus.FIXED else None
         recall.repair_status = status
         self._touch(recall.vin)
         return recall
@@ -150,13 +158,22 @@ class RecallStore:
         recall = self._one(vin, manufacturer_reference, dvsa_reference)
         if recall.repair_status is RepairStatus.FIXED:
             raise RecallRefused(ALREADY_FIXED)
+        self._remove(recall)
+        return recall
+
+    def remove(self, vin: str, manufacturer_reference: str | None, dvsa_reference: str | None) -> Recall:
+        """Remove a recall whatever its status: DVSA losing or dropping a record behind the fleet's back."""
+        recall = self._one(vin, manufacturer_reference, dvsa_reference)
+        self._remove(recall)
+        return recall
+
+    def _remove(self, recall: Recall) -> None:
         vehicle = self._vehicles[recall.vin]
         del vehicle.recalls[recall.manufacturer_campaign_reference]
         if vehicle.recalls:
             vehicle.last_updated = self._clock()
         else:
             del self._vehicles[recall.vin]
-        return recall
 
     def __iter__(self) -> Iterator[Recall]:
         for vehicle in self._vehicles.values():
@@ -177,6 +194,29 @@ class RecallStore:
 
     def _touch(self, vin: str) -> None:
         self._vehicles[vin].last_updated = self._clock()
+
+
+def _refuse_transition(recall: Recall, status: RepairStatus, rectification_date: str | None) -> None:
+    if status is RepairStatus.FIXED:
+        # DVSA checks the date before the status: a repeated fix with a bad date gets the date error.
+        if rectification_date is not None and (
+            rectification_date < recall.recall_campaign_start_date  # ISO dates sort as strings
+        ):
+            raise RecallRefused(RECTIFIED_BEFORE_START)
+        if recall.repair_status is RepairStatus.FIXED:
+            raise RecallRefused(ALREADY_FIXED)
+    elif recall.repair_status is RepairStatus.NOT_FIXED:
+        raise RecallRefused(ALREADY_NOT_FIXED)
+
+
+def _refuse_known_vehicle(vehicle: Vehicle) -> None:
+    # DVSA's mock names the vehicle's first campaign, whichever one was asked for.
+    first = next(iter(vehicle.recalls.values()))
+    # A first campaign without a DVSA reference is named by its manufacturer reference instead of "undefined".
+    reference = first.dvsa_campaign_reference or first.manufacturer_campaign_reference
+    raise RecallConflict(
+        f"Vehicle already registered with VIN: {vehicle.vin} and DvsaCampaignReference: {reference}"
+    )
 
 
 def _refuse_duplicates(vehicle: Vehicle, manufacturer_reference: str, dvsa_reference: str | None) -> None:

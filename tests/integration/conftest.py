@@ -64,6 +64,30 @@ class Sandbox:
         body = response.json()
         return list(body)
 
+    async def seed(self, recalls: list[dict[str, Any]]) -> None:
+        """Put recalls into DVSA's state directly, as if they had been created before the test."""
+        response = await self.admin.post("/__admin/recalls", json=recalls)
+        response.raise_for_status()
+
+    async def remove(self, vin: str, manufacturer_reference: str) -> None:
+        """Drop a recall behind the fleet's back, whatever its status."""
+        response = await self.admin.delete(
+            f"/__admin/recalls/{vin}", params={"manufacturerCampaignReference": manufacturer_reference}
+        )
+        response.raise_for_status()
+
+    async def set_status(
+        self, vin: str, manufacturer_reference: str, repair_status: str, rectification_date: str | None = None
+    ) -> None:
+        """Change a recall's status behind the fleet's back, with none of DVSA's rules."""
+        body = {"repairStatus": repair_status, "rectificationDate": rectification_date}
+        response = await self.admin.patch(
+            f"/__admin/recalls/{vin}",
+            params={"manufacturerCampaignReference": manufacturer_reference},
+            json=body,
+        )
+        response.raise_for_status()
+
 
 @contextlib.asynccontextmanager
 async def running_sandbox(settings: Settings, *flags: str) -> AsyncIterator[Sandbox]:

@@ -1,4 +1,6 @@
-"""The ``/__admin`` API: reset, recalls, requests, stats and faults, with their exact JSON shapes."""
+"""The ``/__admin`` API: reset, recalls (and changes to them behind the fleet's back), requests, stats and
+faults, with their exact JSON shapes.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ DEFAULT_FAULTS = {
     "storm_seconds": 0.0,
     "token_outage_seconds": 0.0,
 }
+BY_MANUFACTURER = {"manufacturerCampaignReference": MANUFACTURER_REF}
+BY_DVSA = {"dvsaCampaignReference": DVSA_REF}
 VERB_STATS_KEYS = {
     "count",
     "statuses",
@@ -182,3 +186,159 @@ async def test_reset_also_clears_the_rate_windows(client: httpx.AsyncClient, aut
     assert (await client.get(f"/recalls/vin/{VIN}", headers=auth)).status_code == 429
     await client.post("/__admin/reset")
     assert (await client.get(f"/recalls/vin/{VIN}", headers=auth)).status_code == 404
+
+
+async def seeded(client: httpx.AsyncClient, *items: dict[str, object]) -> None:
+    response = await client.post("/__admin/recalls", json=list(items))
+    assert response.status_code == 201, response.text
+
+
+class TestRemove:
+    @pytest.mark.parametrize("query", [BY_MANUFACTURER, BY_DVSA])
+    async def test_removes_even_a_fixed_recall(
+        self, client: httpx.AsyncClient, auth: dict[str, str], query: dict[str, str]
+    ) -> None:
+        await seeded(client, recall(repairStatus="FIXED", rectificationDate="2022-09-05"))
+        response = await client.delete(f"/__admin/recalls/{VIN.lower()}", params=query)
+        assert response.status_code == 204
+        assert response.content == b""
+        assert (await client.get("/__admin/recalls")).json() == []
+        assert (await client.get(f"/recalls/vin/{VIN}", headers=auth)).status_code == 404
+
+    async def test_only_the_addressed_recall_goes(
+        self, client: httpx.AsyncClient, auth: dict[str, str]
+    ) -> None:
+        await seeded(
+            client, recall(), recall(manufacturerCampaignReference="OTHER-1", dvsaCampaignReference=None)
+        )
+        assert (await client.delete(f"/__admin/recalls/{VIN}", params=BY_MANUFACTURER)).status_code == 204
+        recalls = (await client.get(f"/recalls/vin/{VIN}", headers=auth)).json()["recalls"]
+        assert [item["manufacturerCampaignReference"] for item in recalls] == ["OTHER-1"]
+
+    @pytest.mark.parametrize(
+        ("vin", "query"),
+        [
+            (VIN_16, BY_MANUFACTURER),
+            (VIN, {"manufacturerCampaignReference": "NOPE"}),
+            (VIN, {"dvsaCampaignReference": "R/2099/999"}),
+        ],
+    )
+    async def test_unknown_recall_is_404(
+        self, client: httpx.AsyncClient, vin: str, query: dict[str, str]
+    ) -> None:
+        await seeded(client, recall())
+        response = await client.delete(f"/__admin/recalls/{vin}", params=query)
+        assert response.status_code == 404
+        assert response.json()["error"].startswith(f"No recall found for VIN {vin}")
+        assert len((await client.get("/__admin/recalls")).json()) == 1
+
+    async def test_a_reference_is_required(self, client: httpx.AsyncClient) -> None:
+        await seeded(client, recall())
+        response = await client.delete(f"/__admin/recalls/{VIN}")
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("manufacturerCampaignReference: ")
+        assert len((await client.get("/__admin/recalls")).json()) == 1
+
+
+class TestSetStatus:
+    async def test_fixes_with_none_of_dvsas_rules(
+        self, client: httpx.AsyncClient, auth: dict[str, str]
+    ) -> None:
+        await seeded(client, recall())
+        before_start = {"repairStatus": "FIXED", "rectificationDate": "2000-01-01"}  # DVSA would refuse
+        for _ in range(2):  # and DVSA would refuse a second fix
+            response = await client.patch(
+                f"/__admin/recalls/{VIN}", params=BY_MANUFACTURER, json=before_start
+            )
+            assert response.status_code == 200
+        assert response.json() == {
+            "vin": VIN,
+            "manufacturerCampaignReference": MANUFACTURER_REF,
+            "dvsaCampaignReference": DVSA_REF,
+            "recallCampaignStartDate": START_DATE,
+            "repairStatus": "FIXED",
+            "rectificationDate": "2000-01-01",
+        }
+        [seen] = (await client.get(f"/recalls/vin/{VIN}", headers=auth)).json()["recalls"]
+        assert seen["repairStatus"] == "FIXED"
+
+    async def test_fixed_without_a_date(self, client: httpx.AsyncClient) -> None:
+        await seeded(client, recall())
+        response = await client.patch(
+            f"/__admin/recalls/{VIN}", params=BY_DVSA, json={"repairStatus": "FIXED"}
+        )
+        assert response.status_code == 200
+        assert (response.json()["repairStatus"], response.json()["rectificationDate"]) == ("FIXED", None)
+
+    async def test_reopening_clears_the_date(self, client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+        await seeded(client, recall(repairStatus="FIXED", rectificationDate="2022-09-05"))
+        body = {"repairStatus": "NOT_FIXED", "rectificationDate": "2022-09-06"}
+        response = await client.patch(f"/__admin/recalls/{VIN}", params=BY_DVSA, json=body)
+        assert response.status_code == 200
+        assert (response.json()["repairStatus"], response.json()["rectificationDate"]) == ("NOT_FIXED", None)
+        [seen] = (await client.get(f"/recalls/vin/{VIN}", headers=auth)).json()["recalls"]
+        assert seen["repairStatus"] == "NOT_FIXED"
+
+    async def test_unknown_recall_is_404(self, client: httpx.AsyncClient) -> None:
+        await seeded(client, recall())
+        missing = {"manufacturerCampaignReference": "NOPE"}
+        response = await client.patch(
+            f"/__admin/recalls/{VIN}", params=missing, json={"repairStatus": "FIXED"}
+        )
+        assert response.status_code == 404
+        assert "NOPE" in response.json()["error"]
+
+    @pytest.mark.parametrize(
+        ("query", "content", "field"),
+        [
+            ({}, b'{"repairStatus": "FIXED"}', "manufacturerCampaignReference"),
+            (BY_MANUFACTURER, b"not json", "body"),
+            (BY_MANUFACTURER, b'["FIXED"]', "body"),
+            (BY_MANUFACTURER, b"", "body"),
+            (BY_MANUFACTURER, b"{}", "repairStatus"),
+            (BY_MANUFACTURER, b'{"repairStatus": "BROKEN"}', "repairStatus"),
+            (BY_MANUFACTURER, b'{"repairStatus": ["FIXED"]}', "repairStatus"),
+            (
+                BY_MANUFACTURER,
+                b'{"repairStatus": "FIXED", "rectificationDate": "2022-02-30"}',
+                "rectificationDate",
+            ),
+            (
+                BY_MANUFACTURER,
+                b'{"repairStatus": "FIXED", "rectificationDate": "5 Sep 2022"}',
+                "rectificationDate",
+            ),
+            (
+                BY_MANUFACTURER,
+                b'{"repairStatus": "FIXED", "rectificationDate": 20220905}',
+                "rectificationDate",
+            ),
+            (
+                BY_MANUFACTURER,
+                b'{"repairStatus": "FIXED", "rectificationdate": "2022-09-05"}',
+                "rectificationdate",
+            ),
+        ],
+    )
+    async def test_bad_input_is_400_naming_the_field(
+        self, client: httpx.AsyncClient, query: dict[str, str], content: bytes, field: str
+    ) -> None:
+        await seeded(client, recall())
+        response = await client.patch(f"/__admin/recalls/{VIN}", params=query, content=content)
+        assert response.status_code == 400
+        assert response.json()["error"].startswith(f"{field}: ")
+        [held] = (await client.get("/__admin/recalls")).json()
+        assert held["repairStatus"] == "NOT_FIXED"
+
+
+async def test_out_of_band_changes_are_neither_journaled_nor_rate_limited(client: httpx.AsyncClient) -> None:
+    items = [recall(vin=f"SEED{n:013d}") for n in range(30)]  # beyond the rate limit of 25 per second
+    await seeded(client, *items)
+    fixed = {"repairStatus": "FIXED"}
+    for item in items:
+        patched = await client.patch(f"/__admin/recalls/{item['vin']}", params=BY_MANUFACTURER, json=fixed)
+        assert patched.status_code == 200
+        removed = await client.delete(f"/__admin/recalls/{item['vin']}", params=BY_MANUFACTURER)
+        assert removed.status_code == 204
+    assert (await client.get("/__admin/requests")).json() == []
+    assert (await client.get("/__admin/recalls")).json() == []

@@ -16,7 +16,17 @@ import pytest
 from click.testing import CliRunner
 
 from simulator.command import simulator
-from simulator.testing import API_KEY, CLIENT_ID, CLIENT_SECRET, SCOPE, TOKEN_PATH, VIN, token_form
+from simulator.testing import (
+    API_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SCOPE,
+    TOKEN_PATH,
+    VIN,
+    api_headers,
+    recall,
+    token_form,
+)
 
 START_TIMEOUT_SECONDS = 20.0
 ANNOUNCEMENT = "DVSA sandbox listening on "
@@ -133,6 +143,27 @@ async def test_fault_flags_apply_from_the_start(tmp_path: Path) -> None:
     assert code == 0
 
 
+async def test_conflict_vin_refuses_a_second_campaign_on_a_known_vin(tmp_path: Path) -> None:
+    async with started([*CREDENTIAL_FLAGS, "--conflict", "vin"], tmp_path) as sandbox:
+        async with httpx.AsyncClient(base_url=sandbox.url) as client:
+            token = (await client.post(TOKEN_PATH, data=token_form())).json()["access_token"]
+            first = await client.post("/recalls", json=recall(), headers=api_headers(token))
+            assert first.status_code == 201
+            second = recall(manufacturerCampaignReference="OTHER-1", dvsaCampaignReference=None)
+            response = await client.post("/recalls", json=second, headers=api_headers(token))
+            assert response.status_code == 409
+            assert response.json()["errorCode"] == "RECALLS-CF-01"
+        code, _ = await stop(sandbox.process, signal.SIGTERM)
+    assert code == 0
+
+
+def test_an_unknown_conflict_rule_is_a_usage_error() -> None:
+    result = CliRunner().invoke(simulator, [*CREDENTIAL_FLAGS, "--conflict", "bogus"])
+    assert result.exit_code == 2
+    assert "--conflict" in result.output
+    assert "'bogus' is not one of" in result.output
+
+
 async def test_bad_settings_exit_2_with_the_message(tmp_path: Path) -> None:
     process = await spawn(["--port=0"], tmp_path, clean_environment(RECALLS_RATE_LIMIT="0"))
     stdout, stderr = await asyncio.wait_for(process.communicate(), START_TIMEOUT_SECONDS)
@@ -173,6 +204,7 @@ def test_help_lists_every_flag() -> None:
         "--storm-seconds",
         "--token-outage-seconds",
         "--journal-size",
+        "--conflict",
     ):
         assert flag in result.output
 

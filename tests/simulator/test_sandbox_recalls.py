@@ -25,6 +25,7 @@ BY_MANUFACTURER = {"manufacturerCampaignReference": MANUFACTURER_REF}
 BY_DVSA = {"dvsaCampaignReference": DVSA_REF}
 FIXED = {"rectificationDate": "2022-09-05", "repairStatus": "FIXED"}
 NOT_FIXED = {"rectificationDate": "2022-09-06", "repairStatus": "NOT_FIXED"}
+SECOND_CAMPAIGN = {"manufacturerCampaignReference": "OTHER-1", "dvsaCampaignReference": "R/2023/001"}
 
 
 class Dvsa:
@@ -358,3 +359,48 @@ class TestDelete:
     async def test_can_be_created_again_after_delete(self, dvsa: Dvsa, created: None) -> None:
         await dvsa.delete(VIN, BY_MANUFACTURER)
         assert (await dvsa.create(recall())).status_code == 201
+
+
+class TestConflictRule:
+    """``conflict="vin"`` answers as DVSA's mock does; the default keeps the sandbox's per-campaign rule."""
+
+    @pytest.mark.parametrize("overrides", [{"conflict": "vin"}])
+    async def test_vin_mode_refuses_a_second_campaign_naming_the_first(
+        self, dvsa: Dvsa, overrides: dict[str, Any]
+    ) -> None:
+        assert (await dvsa.create(recall())).status_code == 201
+        response = await dvsa.create(recall(vin=VIN.lower(), **SECOND_CAMPAIGN))
+        message = assert_dvsa_error(response, 409, "RECALLS-CF-01")
+        assert message == f"Vehicle already registered with VIN: {VIN} and DvsaCampaignReference: {DVSA_REF}"
+        recalls = (await dvsa.get(VIN)).json()["recalls"]
+        assert [item["manufacturerCampaignReference"] for item in recalls] == [MANUFACTURER_REF]
+
+    @pytest.mark.parametrize("overrides", [{"conflict": "vin"}])
+    async def test_vin_mode_names_the_oldest_campaign_by_manufacturer_reference_without_a_dvsa_one(
+        self, dvsa: Dvsa, client: httpx.AsyncClient, overrides: dict[str, Any]
+    ) -> None:
+        seeded = [recall(dvsaCampaignReference=None), recall(**SECOND_CAMPAIGN)]
+        assert (await client.post("/__admin/recalls", json=seeded)).status_code == 201
+        third = recall(manufacturerCampaignReference="THIRD-1", dvsaCampaignReference="R/2024/002")
+        message = assert_dvsa_error(await dvsa.create(third), 409, "RECALLS-CF-01")
+        assert message.endswith(f"DvsaCampaignReference: {MANUFACTURER_REF}")
+        assert len(await dvsa.state()) == 2
+
+    @pytest.mark.parametrize("overrides", [{"conflict": "vin"}])
+    async def test_vin_mode_lets_new_vehicles_and_emptied_ones_in(
+        self, dvsa: Dvsa, overrides: dict[str, Any]
+    ) -> None:
+        assert (await dvsa.create(recall())).status_code == 201
+        assert (await dvsa.create(recall(vin=VIN_16, **SECOND_CAMPAIGN))).status_code == 201
+        assert (await dvsa.delete(VIN, BY_MANUFACTURER)).status_code == 204
+        assert (await dvsa.create(recall(**SECOND_CAMPAIGN))).status_code == 201
+
+    @pytest.mark.parametrize("overrides", [{}, {"conflict": "campaign"}], ids=["default", "campaign"])
+    async def test_campaign_mode_takes_a_second_campaign_on_a_known_vin(
+        self, dvsa: Dvsa, overrides: dict[str, Any]
+    ) -> None:
+        assert (await dvsa.create(recall())).status_code == 201
+        assert (await dvsa.create(recall(**SECOND_CAMPAIGN))).status_code == 201
+        assert_dvsa_error(await dvsa.create(recall()), 409, "RECALLS-CF-01")
+        recalls = (await dvsa.get(VIN)).json()["recalls"]
+        assert [item["manufacturerCampaignReference"] for item in recalls] == [MANUFACTURER_REF, "OTHER-1"]

@@ -18,6 +18,7 @@ from simulator.state import (
     RecallStore,
     RepairStatus,
 )
+from simulator.testing import throwaway_config
 from simulator.tokens import TokenStore
 from tests.support.windows import max_in_any_window
 
@@ -202,6 +203,13 @@ class TestRecallStore:
         assert len(store) == 0
         with pytest.raises(RecallNotFound):
             store.delete("WAUZZZF49HA036784", "M1", None)
+
+
+def test_the_conflict_rule_is_vin_or_campaign() -> None:
+    assert throwaway_config().conflict == "campaign"
+    assert throwaway_config(conflict="vin").conflict == "vin"
+    with pytest.raises(ValueError, match="conflict"):
+        throwaway_config(conflict="bogus")
 
 
 def test_journal_keeps_only_the_newest() -> None:
