@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.batch_check import GOAL_RATIO as BATCH_GOAL_RATIO
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
+from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,10 +130,32 @@ def import_row(report: Json) -> str:
     )
 
 
+def reconcile_rows(report: Json) -> str:
+    """Two rows: the sweep alone, and the sweep beside a batch check (which it must not slow)."""
+    alone, both = report["sweep_alone"], report["both"]
+    batch, beside = both["batch"], both["sweep"]
+    vehicles = f"{report['options']['vins']:,}"
+    return (
+        f"| reconcile sweep of {vehicles} vehicles (`recalls reconcile`, one worker, background lane) "
+        f"| {alone['wall_s']:.1f} s from start to exit {alone['exit_code']} ({alone['drifts']} drifts); "
+        f"{alone['throttled_429']} 429s; at most {alone['max_in_window']} GETs in a second "
+        f"| {alone['physical_limit_s']:,.0f} s; {alone['physical_limit_s'] / alone['wall_s']:.1%} (took "
+        f"{alone['ratio_to_limit']:.3f} times the limit; goal ≤ {SWEEP_GOAL_RATIO}) |\n"
+        f"| the same sweep with a batch check of {vehicles} new VINs submitted once it has begun "
+        f"| batch: {batch['wall_s']:.1f} s beside the sweep, {report['batch_alone']['wall_s']:.1f} s alone: "
+        f"{batch['ratio_to_alone']:.3f} times (goal ≤ {SWEEP_GOAL_RATIO}); sweep: {beside['wall_s']:.1f} s "
+        f"to exit {beside['exit_code']}; {both['throttled_429']} 429s; at most {both['max_in_window']} "
+        f"GETs in a second | the batch {batch['physical_limit_s']:,.0f} s, "
+        f"{batch['physical_limit_s'] / batch['wall_s']:.1%}; batch and sweep "
+        f"{beside['physical_limit_s']:,.0f} s, {beside['physical_limit_s'] / beside['wall_s']:.1%} |"
+    )
+
+
 OTHER_RENDERERS: dict[str, Callable[[Json], str]] = {
     "batch_check-": batch_row,
     "historic_load-": historic_row,
     "import_throughput": import_row,
+    "reconcile_sweep-": reconcile_rows,
 }
 
 

@@ -101,6 +101,33 @@ def test_a_made_up_results_directory_renders_these_rows(tmp_path: Path) -> None:
     assert not any(line.startswith("Not shown") for line in lines)
 
 
+def test_a_reconcile_sweep_renders_a_row_alone_and_one_beside_a_batch_check(tmp_path: Path) -> None:
+    sandbox = {"throttled_429": 0, "max_in_window": 25}
+    result = {
+        "options": {"vins": 500},
+        "sweep_alone": {"wall_s": 20.5, "exit_code": 0, "drifts": 0, "physical_limit_s": 20.0,
+                        "ratio_to_limit": 1.025, **sandbox},
+        "batch_alone": {"wall_s": 20.4, "physical_limit_s": 20.0, "ratio_to_limit": 1.02, **sandbox},
+        "both": {
+            "batch": {"wall_s": 20.6, "physical_limit_s": 20.0, "ratio_to_alone": 1.0098},
+            "sweep": {"wall_s": 41.0, "exit_code": 0, "physical_limit_s": 40.0},
+            **sandbox,
+        },
+    }  # fmt: skip
+    (tmp_path / "reconcile_sweep-500.json").write_text(json.dumps(result))
+    lines = report.render(report.load_results(tmp_path)).splitlines()
+    assert (
+        "| reconcile sweep of 500 vehicles (`recalls reconcile`, one worker, background lane) | 20.5 s from "
+        "start to exit 0 (0 drifts); 0 429s; at most 25 GETs in a second | 20 s; 97.6% (took 1.025 times "
+        "the limit; goal ≤ 1.03) |"
+    ) in lines
+    assert (
+        "| the same sweep with a batch check of 500 new VINs submitted once it has begun | batch: 20.6 s "
+        "beside the sweep, 20.4 s alone: 1.010 times (goal ≤ 1.03); sweep: 41.0 s to exit 0; 0 429s; "
+        "at most 25 GETs in a second | the batch 20 s, 97.1%; batch and sweep 40 s, 97.6% |"
+    ) in lines
+
+
 def test_a_superseded_run_is_named_not_shown(tmp_path: Path) -> None:
     (name, commit), why = next(iter(report.SUPERSEDED.items()))
     result = fleet_result(2, True, [24.0, 24.0, 24.0, 24.0])
