@@ -6,7 +6,7 @@ given to :class:`Publisher` is
 * checked against DVSA's rules first (:func:`shared.validation.validate`), so a bad command fails in
   its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
 * sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
-  to its verb's queue in the live or bulk lane;
+  to its verb's queue in the live, bulk or background lane;
 * reported sent only once RabbitMQ has confirmed that a durable queue holds it.
 
 Usage::
@@ -106,7 +106,7 @@ class Publisher:
         Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
         :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing) or
         :class:`~shared.amqp.PublishFailed` (nack, lost connection or no confirm in time), or
-        ``ValueError`` for a lane other than "live" or "bulk".
+        ``ValueError`` for a lane other than "live", "bulk" or "background".
         """
         _check_lane(lane)
         checked = validate(command)
@@ -228,6 +228,7 @@ def validated_or_error(command: Command) -> Command | InvalidCommand:
 
 
 def _check_lane(lane: str) -> None:
-    # The topology routes any lane other than "live" to bulk; a typo must not silently demote work.
+    # A lane unknown to the topology names no queue: say so before anything is sent, not as unroutable.
     if lane not in get_args(Lane):
-        raise ValueError(f"lane must be 'live' or 'bulk', not {lane!r}")
+        lanes = ", ".join(repr(name) for name in get_args(Lane))
+        raise ValueError(f"lane must be one of {lanes}, not {lane!r}")

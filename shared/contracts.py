@@ -134,7 +134,7 @@ COMMAND_TYPES: dict[Verb, type[Command]] = {
 }
 
 Result = Literal["applied", "already_applied", "failed"]
-Lane = Literal["live", "bulk"]
+Lane = Literal["live", "bulk", "background"]
 
 
 class Recall(msgspec.Struct, kw_only=True, omit_defaults=True):

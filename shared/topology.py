@@ -1,8 +1,9 @@
 """Every exchange and queue of the fleet, named from one prefix and declared idempotently.
 
 ```
-<p>.commands (direct) --verb-->        <p>.<verb>        quorum, the live lane
-                      --verb.bulk-->   <p>.<verb>.bulk   quorum, the bulk lane (imports, syncs, batches)
+<p>.commands (direct) --verb-->            <p>.<verb>             quorum, live lane
+                      --verb.bulk-->       <p>.<verb>.bulk        quorum, bulk lane (imports, syncs, batches)
+                      --verb.background--> <p>.<verb>.background  quorum, background lane (sweeps)
 <p>.retry.<tier> (fanout) -> <p>.retry.<tier>  quorum, message TTL = tier, dead-letters back to
                                                <p>.commands with the message's own routing key
 <p>.dead (fanout)        -> <p>.dead           quorum, the dead-letter queue
@@ -23,7 +24,8 @@ from pamqp.common import FieldValue
 
 from shared.contracts import VERBS, Lane, Verb
 
-LANES: tuple[Lane, ...] = ("live", "bulk")
+LANES: tuple[Lane, ...] = ("live", "bulk", "background")
+_LANE_SUFFIXES: dict[str, Lane] = {lane: lane for lane in LANES if lane != "live"}
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
 # A queue that cannot accept a message must say so to the publisher rather than drop it.
 _QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum", "x-overflow": "reject-publish"}
@@ -45,6 +47,17 @@ def tier_label(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def routing_key(verb: Verb, lane: Lane = "live") -> str:
+    """A command's routing key: the verb, then ``.<lane>`` for any lane but live ("get.background")."""
+    return verb if lane == "live" else f"{verb}.{lane}"
+
+
+def lane_of(key: str) -> Lane:
+    """The lane a routing key of :func:`routing_key` names ("get.bulk" -> "bulk"); any other key is live."""
+    _, dot, suffix = key.rpartition(".")
+    return _LANE_SUFFIXES.get(suffix, "live") if dot else "live"
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ class Topology:
         return f"{self.prefix}.dead"
 
     def routing_key(self, verb: Verb, lane: Lane = "live") -> str:
-        return verb if lane == "live" else f"{verb}.bulk"
+        return routing_key(verb, lane)
 
     def command_queue(self, verb: Verb, lane: Lane = "live") -> str:
         return f"{self.prefix}.{self.routing_key(verb, lane)}"

@@ -13,9 +13,9 @@ Each pass counts one delivery of every message it returns (a quorum queue record
 the queue has been read. At most 65,535 messages (AMQP's largest prefetch) are seen in one pass.
 
 A dead letter published by a worker carries its history in headers (:mod:`workers.attempts`) plus
-``x-reason``, ``x-routing-key`` (the verb, ``.bulk`` for the bulk lane) and ``x-dead-at``; a message
-dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries ``x-death`` instead, and
-RabbitMQ's account wins over any ``x-reason`` the sender put on it.
+``x-reason``, ``x-routing-key`` (the verb, then ``.bulk`` or ``.background`` for those lanes) and
+``x-dead-at``; a message dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries
+``x-death`` instead, and RabbitMQ's account wins over any ``x-reason`` the sender put on it.
 Times in headers are whole seconds (a Python float would travel as a 32-bit float, about 128 s
 coarse); letters dead-lettered before that change carry such floats, exact only to about two minutes.
 """
@@ -34,7 +34,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from shared.amqp import PublishFailed, publish_confirmed
 from shared.contracts import VERBS, Lane
-from shared.topology import Topology
+from shared.topology import Topology, lane_of
 
 MAX_PREFETCH = 65_535
 IDLE_TIMEOUT = 1.0
@@ -78,7 +78,7 @@ class DeadLetter:
     """One message of the dead-letter queue, as the operator needs to see it."""
 
     message_id: str
-    routing_key: str  # the original one: "create", "fix.bulk", ...; "" when unknown
+    routing_key: str  # the original one: "create", "fix.bulk", "get.background", ...; "" when unknown
     reason: str
     attempts: int
     first_seen: float | None
@@ -95,7 +95,7 @@ class DeadLetter:
 
     @property
     def lane(self) -> Lane:
-        return "bulk" if self.routing_key.endswith(".bulk") else "live"
+        return lane_of(self.routing_key)
 
     def age(self, now: float) -> float | None:
         return None if self.dead_at is None else max(0.0, now - self.dead_at)

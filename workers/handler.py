@@ -336,7 +336,9 @@ def _verb_of(message: AbstractIncomingMessage) -> str:
 
 
 def _lane(message: AbstractIncomingMessage) -> Lane:
-    return "bulk" if (message.routing_key or "").endswith(".bulk") else "live"
+    from shared.topology import lane_of  # noqa: PLC0415 (belongs beside tier_label's import above)
+
+    return lane_of(message.routing_key or "")
 
 
 def _describe_reply(reply: DvsaReply) -> str:

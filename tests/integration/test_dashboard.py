@@ -24,10 +24,11 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from playwright.async_api import ConsoleMessage, Page, expect
 
+from shared.contracts import VERBS
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
 from shared.telemetry import WorkerStats, declare_stats, encode_stats
-from shared.topology import Topology
+from shared.topology import LANES, Topology
 from tests.integration.conftest import base_settings, publish
 from tests.support.batch_api import LIGHT, Api, assert_error, delete_topology, running_ops_api
 from tests.support.browser import headless_chromium, screenshot_dir
@@ -120,7 +121,7 @@ async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batch
     assert len(series["delete"]) == 300
     assert snapshot["queues"]["dead"] == 0
     assert {(queue["verb"], queue["lane"]) for queue in snapshot["queues"]["commands"]} == {
-        (verb, lane) for verb in ("create", "fix", "delete", "get") for lane in ("live", "bulk")
+        (verb, lane) for verb in VERBS for lane in LANES
     }
     assert [batch["batch_id"] for batch in snapshot["batches"]] == [batch_id]
     assert snapshot["batches"][0]["total_vins"] == 2 and not snapshot["batches"][0]["finished"]

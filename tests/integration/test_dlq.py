@@ -112,36 +112,37 @@ async def test_replay_of_a_transient_failure_applies_it_once_with_its_message_id
     sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events, worker: Worker
 ) -> None:
     await sandbox.faults(error_rate=1.0)  # DVSA answers 500 to everything: the retries run out
-    live, bulk = create(7), create(8)
+    live, bulk, background = create(7), create(8), create(9)
     await publish(channel, settings, live)
-    await publish_raw(
-        channel,
-        settings,
-        msgspec.json.encode(bulk),
-        "create.bulk",
-        message_id=bulk.message_id,
-        content_type="application/json",
-    )
-    await events.wait_for(2)
+    for command, key in ((bulk, "create.bulk"), (background, "create.background")):
+        await publish_raw(
+            channel,
+            settings,
+            msgspec.json.encode(command),
+            key,
+            message_id=command.message_id,
+            content_type="application/json",
+        )
+    await events.wait_for(3)
     assert {event.result for event in events.received} == {"failed"}
-    await wait_for_dead(channel, settings, 2)
+    await wait_for_dead(channel, settings, 3)
     await sandbox.faults(error_rate=0.0)
 
     code, out, err = await recalls(settings, "dlq", "replay", "--id", live.message_id)
     assert (code, out.strip(), err) == (0, "Replayed 1 dead letter.", "")
-    await events.wait_for(3)
-    code, out, err = await recalls(settings, "dlq", "replay", "--verb", "create")
-    assert (code, out.strip(), err) == (0, "Replayed 1 dead letter.", "")
     await events.wait_for(4)
+    code, out, err = await recalls(settings, "dlq", "replay", "--verb", "create")
+    assert (code, out.strip(), err) == (0, "Replayed 2 dead letters.", "")
+    await events.wait_for(6)
 
-    applied = {event.message_id: event for event in events.received[2:]}
-    assert set(applied) == {live.message_id, bulk.message_id}  # the message ids were kept
-    for command, lane in ((live, "live"), (bulk, "bulk")):
+    applied = {event.message_id: event for event in events.received[3:]}
+    assert set(applied) == {live.message_id, bulk.message_id, background.message_id}  # ids kept
+    for command, lane in ((live, "live"), (bulk, "bulk"), (background, "background")):
         event = applied[command.message_id]
         assert (event.result, event.lane, event.attempts) == ("applied", lane, 1)  # a first attempt
-    assert sorted(r["vin"] for r in await sandbox.recalls()) == [vin(7), vin(8)]
+    assert sorted(r["vin"] for r in await sandbox.recalls()) == [vin(7), vin(8), vin(9)]
     creates = [r for r in await sandbox.requests() if r["verb"] == "create" and r["status"] == 201]
-    assert len(creates) == 2  # each reached DVSA once when it could be applied
+    assert len(creates) == 3  # each reached DVSA once when it could be applied
     assert await dead_count(channel, settings) == 0
 
 

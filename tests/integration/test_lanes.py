@@ -1,4 +1,5 @@
-"""Live first: a command published behind a deep bulk backlog reaches DVSA within seconds."""
+"""Live first: a command published behind a deep bulk backlog reaches DVSA within seconds; the
+background lane is consumed and applied like the others."""
 
 from __future__ import annotations
 
@@ -9,28 +10,31 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from pydantic import SecretStr
 
-from shared.contracts import utc_now
+from shared.contracts import Command, GetCommand, Lane, utc_now
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, running_worker
 from tests.support.commands import create
 from tests.support.services import REDIS_URL
+from workers.runtime import Worker
 
 BACKLOG = 2000
 
 
+async def publish_on(channel: AbstractChannel, settings: Settings, command: Command, lane: Lane) -> None:
+    await publish_raw(
+        channel,
+        settings,
+        msgspec.json.encode(command),
+        Topology(settings.prefix).routing_key(command.verb, lane),
+        message_id=command.message_id,
+        content_type="application/json",
+    )
+
+
 async def publish_bulk_backlog(channel: AbstractChannel, settings: Settings) -> None:
-    routing_key = Topology(settings.prefix).routing_key("create", "bulk")
     for n in range(BACKLOG):
-        command = create(n, campaign="BULK1")
-        await publish_raw(
-            channel,
-            settings,
-            msgspec.json.encode(command),
-            routing_key,
-            message_id=command.message_id,
-            content_type="application/json",
-        )
+        await publish_on(channel, settings, create(n, campaign="BULK1"), "bulk")
 
 
 @pytest.mark.parametrize("mode", ["local", "fleet"])
@@ -59,3 +63,17 @@ async def test_a_live_create_overtakes_a_bulk_backlog(
         assert sum(1 for e in events.received if e.lane == "bulk") >= 50
         stats = await sandbox.stats()
         assert stats["create"]["throttled"] == 0
+
+
+async def test_a_get_on_the_background_lane_is_applied_and_reported_as_background(
+    settings: Settings, channel: AbstractChannel, events: Events, worker: Worker
+) -> None:
+    opened = create(1, campaign="SWEEP1")
+    await publish(channel, settings, opened)
+    await events.wait_for(1)
+    checked = GetCommand(vin=opened.vin)
+    await publish_on(channel, settings, checked, "background")  # routing key get.background
+    await events.wait_for(2)
+    outcome = events.by_id()[checked.message_id]
+    assert (outcome.verb, outcome.result, outcome.lane) == ("get", "applied", "background")
+    assert [recall.manufacturer_campaign_reference for recall in outcome.recalls or []] == ["SWEEP1"]

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractConnection
 from producers.broker import BrokerUnreachable
 from producers.publisher import Publisher
 from shared.amqp import Unroutable
-from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Verb
+from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
 from shared.settings import Settings, load_settings
 from shared.topology import LANES, Topology
 from shared.validation import InvalidCommand, decode_command, validate
@@ -74,15 +74,23 @@ async def test_each_verb_lands_in_its_queue_as_a_persistent_json_message(
     assert message.body.startswith(b'{"verb":"' + verb.encode())
 
 
+@pytest.mark.parametrize("lane", ["bulk", "background"])
 @pytest.mark.parametrize("verb", VERBS)
-async def test_the_bulk_lane_goes_to_the_verbs_bulk_queue(
-    settings: Settings, names: Topology, connection: AbstractConnection, queue_count: QueueCount, verb: Verb
+async def test_a_lane_goes_to_the_verbs_queue_of_that_lane(
+    settings: Settings,
+    names: Topology,
+    connection: AbstractConnection,
+    queue_count: QueueCount,
+    verb: Verb,
+    lane: Lane,
 ) -> None:
     async with Publisher.connect(settings) as publisher:
-        await publisher.publish(a_command(verb), lane="bulk")
-    assert names.command_queue(verb, "bulk") == f"{settings.prefix}.{verb}.bulk"
-    assert await queue_count(names.command_queue(verb, "bulk"), expected=1) == 1
-    assert await queue_count(names.command_queue(verb, "live")) == 0
+        await publisher.publish(a_command(verb), lane=lane)
+    assert names.command_queue(verb, lane) == f"{settings.prefix}.{verb}.{lane}"
+    assert await queue_count(names.command_queue(verb, lane), expected=1) == 1
+    for other in LANES:
+        if other != lane:
+            assert await queue_count(names.command_queue(verb, other)) == 0
 
 
 async def test_a_command_with_no_queue_to_go_to_raises_unroutable(
