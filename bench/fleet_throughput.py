@@ -15,14 +15,14 @@
 Without ``--redis`` each worker process keeps the limit on its own, so N > 1 processes exceed it
 together; ``--redis URL`` passes ``RECALLS_REDIS_URL`` to the workers (fleet mode: one budget for all).
 
-    .venv/bin/python bench/fleet_throughput.py [--processes 1] [--per-verb 2000] [--redis URL] [--lane bulk]
-        [--samples 200] [--gap-ms 100]
+    .venv/bin/python bench/fleet_throughput.py [--processes 1] [--per-verb 2000] [--redis URL]
+        [--lane bulk|background] [--samples 200] [--gap-ms 100]
 
-With ``--lane bulk`` the backlog goes to the bulk lane and step 5 runs while it drains: the latency of
-live commands behind a bulk load at the full rate.
+With ``--lane bulk`` (or ``background``) the backlog goes to that lane and step 5 runs while it drains:
+the latency of live commands behind a bulk load (or a sweep) at the full rate.
 
-Prints the figures and writes them to ``bench/results/fleet_throughput-<N>p[-redis][-bulk].json``.  Asserts
-nothing: a figure that misses its goal is reported, not failed.
+Prints the figures and writes them to ``bench/results/fleet_throughput-<N>p[-redis][-<lane>].json``.
+Asserts nothing: a figure that misses its goal is reported, not failed.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from shared.contracts import (
     OutcomeEvent,
 )
 from shared.settings import Settings, load_settings
-from shared.topology import Topology, declare, delete
+from shared.topology import LANES, Topology, declare, delete
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -85,7 +85,7 @@ class Options:
     redis: str | None
     samples: int
     gap: float  # seconds between latency samples
-    lane: str  # of the backlog: "live", or "bulk" with live latency measured while it drains
+    lane: Lane  # of the backlog; with any but live, live latency is measured while it drains
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -97,9 +97,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--gap-ms", type=float, default=100.0, help="spacing of latency samples (ms)")
     parser.add_argument(
         "--lane",
-        choices=["live", "bulk"],
+        choices=LANES,
         default="live",
-        help="the backlog's lane; with bulk, live latency is measured while the backlog drains",
+        help="the backlog's lane; with bulk or background, live latency is measured while it drains",
     )
     args = parser.parse_args(argv)
     if args.processes < 1 or args.per_verb < 1 or args.samples < 1:
@@ -448,15 +448,14 @@ async def run_phases(
     }
     latency = latency_commands(tag, options.samples)
     async with Publisher.connect(settings) as publisher:
-        lane: Lane = "bulk" if options.lane == "bulk" else "live"
-        report["publish"] = await publish_backlog(publisher, commands, lane)
-        if options.lane == "bulk":
+        report["publish"] = await publish_backlog(publisher, commands, options.lane)
+        if options.lane != "live":
             await seed(admin, [command.vin for command in latency])
         async with running_workers(settings, options) as workers:
             timeout = options.per_verb / settings.rate_limit * 2 + 60
             during = (
                 asyncio.create_task(measure_latency(publisher, admin, outcomes, latency, options.gap))
-                if options.lane == "bulk"
+                if options.lane != "live"
                 else None
             )
             report["drain"] = await drain(outcomes, commands, workers, timeout)
@@ -518,7 +517,8 @@ def show(report: Json) -> None:
         )
     tokens, latency = report["tokens"], report["latency"]
     print(f"\n  tokens:  {tokens['requests']} requested, {tokens['issued']} issued")
-    kind = "live commands while the bulk backlog drains," if options["lane"] == "bulk" else "lone commands"
+    lane = options["lane"]
+    kind = f"live commands while the {lane} backlog drains," if lane != "live" else "lone commands"
     print(
         f"  latency: publish -> DVSA arrival, {latency['samples']} {kind} "
         f"{latency['gap_ms']:.0f} ms apart: p50 {latency['p50_ms']} ms, "
@@ -530,7 +530,8 @@ def show(report: Json) -> None:
 
 def save(report: Json) -> Path:
     options = report["options"]
-    suffix = ("-redis" if options["redis"] else "") + ("-bulk" if options["lane"] == "bulk" else "")
+    lane = options["lane"]
+    suffix = ("-redis" if options["redis"] else "") + ("" if lane == "live" else f"-{lane}")
     path = RESULTS / f"fleet_throughput-{options['processes']}p{suffix}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

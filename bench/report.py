@@ -22,6 +22,7 @@ from typing import Any
 from bench.batch_check import GOAL_RATIO as BATCH_GOAL_RATIO
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
 from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
+from shared.topology import LANES
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +75,8 @@ def fleet_scenario(report: Json) -> str:
     workers = options["processes"]
     mode = "fleet mode (Redis)" if options["redis"] else "local mode"
     text = f"{workers} worker{'s' if workers > 1 else ''}, {mode}, {options['per_verb']:,} per verb"
-    if options.get("lane") == "bulk":
-        text += " in the bulk lane, live commands meanwhile"
+    if (lane := backlog_lane(options)) != "live":
+        text += f" in the {lane} lane, live commands meanwhile"
     return text
 
 
@@ -86,17 +87,23 @@ def fleet_row(report: Json) -> str:
     throttled = sum(verb["throttled_429"] for verb in verbs)
     busiest = max(verb["max_in_window"] for verb in verbs)
     latency = report["latency"]
-    live = "live: " if report["options"].get("lane") == "bulk" else ""
+    live = "live: " if backlog_lane(report["options"]) != "live" else ""
     return (
         f"| {fleet_scenario(report)} | {span(rates, '.2f')}/s ({span(shares, '.1f')}%) | {throttled} "
         f"| {busiest} | {live}{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} ms |"
     )
 
 
-def fleet_order(report: Json) -> tuple[bool, int, bool]:
-    """Live-lane runs first, by number of workers, local mode before fleet mode; bulk-lane runs last."""
+def fleet_order(report: Json) -> tuple[int, int, bool]:
+    """Runs by their backlog's lane (live first, as LANES orders them), number of workers, then local mode
+    before fleet mode."""
     options = report["options"]
-    return options.get("lane") == "bulk", options["processes"], bool(options["redis"])
+    return LANES.index(backlog_lane(options)), options["processes"], bool(options["redis"])
+
+
+def backlog_lane(options: Json) -> str:
+    """The lane of a fleet_throughput run's backlog (live in results saved before ``--lane`` existed)."""
+    return str(options.get("lane", "live"))
 
 
 def batch_row(report: Json) -> str:

@@ -37,6 +37,9 @@ def made_up_results(directory: Path) -> None:
     files = {
         "fleet_throughput-4p-redis.json": fleet_result(4, True, [24.5, 24.25, 24.75, 24.6]),
         "fleet_throughput-1p.json": fleet_result(1, False, [24.9, 24.9, 24.9, 24.9]),
+        "fleet_throughput-1p-background.json": fleet_result(
+            1, False, [24.0, 24.0, 24.0, 24.0], lane="background"
+        ),
         "fleet_throughput-1p-bulk.json": fleet_result(1, False, [20.0, 20.0, 20.0, 20.0], lane="bulk"),
         "batch_check-500.json": {
             "vins": 500, "wall_s": 25.0, "physical_limit_s": 20.0, "ratio_to_limit": 1.25,
@@ -87,6 +90,8 @@ def test_a_made_up_results_directory_renders_these_rows(tmp_path: Path) -> None:
         "| 5.0 / 12.4 ms |",
         "| 1 worker, local mode, 2,000 per verb in the bulk lane, live commands meanwhile "
         "| 20.00/s (80.0%) | 0 | 25 | live: 5.0 / 12.4 ms |",
+        "| 1 worker, local mode, 2,000 per verb in the background lane, live commands meanwhile "
+        "| 24.00/s (96.0%) | 0 | 25 | live: 5.0 / 12.4 ms |",
     ]
     assert (
         "| batch check of 500 VINs through `recalls api` (one worker) | 25.0 s; 2 429s; at most 25 GETs in a "

@@ -4,7 +4,7 @@
 // another language. The fault suite's other_language scenario runs it as a child process.
 //
 // Usage:
-//   node publish.mjs [--url AMQP_URL] [--prefix PREFIX] [--lane bulk] [--out PATH]
+//   node publish.mjs [--url AMQP_URL] [--prefix PREFIX] [--lane bulk|background] [--out PATH]
 //                    (--commands PATH|- | --generate N [--tag TEXT])
 // --commands reads a JSON list of command objects; message_id, issued_at and schema_version are filled in
 // when absent. --generate N makes about N mixed commands itself (creates; creates then fixes; creates then
@@ -61,7 +61,9 @@ function parseArgs(argv) {
   if ((args.commands === null) === (args.generate === null)) {
     throw new Refused("give exactly one of --commands PATH and --generate N");
   }
-  if (args.lane !== "" && args.lane !== "bulk") throw new Refused("--lane: only 'bulk' is known");
+  if (!["", "bulk", "background"].includes(args.lane)) {
+    throw new Refused("--lane: only 'bulk' and 'background' are known");
+  }
   return args;
 }
 

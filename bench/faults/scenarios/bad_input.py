@@ -31,6 +31,7 @@ from bench.faults.scenarios.fuzz_messages import RawCase
 from bench.faults.workload import Workload
 from bench.fleet_throughput import REFERENCE, START, vin
 from shared.contracts import Command, CreateCommand, GetCommand
+from shared.topology import LANES, routing_key
 from workers.dead_letters import DeadLetter
 
 SHOWN = 5  # cases quoted in one problem
@@ -89,12 +90,11 @@ def _bad_id(tag: str, index: int) -> str:
 
 
 async def _publish(fleet: FaultRun, cases: Sequence[RawCase], goods: Sequence[Command], tag: str) -> None:
-    """A good command with odd headers, then a bad message, in turn (some of them on the bulk lane)."""
+    """A good command with odd headers, then a bad message, in turn (the good ones on each lane in turn)."""
     for index, (case, good) in enumerate(zip(cases, goods, strict=True)):
-        lane = ".bulk" if index % 3 == 2 else ""
         await fleet.publish_raw(
             msgspec.json.encode(good),
-            good.verb + lane,
+            routing_key(good.verb, LANES[index % len(LANES)]),
             message_id=good.message_id,
             content_type="application/json",
             headers=case.good_headers,

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from bench.faults.scenarios import fuzz
 from shared.contracts import VERBS
+from shared.topology import LANES, routing_key
 
-ROUTING_KEYS = [*VERBS, *(f"{verb}.bulk" for verb in VERBS)]
+ROUTING_KEYS = [routing_key(verb, lane) for verb in VERBS for lane in LANES]
 KNOWN_FIELDS = {
     "verb", "schema_version", "message_id", "correlation_id", "issued_at", "vin", "rectification_date",
     "manufacturer_campaign_reference", "dvsa_campaign_reference", "recall_campaign_start_date",

@@ -4,6 +4,7 @@
 
 (function () {
   const VERBS = ["create", "fix", "delete", "get"];
+  const LANES = ["live", "bulk", "background"];
   const COLOURS = { create: "#2563eb", fix: "#16a34a", delete: "#dc2626", get: "#9333ea" };
   const SVG = "http://www.w3.org/2000/svg";
   const CHART = { width: 900, height: 260, left: 44, right: 12, top: 12, bottom: 28 };
@@ -110,8 +111,8 @@
       return found ? found.messages : "–";
     };
     fill("queues", VERBS.map((verb) =>
-      row([verb, element("td", { class: "live" }, depth(verb, "live")),
-        element("td", { class: "bulk" }, depth(verb, "bulk"))], { "data-verb": verb })));
+      row([verb, ...LANES.map((lane) => element("td", { class: lane }, depth(verb, lane)))],
+        { "data-verb": verb })));
     $("depths-age").textContent = data.depths_age === null
       ? "queue depths not read yet" : "read " + Math.round(data.depths_age) + " s ago";
   }
