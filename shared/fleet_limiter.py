@@ -5,7 +5,11 @@ a Lua script: the spacing is GCRA with no burst (each caller reserves the verb's
 sleeps until it), the gate a sorted set of the calls let go, each scored by when it stops counting:
 far ahead while it is in flight, then its answer plus one window once its sender reports the answer.
 Time is Redis's own clock (``TIME``), so hosts with skewed clocks share one schedule.  A 429 pauses
-the verb for everyone: callers waiting at the gate reserve new slots after the pause.
+the verb for everyone: callers waiting at the gate reserve new slots after the pause.  The lanes share
+each schedule as in local mode: a live caller reserves at once, a bulk or background caller only once
+the schedule is booked no further ahead than its lane's :data:`shared.ratelimit.BOOKING_HORIZON`
+(checked in the same script as the reservation), so live work goes first, then bulk, then background,
+fleet-wide.
 
 When Redis cannot be reached the limiter does not guess: see :mod:`shared.redis_hold`.
 """
@@ -19,14 +23,15 @@ from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from shared.contracts import VERBS, Lane, Verb
-from shared.ratelimit import Permit, Sleep
+from shared.ratelimit import BOOKING_HORIZON, Permit, Sleep
 from shared.redis_hold import RedisHold
 
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
-# ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] 1: bulk lane.  Reserves the verb's next slot, spaced
-# so that a window plus the slack of a call's time from grant to answer holds the limit (see
-# shared.ratelimit); returns {wait before it (µs), 1}.  A bulk caller books only the next slot or
-# one free now: otherwise it gets {wait until only one slot is booked ahead (µs), 0} and asks again.
+# ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] (bulk and background lanes only) the lane's booking
+# horizon, in intervals.  Reserves the verb's next slot, spaced so that a window plus the slack of a
+# call's time from grant to answer holds the limit (see shared.ratelimit); returns {wait before it
+# (µs), 1}.  With a horizon, it reserves only a slot at most that far ahead: otherwise it returns
+# {wait until the schedule is booked no further ahead than the horizon (µs, at least 1), 0}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -37,7 +42,10 @@ local next_free = tonumber(redis.call('GET', KEYS[1]) or 0)
 local paused_until = tonumber(redis.call('GET', KEYS[2]) or 0)
 local slot = math.max(now, next_free, paused_until)
 local interval = math.floor((window + slack) / tonumber(ARGV[1]))
-if ARGV[3] == '1' and slot > now + interval then return {slot - now - interval, 0} end
+if ARGV[3] then
+  local horizon = now + math.floor(interval * tonumber(ARGV[3]))
+  if slot > horizon then return {slot - horizon, 0} end
+end
 redis.call('SET', KEYS[1], slot + interval, 'PX', 60000 + math.ceil((slot - now) / 1000))
 return {slot - now, 1}
 """
@@ -124,26 +132,27 @@ class RedisLimiter:
         self._pause = redis.register_script(_PAUSE)
         self._gate = redis.register_script(_GATE)
         self._answered = redis.register_script(_ANSWERED)
-        self._bulk_turn = {verb: asyncio.Lock() for verb in VERBS}
+        self._turn = {(lane, verb): asyncio.Lock() for lane in BOOKING_HORIZON for verb in VERBS}
 
     def _keys(self, verb: Verb) -> list[str]:
         return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "counted", "tickets", "took")]
 
     async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
-        if lane == "live":
-            return await self._go(verb, await self._book(verb, bulk=False))
-        # One bulk caller per verb in this process books at a time: the others would only ask in vain.
-        async with self._bulk_turn[verb]:
-            wait_us = await self._book(verb, bulk=True)
+        if lane not in BOOKING_HORIZON:
+            return await self._go(verb, await self._book(verb))
+        # One caller per lane and verb in this process books at a time: the others would only ask in vain.
+        async with self._turn[lane, verb]:
+            wait_us = await self._book(verb, BOOKING_HORIZON[lane])
         return await self._go(verb, wait_us)
 
-    async def _book(self, verb: Verb, *, bulk: bool) -> int:
-        """Book the verb's next slot (bulk: once it is at most one slot ahead); µs until it comes."""
+    async def _book(self, verb: Verb, horizon: float | None = None) -> int:
+        """Book the verb's next slot (given a horizon, once it is that near); µs until it comes."""
         schedule, paused, _, _, took = self._keys(verb)
+        args: list[int | str] = [self._limit, self._window_us]
+        if horizon is not None:
+            args.append(repr(horizon))
         while True:
-            wait_us, booked = await self._run(
-                self._reserve, [schedule, paused, took], [self._limit, self._window_us, int(bulk)]
-            )
+            wait_us, booked = await self._run(self._reserve, [schedule, paused, took], args)
             if booked:
                 return int(wait_us)
             await self._sleep(wait_us / 1_000_000)
@@ -165,7 +174,7 @@ class RedisLimiter:
             if wait_us == 0:
                 return Permit(verb, ticket=str(ticket))
             # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
-            wait_us = await self._book(verb, bulk=False)
+            wait_us = await self._book(verb)
 
     async def answered(self, permit: Permit) -> None:
         keys = self._keys(permit.verb)

@@ -17,11 +17,19 @@ a window after call *k* did, on any machine under any load, with no allowance fo
 is one call's latency per window (a few milliseconds in a second).  The margin only covers how DVSA
 rounds its window.
 
-Live work goes first: a caller from the bulk lane books a slot only when the verb's schedule is booked
-no further ahead than the next slot (one bulk caller per verb and process asks at a time), so a live
-caller finds at most one bulk call booked ahead of it, and bulk work takes every slot live work
-leaves: the next bulk booking is made while the last one waits for its slot, so a late wake-up of
-the bulk side loses no slot.
+Live work goes first, then bulk work, then background work.  A live caller books the verb's next slot
+at once.  A caller of another lane books only once the verb's schedule is booked no further ahead
+than its lane's :data:`BOOKING_HORIZON` (one caller per lane, verb and process asks at a time):
+
+- bulk, one interval: bulk work takes every slot live work leaves, since the next bulk booking is
+  made while the last one waits for its slot, so a late wake-up of the bulk side loses no slot;
+- background, half an interval: while bulk work waits, each bulk booking comes before the schedule is
+  that close, so background work gets a slot only after a bulk wake-up more than half an interval
+  late; alone it books half an interval ahead, so a wake-up up to that late loses it no slot.
+
+Each such booking is made at most one interval ahead, and the next one only after its slot has come,
+so a live caller finds at most one bulk or background call booked ahead of it (and the calls that a
+429's pause sent back from the gate, which book again behind the pause in turn, whatever their lane).
 
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
 (:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
@@ -39,6 +47,10 @@ from shared.contracts import VERBS, Lane, Verb
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+# How far ahead, in intervals, a verb's schedule may be booked for a caller of the lane to book a slot;
+# a live caller books at once.
+BOOKING_HORIZON: dict[Lane, float] = {"bulk": 1.0, "background": 0.5}
 
 
 @dataclass(eq=False)
@@ -70,7 +82,8 @@ class CallTime:
 
 class RateLimiter(Protocol):
     async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
-        """Return when a call of ``verb`` may be sent now; bulk callers only with slots live leaves."""
+        """Return when a call of ``verb`` may be sent now; other lanes only with slots the lanes before
+        them in :data:`shared.topology.LANES` leave."""
 
     async def answered(self, permit: Permit) -> None:
         """The call is over (answered, failed or given up): count it for one window from now."""
@@ -98,14 +111,17 @@ class SpacingLimiter:
         self._paused_until: dict[Verb, float] = dict.fromkeys(VERBS, 0.0)
         self._let_go: dict[Verb, list[Permit]] = {verb: [] for verb in VERBS}
         self._call_time: dict[Verb, CallTime] = {verb: CallTime() for verb in VERBS}
-        self._bulk_turn: dict[Verb, asyncio.Lock] = {verb: asyncio.Lock() for verb in VERBS}
+        self._turn: dict[tuple[Lane, Verb], asyncio.Lock] = {
+            (lane, verb): asyncio.Lock() for lane in BOOKING_HORIZON for verb in VERBS
+        }
 
     async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
-        if lane == "live":
+        if lane not in BOOKING_HORIZON:
             return await self._go(verb, self._book(verb))
-        async with self._bulk_turn[verb]:
+        horizon = BOOKING_HORIZON[lane]
+        async with self._turn[lane, verb]:
             # Rounding can leave a wait too small to move the clock: a microsecond is near enough.
-            while (wait := self._booked_ahead(verb) - self.interval(verb)) > 1e-6:
+            while (wait := self._booked_ahead(verb) - horizon * self.interval(verb)) > 1e-6:
                 await self._sleep(wait)
             slot = self._book(verb)
         return await self._go(verb, slot)

@@ -11,6 +11,9 @@
                   --#-->  <p>.ledger         quorum, every outcome: the ledger and the batch tracker
 ```
 Producers and workers both call :func:`declare`, so whichever starts first creates the topology.
+Every worker consumes every lane; the lanes share each verb's rate budget in the order of
+:data:`LANES`: bulk calls take only the slots live calls leave, background calls only those live and
+bulk calls leave (:mod:`shared.ratelimit`).
 """
 
 from __future__ import annotations

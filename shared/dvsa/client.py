@@ -113,7 +113,7 @@ class DvsaClient:
     async def call(
         self, command: Command, lane: Lane = "live", *, unless: LastLook | None = None
     ) -> DvsaReply:
-        """The DVSA call that carries out ``command``; a bulk lane's call waits for live work.
+        """The DVSA call that carries out ``command``; a bulk or background call waits for earlier lanes.
 
         ``unless`` is asked once the limiter lets the call go, just before it is sent: True withdraws it
         (:class:`Withdrawn`), so a decision that depends on the fleet's latest state is taken late.

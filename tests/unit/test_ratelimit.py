@@ -6,7 +6,8 @@ import asyncio
 import heapq
 import itertools
 import random
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts import VERBS, Lane, Verb
@@ -152,32 +153,95 @@ class VirtualTime:
         await asyncio.gather(*tasks)
 
 
-async def test_live_calls_go_ahead_of_a_bulk_backlog() -> None:
+@dataclass
+class Calls:
+    """Creates made through one limiter on a virtual clock, each 4 ms long, and when each was let go."""
+
+    limiter: SpacingLimiter
+    time: VirtualTime
+    granted: list[tuple[Lane, float]] = field(default_factory=list)
+    live_asked: float | None = None
+
+    def backlog(self, lane: Lane, count: int, callers: int = 5) -> list[Coroutine[Any, Any, None]]:
+        """``count`` calls of ``lane``, taken in turn by ``callers`` tasks (a worker's deliveries)."""
+        work = iter(range(count))
+        return [self._caller(lane, work) for _ in range(callers)]
+
+    async def _caller(self, lane: Lane, work: Iterator[int]) -> None:
+        for _ in work:
+            permit = await self.limiter.acquire("create", lane)
+            self.granted.append((lane, self.time.now))
+            await self.time.sleep(0.004)  # the call
+            await self.limiter.answered(permit)
+
+    async def one_live_call(self, after: float) -> None:
+        """A live call asked ``after`` seconds (noted in ``live_asked``)."""
+        await self.time.sleep(after)
+        self.live_asked = self.time.now
+        await self._caller("live", iter(range(1)))
+
+    def live_wait(self) -> float:
+        """How long the live call waited for its slot."""
+        assert self.live_asked is not None
+        return next(at for lane, at in self.granted if lane == "live") - self.live_asked
+
+    def times(self) -> list[float]:
+        return [at for _, at in self.granted]
+
+
+def calls_at_25_per_s(late: float = 0.0) -> Calls:
+    """Calls through a limiter of 25/s whose wake-ups come up to ``late`` seconds late, as on a busy loop."""
     time = VirtualTime()
-    limiter = SpacingLimiter(25, margin=0.0, clock=time.clock, sleep=time.sleep)
-    granted: list[tuple[str, float]] = []
-    asked: list[float] = []
+    rng = random.Random(5)
 
-    async def caller(lane: Lane, count: int) -> None:
-        for _ in range(count):
-            permit = await limiter.acquire("create", lane)
-            granted.append((lane, time.now))
-            await time.sleep(0.004)  # the call
-            await limiter.answered(permit)
+    async def late_sleep(seconds: float) -> None:
+        await time.sleep(seconds + rng.uniform(0, late))
 
-    async def live_caller() -> None:
-        await time.sleep(2.0)  # when the bulk backlog is in full flow
-        asked.append(time.now)
-        await caller("live", 1)
+    return Calls(SpacingLimiter(25, margin=0.0, clock=time.clock, sleep=late_sleep), time)
 
-    await time.run(*(caller("bulk", 40) for _ in range(10)), live_caller())  # 400 bulk calls queued
-    live_at = next(at for lane, at in granted if lane == "live")
+
+async def test_live_calls_go_ahead_of_a_bulk_backlog() -> None:
+    calls = calls_at_25_per_s()
+    # The live call comes when the bulk backlog is in full flow.
+    await calls.time.run(*calls.backlog("bulk", 400, callers=10), calls.one_live_call(after=2.0))
     # Behind at most the bulk calls already booked (two slots), not behind the 350 still waiting.
-    assert live_at - asked[0] <= 3 / 25
-    times = [at for _, at in granted]
+    assert calls.live_wait() <= 3 / 25
+    times = calls.times()
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert rate > 24.5  # bulk work takes every slot live work leaves
     assert max_in_any_window(times) <= 25
+
+
+async def test_background_calls_take_only_the_slots_bulk_work_leaves() -> None:
+    # Wake-ups up to 15 ms late, less than half an interval (20 ms): a bulk caller still re-books first.
+    calls = calls_at_25_per_s(late=0.015)
+    # 200 bulk and 200 background calls queued at once, five callers each (five workers' deliveries).
+    await calls.time.run(*calls.backlog("bulk", 200), *calls.backlog("background", 200))
+    assert [lane for lane, _ in calls.granted] == ["bulk"] * 200 + ["background"] * 200
+    times = calls.times()
+    for part in (times[:200], times[200:]):
+        assert (len(part) - 1) / (part[-1] - part[0]) > 24.5  # each at the full rate
+    # No slot lost at the hand-over: from five calls before it to five after, ten intervals, not eleven.
+    assert times[205] - times[195] < 10.5 * calls.limiter.interval("create")
+    assert max_in_any_window(times) <= 25
+
+
+async def test_background_work_alone_loses_no_slot_to_late_wake_ups() -> None:
+    calls = calls_at_25_per_s(late=0.015)  # less than half an interval (20 ms)
+    await calls.time.run(*calls.backlog("background", 200))
+    times = calls.times()
+    # Each slot was booked before the one ahead of it came, so the schedule kept the full spacing: 199
+    # intervals from the first call to the last, plus how late the last one's wake-ups were (at the
+    # slot, then at the gate).  Booking only once the last slot had come would lose 7.5 ms a call.
+    assert (times[-1] - times[0]) / calls.limiter.interval("create") < 199 + 1.5
+    assert max_in_any_window(times) <= 25
+
+
+async def test_live_calls_go_ahead_of_background_work() -> None:
+    calls = calls_at_25_per_s()
+    await calls.time.run(*calls.backlog("background", 200), calls.one_live_call(after=2.0))
+    # Behind at most the background call booked half an interval ahead, after the one at its slot now.
+    assert calls.live_wait() <= 1.5 * calls.limiter.interval("create") + 1e-6
 
 
 async def test_pause_holds_the_verb() -> None:
