@@ -40,9 +40,16 @@ def broker_url(settings: Settings) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
-    """A robust connection (it reconnects by itself) named after its role for the management UI."""
-    return await aio_pika.connect_robust(broker_url(settings), client_properties={"connection_name": name})
+async def connect(
+    settings: Settings, name: str, *, connect_timeout: float | None = None
+) -> AbstractRobustConnection:
+    """A robust connection (it reconnects by itself) named after its role for the management UI.
+
+    ``connect_timeout`` bounds the first connect (a host that drops packets would hold it for minutes).
+    """
+    return await aio_pika.connect_robust(
+        broker_url(settings), client_properties={"connection_name": name}, timeout=connect_timeout
+    )
 
 
 async def publish_confirmed(

@@ -12,11 +12,13 @@ from shared import logs
 from shared.gc_tuning import settle_after_startup
 from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
+from shared.store.database import StoreError
 from workers.runtime import Worker, dvsa_client
 from workers.supervisor import supervise
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings) -> int:
+    """Run one worker until a signal stops it; the exit code (2: it may not run here as configured)."""
     async with dvsa_client(settings) as dvsa:
         worker = Worker(settings, dvsa)
         loop = asyncio.get_running_loop()
@@ -28,7 +30,13 @@ async def serve(settings: Settings) -> None:
         if ready.done():
             settle_after_startup()
         ready.cancel()
-        await running
+        try:
+            await running
+        except StoreError as exc:
+            # One line, no traceback: the configuration is at fault, and the line says how to mend it.
+            click.echo(f"error: {exc}", err=True)
+            return 2
+    return 0
 
 
 @click.command()
@@ -51,8 +59,7 @@ def worker(prefetch: int | None, processes: int) -> None:
     logs.configure(settings)
     pin_mmap_threshold()
     if processes == 1:
-        asyncio.run(serve(settings))
-        return
+        sys.exit(asyncio.run(serve(settings)))
     if settings.redis_url is None:
         # Each process would keep its own 25/s: together they would exceed DVSA's limit.
         click.echo("error: --processes above 1 needs RECALLS_REDIS_URL (fleet mode)", err=True)

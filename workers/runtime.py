@@ -1,5 +1,8 @@
 """The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
 
+Before it consumes, a worker waits for its services (:mod:`workers.startup`), serving its probes
+meanwhile when it has a metrics port.
+
 One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
 concurrency) and one confirm channel for everything the handler publishes.  Alongside, the event
 recorder keeps the ledger and the batch jobs from the outcome events, in the store the worker opens
@@ -19,7 +22,6 @@ import httpx
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from redis import asyncio as aioredis
 
-from shared.amqp import connect
 from shared.contracts import VERBS
 from shared.dvsa.client import DvsaClient
 from shared.dvsa.fleet_tokens import RedisTokenCache
@@ -39,25 +41,39 @@ from workers.inflight import InFlight
 from workers.ledger import EventRecorder
 from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
 from workers.reporting import Reporter
+from workers.startup import Patience, Stopped, broker_answering, redis_answering, store_answering
 from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger("recalls.worker")
 
 
-@contextlib.asynccontextmanager
-async def readiness_checks(
-    settings: Settings, connection: AbstractRobustConnection, db: Database
-) -> AsyncIterator[dict[str, Check]]:
-    """What /readyz asks: the broker connection, Redis in fleet mode, the store where events are recorded."""
+class NotOpenYet(ConnectionError):
+    """A service the worker is still waiting for at start: what /readyz names until it answers."""
 
+
+async def _not_open_yet() -> None:
+    raise NotOpenYet
+
+
+def broker_check(connection: AbstractRobustConnection) -> Check:
     async def broker() -> None:
         if connection.is_closed or not connection.connected.is_set():
             raise ConnectionError("broker connection down")
 
-    checks: dict[str, Check] = {"broker": broker}
+    return broker
+
+
+@contextlib.asynccontextmanager
+async def readiness_checks(settings: Settings) -> AsyncIterator[dict[str, Check]]:
+    """What /readyz asks: the broker connection, Redis in fleet mode, the store where events are recorded.
+
+    The broker and the store answer :class:`NotOpenYet` until the worker has opened them and put their
+    own checks in this dict, so that a worker waiting for them at start says which it waits for.
+    """
+    checks: dict[str, Check] = {"broker": _not_open_yet}
     if settings.record_events:
-        checks["store"] = db.ping
+        checks["store"] = _not_open_yet
     if settings.redis_url is None:
         yield checks
         return
@@ -68,7 +84,8 @@ async def readiness_checks(
         async def redis_ping() -> None:
             await redis.ping()
 
-        yield {**checks, "redis": redis_ping}
+        checks["redis"] = redis_ping
+        yield checks
     finally:
         await redis.aclose()
 
@@ -148,12 +165,23 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        async with Database.connect(self._settings) as db:
-            connection = await connect(self._settings, "recalls-worker")
-            try:
+        """Wait for the services, then consume until stopped (a stop while waiting returns at once)."""
+        settings = self._settings
+        patience = Patience(settings, self._stopping)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                checks = await stack.enter_async_context(self._operations())
+                db = await stack.enter_async_context(store_answering(settings, patience))
+                if "store" in checks:
+                    checks["store"] = db.ping
+                connection = await broker_answering(settings, patience, "recalls-worker")
+                stack.push_async_callback(connection.close)
+                checks["broker"] = broker_check(connection)
+                await redis_answering(settings, patience)
                 await self._serve(connection, db)
-            finally:
-                await connection.close()
+        except Stopped:
+            log.info("stopped before consuming")
+            return
 
     async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
         publishing = await connection.channel(publisher_confirms=True)
@@ -171,7 +199,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             if self._settings.record_events:
                 await stack.enter_async_context(self._recording(connection, db))
-            await stack.enter_async_context(self._telling(connection, db))
+            await stack.enter_async_context(self._telling(connection))
             self._announce()
             self.ready.set()
             await self._stopping.wait()
@@ -199,31 +227,41 @@ class Worker:
                 await asyncio.gather(sending, return_exceptions=True)
 
     @contextlib.asynccontextmanager
-    async def _telling(self, connection: AbstractRobustConnection, db: Database) -> AsyncIterator[None]:
-        """Live stats for the dashboard; with a metrics port, the operations endpoints and queue gauges."""
+    async def _operations(self) -> AsyncIterator[dict[str, Check]]:
+        """With a metrics port, /metrics, /healthz and /readyz from the very start (yields the checks).
+
+        A worker waiting for its services is alive, since a restart would not bring them back, and
+        unready, naming what it waits for.
+        """
+        async with readiness_checks(self._settings) as checks:
+            port = self._settings.metrics_port
+            if port is None:
+                yield checks
+                return
+            endpoints = OpsEndpoints(self._dvsa.metrics, alive=self.alive, checks=checks)
+            async with serving(endpoints, self._settings.metrics_host, port) as bound:
+                self.ops_port = bound
+                yield checks
+
+    @contextlib.asynccontextmanager
+    async def _telling(self, connection: AbstractRobustConnection) -> AsyncIterator[None]:
+        """Live stats for the dashboard; with a metrics port, the queue gauges."""
         metrics = self._dvsa.metrics
         metrics.count_in_flight(lambda: len(self._in_flight))
         tasks = [publish_stats_forever(connection, self._topology, metrics, lambda: len(self._in_flight))]
-        async with contextlib.AsyncExitStack() as stack:
-            port = self._settings.metrics_port
-            if port is not None:
-                checks = await stack.enter_async_context(readiness_checks(self._settings, connection, db))
-                endpoints = OpsEndpoints(metrics, alive=self.alive, checks=checks)
-                self.ops_port = await stack.enter_async_context(
-                    serving(endpoints, self._settings.metrics_host, port)
-                )
-                tasks.append(watch_queue_depths(connection, self._topology, metrics))
-            running = [asyncio.create_task(task) for task in tasks]
-            try:
-                yield
-            finally:
-                for task in running:
-                    task.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
+        if self._settings.metrics_port is not None:
+            tasks.append(watch_queue_depths(connection, self._topology, metrics))
+        running = [asyncio.create_task(task) for task in tasks]
+        try:
+            yield
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     def alive(self) -> bool:
-        """Consuming and not stopping: what /healthz reports."""
-        return self.ready.is_set() and not self._stopping.is_set()
+        """Not stopping: what /healthz reports (waiting for its services at start, a worker is alive)."""
+        return not self._stopping.is_set()
 
     async def _drain(self) -> None:
         if not self._in_flight:

@@ -4,6 +4,7 @@ what /healthz and /readyz answer, and the live stats the dashboard adds up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from tests.support.commands import create
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
 from workers.ops_http import OpsEndpoints, serving
-from workers.runtime import Worker
+from workers.runtime import Worker, dvsa_client
 
 pytestmark = pytest.mark.integration
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -169,10 +170,25 @@ async def test_health_and_readiness_of_a_running_worker(worker: Worker) -> None:
 
 
 @pytest.mark.settings(metrics_port=free_port(), redis_url="redis://:hunter2-secret@127.0.0.1:1/0")
-async def test_readiness_names_an_unreachable_redis_without_its_password(worker: Worker) -> None:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker.ops_port}") as http:
-        ready = await http.get("/readyz")
-        live = await http.get("/healthz")
+async def test_readiness_names_an_unreachable_redis_without_its_password(settings: Settings) -> None:
+    async with dvsa_client(settings) as dvsa:  # the worker waits for Redis at start, serving its probes
+        worker = Worker(settings, dvsa)
+        running = asyncio.create_task(worker.run())
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.metrics_port}") as http:
+
+            async def readiness() -> httpx.Response | None:
+                with contextlib.suppress(httpx.ConnectError):  # not listening yet
+                    return await http.get("/readyz")
+                return None
+
+            def broker_open(response: httpx.Response | None) -> bool:
+                return response is not None and response.json()["checks"]["broker"] == "ok"
+
+            ready = await poll_until(readiness, broker_open)
+            live = await http.get("/healthz")
+        worker.stop()
+        await running
+    assert ready is not None
     assert ready.status_code == 503
     body = ready.json()
     assert body["status"] == "unready"

@@ -1,0 +1,194 @@
+"""What a worker holds before it consumes, against the real broker, Redis and store.
+
+Services that do not answer at start are waited for, one JSON line a try, and a SIGTERM ends the wait
+with exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from bench.faults.tcp_proxy import TcpProxy
+from cli.sandbox_process import pointed_at
+from shared.settings import Settings
+from shared.topology import Topology, delete
+from tests.integration.conftest import (
+    Events,
+    Sandbox,
+    base_settings,
+    publish,
+    worker_env,
+)
+from tests.support.commands import create
+from tests.support.ports import free_port
+from tests.support.services import AMQP_URL
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Child:
+    """A ``recalls worker`` process and the lines it has written to stderr so far."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    pumping: asyncio.Task[None] | None = None
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.lines.append(line.decode(errors="replace"))
+            self.changed.set()
+
+    async def seen(self, holds: Callable[[str], bool], count: int = 1, timeout: float = 20) -> list[str]:
+        """The first ``count`` lines that hold, once written; fails if the process exits first."""
+        async with asyncio.timeout(timeout):
+            while len(matching := [line for line in self.lines if holds(line)]) < count:
+                assert self.process.returncode is None, "the worker exited:\n" + self.text()
+                self.changed.clear()
+                waiting = asyncio.ensure_future(self.changed.wait())
+                exiting = asyncio.ensure_future(self.process.wait())
+                await asyncio.wait({waiting, exiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+        return matching[:count]
+
+    async def consuming(self) -> None:
+        await self.seen(lambda line: "worker consuming" in line)
+
+    async def exited(self, timeout: float = 20) -> int:
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+            if self.pumping is not None:
+                await self.pumping
+        return code
+
+    async def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return await self.exited()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+Start = Callable[[dict[str, str]], Awaitable[Child]]
+
+
+@pytest.fixture
+async def children() -> AsyncIterator[Start]:
+    """Starts ``recalls worker`` children; kills any a failed test left running."""
+    started: list[Child] = []
+
+    async def start(env: dict[str, str]) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        assert process.stderr is not None
+        child = Child(process)
+        child.pumping = asyncio.create_task(child._pump(process.stderr))
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        if child.process.returncode is None:
+            child.process.kill()
+            await child.exited()
+
+
+@pytest.fixture
+def quiet(prefix: str, store_path: Path) -> Settings:
+    """Settings of workers that never call DVSA (no sandbox: nothing listens where DVSA would be)."""
+    return pointed_at(base_settings(prefix, sqlite_path=store_path), f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.fixture
+async def admin(quiet: Settings) -> AsyncIterator[AbstractConnection]:
+    """A connection of the test's own, for workers with no sandbox; at the end their topology goes."""
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        yield connection
+        async with connection.channel() as channel:
+            await delete(channel, Topology(quiet.prefix, quiet.retry_tiers))
+
+
+def entries(child: Child, service: str) -> Callable[[str], bool]:
+    """Whether a line is a JSON retry line about ``service``."""
+
+    def holds(line: str) -> bool:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            return isinstance(entry, dict) and entry.get("service") == service and "retry_in_s" in entry
+        return False
+
+    return holds
+
+
+async def test_a_worker_waits_for_the_broker_then_consumes(
+    sandbox: Sandbox,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+    children: Start,
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    await proxy.cut()  # the port is known and nothing listens on it
+    try:
+        child = await children(
+            worker_env(settings, RECALLS_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        )
+        tries = await child.seen(entries(child, "rabbitmq"), count=2)
+        first = json.loads(tries[0])
+        assert (first["level"], first["attempt"]) == ("warning", 1)
+        assert 0.3 <= first["retry_in_s"] <= 0.5
+        assert "guest:guest" not in child.text()
+        await proxy.restore()
+        await child.consuming()
+        command = create(50_001)
+        await publish(channel, settings, command)
+        (event,) = await events.wait_for(1, timeout=20)
+        assert (event.message_id, event.result) == (command.message_id, "applied")
+        assert await child.terminate() == 0
+    finally:
+        await proxy.close()
+    assert "Traceback" not in child.text()
+    assert not [line for line in child.lines if "aiormq" in line]  # the retry line says it once
+
+
+async def test_a_fleet_worker_waits_for_redis(
+    quiet: Settings, admin: AbstractConnection, children: Start
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    await proxy.cut()
+    try:
+        child = await children(worker_env(quiet, RECALLS_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0"))
+        tries = await child.seen(entries(child, "redis"), count=2)
+        assert [json.loads(line)["attempt"] for line in tries] == [1, 2]
+        assert "worker consuming" not in child.text()
+        await proxy.restore()
+        await child.consuming()
+        assert await child.terminate() == 0
+    finally:
+        await proxy.close()
+    assert "Traceback" not in child.text()
+
+
+async def test_sigterm_while_waiting_for_the_store_exits_cleanly(quiet: Settings, children: Start) -> None:
+    url = f"postgresql://recalls:distinctive-db-secret@127.0.0.1:{free_port()}/recalls"
+    child = await children(worker_env(quiet, RECALLS_DATABASE_URL=url))
+    tries = await child.seen(entries(child, "store"), count=2)
+    assert "ConnectionRefusedError" in json.loads(tries[0])["error"]
+    assert await child.terminate() == 0
+    assert "distinctive-db-secret" not in child.text()
+    assert "Traceback" not in child.text()
