@@ -14,6 +14,7 @@ from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
 from shared.store.database import StoreError
 from workers.runtime import Worker, dvsa_client
+from workers.startup import Refused
 from workers.supervisor import supervise
 
 
@@ -32,7 +33,7 @@ async def serve(settings: Settings) -> int:
         ready.cancel()
         try:
             await running
-        except StoreError as exc:
+        except (Refused, StoreError) as exc:
             # One line, no traceback: the configuration is at fault, and the line says how to mend it.
             click.echo(f"error: {exc}", err=True)
             return 2

@@ -1,7 +1,7 @@
 """The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
 
-Before it consumes, a worker waits for its services (:mod:`workers.startup`), serving its probes
-meanwhile when it has a metrics port.
+Before it consumes, a worker waits for its services and claims its prefix's rate budget
+(:mod:`workers.startup`); a delivery goes on to the handler only while that claim holds.
 
 One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
 concurrency) and one confirm channel for everything the handler publishes.  Alongside, the event
@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from aio_pika.abc import AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from redis import asyncio as aioredis
 
 from shared.contracts import VERBS
@@ -37,11 +37,19 @@ from shared.store.ledger import Ledger
 from shared.topology import LANES, Topology, declare
 from workers.doubts import Doubts
 from workers.handler import Handler
-from workers.inflight import InFlight
+from workers.inflight import Handle, InFlight
 from workers.ledger import EventRecorder
 from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
 from workers.reporting import Reporter
-from workers.startup import Patience, Stopped, broker_answering, redis_answering, store_answering
+from workers.startup import (
+    BudgetClaim,
+    Patience,
+    Refused,
+    Stopped,
+    broker_answering,
+    redis_answering,
+    store_answering,
+)
 from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 
@@ -88,6 +96,21 @@ async def readiness_checks(settings: Settings) -> AsyncIterator[dict[str, Check]
         yield checks
     finally:
         await redis.aclose()
+
+
+def _gated(handle: Handle, claim: BudgetClaim) -> Handle:
+    """Hand a delivery on only while the budget claim holds.
+
+    One held back stays unacked: the claim is lost and the worker stopping, or the connection went again,
+    and either way the broker requeues it when its channel closes.  (A nack would only bring it back to
+    this consumer, round and round, until the stop cancels it.)
+    """
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        if await claim.permits():
+            await handle(message)
+
+    return on_message
 
 
 def topology_of(settings: Settings) -> Topology:
@@ -160,12 +183,17 @@ class Worker:
         self.ready = asyncio.Event()
         self.recorder: EventRecorder | None = None  # set once running
         self.ops_port: int | None = None  # set once serving /metrics
+        self._lost: Refused | None = None
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Wait for the services, then consume until stopped (a stop while waiting returns at once)."""
+        """Wait for the services, claim the budget, consume until stopped.
+
+        A stop while waiting returns at once.  Raises :class:`Refused` when another worker's budget is in
+        use on the prefix: at start, or after a reconnect (then once the worker has stopped).
+        """
         settings = self._settings
         patience = Patience(settings, self._stopping)
         try:
@@ -178,19 +206,27 @@ class Worker:
                 stack.push_async_callback(connection.close)
                 checks["broker"] = broker_check(connection)
                 await redis_answering(settings, patience)
-                await self._serve(connection, db)
+                claim = await BudgetClaim.take(connection, settings, on_lost=self._lose_budget)
+                stack.push_async_callback(claim.release)  # after the drain: in-flight calls still spend it
+                await self._serve(connection, db, claim)
         except Stopped:
             log.info("stopped before consuming")
             return
+        if self._lost is not None:
+            raise self._lost
 
-    async def _serve(self, connection: AbstractRobustConnection, db: Database) -> None:
+    def _lose_budget(self, refused: Refused) -> None:
+        self._lost = refused
+        self.stop()
+
+    async def _serve(self, connection: AbstractRobustConnection, db: Database, claim: BudgetClaim) -> None:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
         reporter = await Reporter.open(publishing, self._topology)
         handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
-        on_message = self._in_flight.tracking(handler)
+        on_message = self._in_flight.tracking(_gated(handler, claim))
         consumers: list[tuple[AbstractQueue, str]] = []
         for verb in VERBS:
             for lane in LANES:
