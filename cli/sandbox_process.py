@@ -13,19 +13,30 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 
-from shared.settings import Settings
+from pydantic import AnyUrl
+
+from shared.settings import SANDBOX_TOKEN_PATH, Settings
 
 _ENTRY = "from cli.main import main; main()"
 
 
 def credential_env(settings: Settings) -> dict[str, str]:
-    """The RECALLS_DVSA_* variables that make a child sandbox accept ``settings``' credentials."""
+    """The RECALLS_DVSA_* variables that give a child process ``settings``' DVSA.
+
+    A child sandbox accepts these credentials; a child worker presents them, at the URLs when they are
+    set (without URLs a worker refuses credentials other than the sandbox's defaults).
+    """
+    urls = {
+        "RECALLS_DVSA_BASE_URL": str(settings.dvsa_base_url),
+        "RECALLS_DVSA_TOKEN_URL": str(settings.dvsa_token_url),
+    }
     return {
         "RECALLS_DVSA_CLIENT_ID": settings.dvsa_client_id,
         "RECALLS_DVSA_CLIENT_SECRET": settings.dvsa_client_secret.get_secret_value(),
         "RECALLS_DVSA_SCOPE": settings.dvsa_scope,
         "RECALLS_DVSA_API_KEY": settings.dvsa_api_key.get_secret_value(),
         "RECALLS_RATE_LIMIT": str(settings.rate_limit),
+        **(urls if settings.dvsa_base_url is not None and settings.dvsa_token_url is not None else {}),
     }
 
 
@@ -76,6 +87,17 @@ async def sandbox_process(settings: Settings, *flags: str) -> AsyncIterator[str]
 
 
 def pointed_at(settings: Settings, url: str) -> Settings:
-    """``settings`` with the sandbox location taken from a running sandbox's URL."""
+    """``settings`` pointed explicitly at a running sandbox: its location, and DVSA's URLs set to it.
+
+    Explicit URLs let the fleet present credentials of its own (the implicit sandbox takes only its
+    defaults).
+    """
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    return settings.model_copy(update={"sandbox_host": host, "sandbox_port": int(port)})
+    return settings.model_copy(
+        update={
+            "sandbox_host": host,
+            "sandbox_port": int(port),
+            "dvsa_base_url": AnyUrl(url),
+            "dvsa_token_url": AnyUrl(f"{url}{SANDBOX_TOKEN_PATH}"),
+        }
+    )

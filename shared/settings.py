@@ -3,13 +3,21 @@
 Everything that talks to a service takes a :class:`Settings` instance as an argument; nothing reads the
 environment at import time.  :func:`load_settings` turns pydantic's validation errors into one message per
 bad variable that names the variable and the reason, and never echoes the value (it may be a secret).
+
+Misconfiguration fails closed.  A token URL without a base URL is refused when the settings are loaded.
+DVSA credentials without a base URL are refused where the fleet works out where DVSA is
+(:attr:`Settings.effective_base_url`, :attr:`Settings.effective_token_url`): the fleet would present them
+to the local sandbox and report success, but the sandbox itself reads the same settings to learn which
+credentials to accept, and must go on starting with custom ones.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import click
 from pydantic import (
     AnyUrl,
     Field,
@@ -21,10 +29,22 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "RECALLS_"
+# Where the sandbox serves the token endpoint (Azure AD's path, as DVSA's clients call it).
+SANDBOX_TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 (a path, not a password)
+_CREDENTIALS = ("dvsa_client_id", "dvsa_client_secret", "dvsa_scope", "dvsa_api_key")
+_NOT_DVSA = "without it the fleet talks to the local sandbox, not to DVSA"
 
 
-class SettingsError(Exception):
-    """Raised when the environment does not describe a valid configuration."""
+class SettingsError(click.ClickException):
+    """Raised when the environment does not describe a valid configuration.
+
+    A command that meets one anywhere exits 2 with ``error: <message>``, like a bad option.
+    """
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
 
 
 class Settings(BaseSettings):
@@ -48,10 +68,13 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     )
     dvsa_base_url: AnyUrl | None = Field(
-        None, description="DVSA API base URL. Unset: the local DVSA sandbox is used."
+        None,
+        description="DVSA API base URL. Unset: the local DVSA sandbox is used, and only with the "
+        "sandbox's own credentials.",
     )
     dvsa_token_url: AnyUrl | None = Field(
-        None, description="OAuth2 token URL. Unset: the sandbox's token endpoint."
+        None,
+        description="OAuth2 token URL; only with a base URL. Unset: the sandbox's token endpoint.",
     )
     dvsa_client_id: str = Field("recalls-sandbox-client", min_length=1)
     dvsa_client_secret: SecretStr = Field(SecretStr("recalls-sandbox-secret"))
@@ -153,19 +176,45 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _real_dvsa_needs_real_credentials(self) -> Settings:
-        if self.dvsa_base_url is None:
-            return self
-        if self.dvsa_token_url is None:
-            raise ValueError("RECALLS_DVSA_TOKEN_URL: must be set when RECALLS_DVSA_BASE_URL is set")
-        defaults = type(self).model_fields
-        for name in ("dvsa_client_id", "dvsa_client_secret", "dvsa_scope", "dvsa_api_key"):
-            if getattr(self, name) == defaults[name].default:
-                raise ValueError(
-                    f"{ENV_PREFIX}{name.upper()}: must be set to DVSA's credential when "
-                    "RECALLS_DVSA_BASE_URL is set (the default only works with the sandbox)"
-                )
+    def _consistent(self) -> Settings:
+        problems = self._dvsa_problems()
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
+
+    def _dvsa_problems(self) -> list[str]:
+        if self.dvsa_base_url is None:
+            if self.dvsa_token_url is None:
+                return []
+            return [f"RECALLS_DVSA_BASE_URL: must be set when RECALLS_DVSA_TOKEN_URL is set ({_NOT_DVSA})"]
+        problems = []
+        if self.dvsa_token_url is None:
+            problems.append("RECALLS_DVSA_TOKEN_URL: must be set when RECALLS_DVSA_BASE_URL is set")
+        if not _is_loopback(self.dvsa_base_url.host):  # a loopback base URL may be the sandbox itself
+            problems.extend(
+                f"{_variable(name)}: must be set to DVSA's credential when RECALLS_DVSA_BASE_URL is set "
+                "(the default only works with the sandbox)"
+                for name in _CREDENTIALS
+                if not self._is_custom(name)
+            )
+        return problems
+
+    def _is_custom(self, name: str) -> bool:
+        return bool(getattr(self, name) != type(self).model_fields[name].default)
+
+    def _check_sandbox_credentials(self) -> None:
+        """Refuse to resolve the implicit sandbox as DVSA's address while a credential is not the sandbox's.
+
+        Only the fleet resolves where DVSA is; the sandbox reads the same settings to learn which
+        credentials to accept, so this is not checked when the settings are loaded.
+        """
+        problems = [
+            f"RECALLS_DVSA_BASE_URL: must be set when {_variable(name)} is set ({_NOT_DVSA})"
+            for name in _CREDENTIALS
+            if self._is_custom(name)
+        ]
+        if problems:
+            raise SettingsError(_invalid(problems))
 
     @property
     def uses_sandbox(self) -> bool:
@@ -178,16 +227,42 @@ class Settings(BaseSettings):
 
     @property
     def effective_base_url(self) -> str:
-        """The DVSA API base URL the fleet calls, without a trailing slash."""
+        """The DVSA API base URL the fleet calls, without a trailing slash.
+
+        Raises :class:`SettingsError` when that would be the implicit sandbox with credentials of one's own.
+        """
         if self.dvsa_base_url is None:
+            self._check_sandbox_credentials()
             return self.sandbox_url
         return str(self.dvsa_base_url).rstrip("/")
 
     @property
     def effective_token_url(self) -> str:
+        """The token URL the fleet calls; raises like :attr:`effective_base_url`."""
         if self.dvsa_token_url is not None:
             return str(self.dvsa_token_url)
-        return f"{self.sandbox_url}/oauth2/v2.0/token"
+        self._check_sandbox_credentials()
+        return f"{self.sandbox_url}{SANDBOX_TOKEN_PATH}"
+
+
+def _variable(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def _is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ::1."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _invalid(lines: list[str]) -> str:
+    return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -205,4 +280,4 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         # include_input=False: the offending value may be a secret and must not be echoed.
         lines = [_describe(dict(err)) for err in exc.errors(include_input=False, include_url=False)]
-        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise SettingsError(_invalid(lines)) from None

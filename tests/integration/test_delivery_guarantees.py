@@ -9,6 +9,7 @@ import sys
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from cli.sandbox_process import pointed_at
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, Verb
 from shared.settings import Settings
 from shared.topology import Topology
@@ -124,9 +125,7 @@ async def test_redelivery_after_dvsa_applied_is_already_applied(
 async def test_token_expiry_mid_run(prefix: str, broker: AbstractRobustConnection) -> None:
     settings = base_settings(prefix)
     async with running_sandbox(settings, "--token-ttl", "2") as sandbox:
-        settings = base_settings(
-            prefix, sandbox_host="127.0.0.1", sandbox_port=int(sandbox.url.rsplit(":", 1)[1])
-        )
+        settings = pointed_at(settings, sandbox.url)
         channel = await broker.channel(publisher_confirms=True)
         async with running_worker(settings):
             collected = await collect_events(channel, settings)

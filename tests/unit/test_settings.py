@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,92 @@ def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     text = repr(load_settings())
     assert "s3cr3t-value" not in text
     assert "hunter2" not in text
+
+
+NOT_DVSA = "(without it the fleet talks to the local sandbox, not to DVSA)"
+CREDENTIALS = {
+    "RECALLS_DVSA_CLIENT_ID": "real-id",
+    "RECALLS_DVSA_CLIENT_SECRET": "real-secret-value",
+    "RECALLS_DVSA_SCOPE": "api://dvsa/.default",
+    "RECALLS_DVSA_API_KEY": "real-api-key-123",
+}
+
+
+def refusal(*lines: str) -> str:
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+@pytest.mark.parametrize(("name", "value"), CREDENTIALS.items())
+def test_a_credential_without_a_base_url_is_refused_where_the_fleet_looks_for_dvsa(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    settings = load_settings()  # the sandbox reads these settings to learn which credentials to accept
+    assert settings.uses_sandbox
+    expected = refusal(f"RECALLS_DVSA_BASE_URL: must be set when {name} is set {NOT_DVSA}")
+    with pytest.raises(SettingsError) as caught:
+        _ = settings.effective_base_url
+    assert str(caught.value) == expected
+    with pytest.raises(SettingsError) as caught:
+        _ = settings.effective_token_url
+    assert str(caught.value) == expected
+    assert value not in expected
+
+
+def test_each_credential_without_a_base_url_has_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        _ = load_settings().effective_base_url
+    assert str(caught.value) == refusal(
+        *(f"RECALLS_DVSA_BASE_URL: must be set when {name} is set {NOT_DVSA}" for name in CREDENTIALS)
+    )
+    assert caught.value.exit_code == 2  # a command that meets it exits 2, as with any bad setting
+
+
+def test_a_token_url_without_a_base_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECALLS_DVSA_TOKEN_URL", "https://login.invalid/t/oauth2/v2.0/token")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == refusal(
+        f"RECALLS_DVSA_BASE_URL: must be set when RECALLS_DVSA_TOKEN_URL is set {NOT_DVSA}"
+    )
+
+
+@pytest.mark.parametrize("credentials", [CREDENTIALS, {}], ids=["own credentials", "sandbox defaults"])
+def test_a_sandbox_named_explicitly_takes_any_credentials(
+    monkeypatch: pytest.MonkeyPatch, credentials: dict[str, str]
+) -> None:
+    monkeypatch.setenv("RECALLS_DVSA_BASE_URL", "http://127.0.0.1:8900")
+    monkeypatch.setenv("RECALLS_DVSA_TOKEN_URL", "http://127.0.0.1:8900/oauth2/v2.0/token")
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert (settings.effective_base_url, settings.effective_token_url) == (
+        "http://127.0.0.1:8900",
+        "http://127.0.0.1:8900/oauth2/v2.0/token",
+    )
+
+
+def test_a_worker_with_a_credential_and_no_base_url_exits_2_naming_the_base_url(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RECALLS_")}
+    env |= {
+        "RECALLS_DVSA_CLIENT_ID": "real-id",
+        # Nowhere: should the worker start after all, it waits for a broker instead of using the real one.
+        "RECALLS_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+        "RECALLS_SQLITE_PATH": str(tmp_path / "recalls.db"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "worker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: invalid configuration:",
+        f"  RECALLS_DVSA_BASE_URL: must be set when RECALLS_DVSA_CLIENT_ID is set {NOT_DVSA}",
+    ]
