@@ -4,8 +4,9 @@ Everything that talks to a service takes a :class:`Settings` instance as an argu
 environment at import time.  :func:`load_settings` turns pydantic's validation errors into one message per
 bad variable that names the variable and the reason, and never echoes the value (it may be a secret).
 
-Misconfiguration fails closed.  A token URL without a base URL is refused when the settings are loaded.
-DVSA credentials without a base URL are refused where the fleet works out where DVSA is
+Misconfiguration fails closed.  What is wrong whoever reads the settings is refused when they are loaded:
+a DVSA URL over plain http to anything but loopback, a token URL without a base URL.  DVSA credentials
+without a base URL are refused where the fleet works out where DVSA is
 (:attr:`Settings.effective_base_url`, :attr:`Settings.effective_token_url`): the fleet would present them
 to the local sandbox and report success, but the sandbox itself reads the same settings to learn which
 credentials to accept, and must go on starting with custom ones.
@@ -69,12 +70,13 @@ class Settings(BaseSettings):
     )
     dvsa_base_url: AnyUrl | None = Field(
         None,
-        description="DVSA API base URL. Unset: the local DVSA sandbox is used, and only with the "
-        "sandbox's own credentials.",
+        description="DVSA API base URL (https, or http to a loopback address). Unset: the local DVSA "
+        "sandbox is used, and only with the sandbox's own credentials.",
     )
     dvsa_token_url: AnyUrl | None = Field(
         None,
-        description="OAuth2 token URL; only with a base URL. Unset: the sandbox's token endpoint.",
+        description="OAuth2 token URL (https, or http to a loopback address); only with a base URL. "
+        "Unset: the sandbox's token endpoint.",
     )
     dvsa_client_id: str = Field("recalls-sandbox-client", min_length=1)
     dvsa_client_secret: SecretStr = Field(SecretStr("recalls-sandbox-secret"))
@@ -174,6 +176,13 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < 10:
             raise ValueError("must be at least 10 characters (DVSA's API usage keys are)")
         return value
+
+    @field_validator("dvsa_base_url", "dvsa_token_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: AnyUrl | None) -> AnyUrl | None:
+        if value is None or value.scheme == "https" or (value.scheme == "http" and _is_loopback(value.host)):
+            return value
+        raise ValueError("must use https:// (plain http:// only to a loopback address)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -109,6 +109,11 @@ CREDENTIALS = {
     "RECALLS_DVSA_SCOPE": "api://dvsa/.default",
     "RECALLS_DVSA_API_KEY": "real-api-key-123",
 }
+HTTPS_DVSA = {
+    "RECALLS_DVSA_BASE_URL": "https://dvsa.invalid",
+    "RECALLS_DVSA_TOKEN_URL": "https://login.invalid/t/oauth2/v2.0/token",
+    **CREDENTIALS,
+}
 
 
 def refusal(*lines: str) -> str:
@@ -165,6 +170,33 @@ def test_a_sandbox_named_explicitly_takes_any_credentials(
         "http://127.0.0.1:8900",
         "http://127.0.0.1:8900/oauth2/v2.0/token",
     )
+
+
+@pytest.mark.parametrize("name", ["RECALLS_DVSA_BASE_URL", "RECALLS_DVSA_TOKEN_URL"])
+@pytest.mark.parametrize("url", ["http://dvsa.invalid/api", "http://10.0.0.8:8900", "ftp://dvsa.invalid/"])
+def test_a_dvsa_url_must_be_https_unless_to_loopback(
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str
+) -> None:
+    for variable, value in {**HTTPS_DVSA, name: url}.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == refusal(
+        f"{name}: must use https:// (plain http:// only to a loopback address)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8900", "http://127.8.9.10", "http://[::1]:8900", "http://LocalHost:8900"]
+)
+def test_plain_http_to_loopback_is_allowed(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    for variable, value in {
+        **HTTPS_DVSA,
+        "RECALLS_DVSA_BASE_URL": url,
+        "RECALLS_DVSA_TOKEN_URL": url,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    assert load_settings().effective_base_url == url.lower().rstrip("/")
 
 
 def test_a_worker_with_a_credential_and_no_base_url_exits_2_naming_the_base_url(tmp_path: Path) -> None:
