@@ -5,11 +5,11 @@ environment at import time.  :func:`load_settings` turns pydantic's validation e
 bad variable that names the variable and the reason, and never echoes the value (it may be a secret).
 
 Misconfiguration fails closed.  What is wrong whoever reads the settings is refused when they are loaded:
-a DVSA URL over plain http to anything but loopback, a token URL without a base URL.  DVSA credentials
-without a base URL are refused where the fleet works out where DVSA is
-(:attr:`Settings.effective_base_url`, :attr:`Settings.effective_token_url`): the fleet would present them
-to the local sandbox and report success, but the sandbox itself reads the same settings to learn which
-credentials to accept, and must go on starting with custom ones.
+a DVSA URL over plain http to anything but loopback, a token URL without a base URL, webhooks without
+``RECALLS_PUBLIC_URL``.  DVSA credentials without a base URL are refused where the fleet works out where
+DVSA is (:attr:`Settings.effective_base_url`, :attr:`Settings.effective_token_url`): the fleet would present
+them to the local sandbox and report success, but the sandbox itself reads the same settings to learn
+which credentials to accept, and must go on starting with custom ones.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 from pydantic import (
@@ -136,7 +137,9 @@ class Settings(BaseSettings):
         "With --processes N, process k uses this port + k.",
     )
     public_url: str | None = Field(
-        None, description="The batch API's base URL for links it hands out (unset: the request's own)."
+        None,
+        description="The batch API's absolute http(s) base URL for links it hands out (unset: the "
+        "request's own); webhooks need it.",
     )
     batch_max_vins: int = Field(10_000, gt=0, description="Most VINs one batch check may hold.")
     check_freshness: float = Field(
@@ -157,7 +160,9 @@ class Settings(BaseSettings):
     csv_url_timeout: float = Field(30, gt=0, description="Seconds to fetch a csvUrl, redirects included.")
     csv_url_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed for a csvUrl.")
     webhook_secret: SecretStr | None = Field(
-        None, description="Key of the HMAC signature on batch webhooks (unset: webhooks are refused)."
+        None,
+        description="Key of the HMAC signature on batch webhooks (unset: webhooks are refused); "
+        "needs public_url.",
     )
     webhook_timeout: float = Field(30, gt=0, description="Seconds a webhook receiver has to answer.")
     sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
@@ -184,9 +189,24 @@ class Settings(BaseSettings):
             return value
         raise ValueError("must use https:// (plain http:// only to a loopback address)")
 
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            absolute = parts.scheme in {"http", "https"} and bool(parts.hostname)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            absolute = False
+        if not absolute:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        problems = self._dvsa_problems()
+        problems = self._dvsa_problems() + self._webhook_problems()
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -207,6 +227,14 @@ class Settings(BaseSettings):
                 if not self._is_custom(name)
             )
         return problems
+
+    def _webhook_problems(self) -> list[str]:
+        if self.webhook_secret is not None and self.public_url is None:
+            return [
+                "RECALLS_PUBLIC_URL: must be set when RECALLS_WEBHOOK_SECRET is set "
+                "(a webhook hands its receiver a downloadUrl on this address)"
+            ]
+        return []
 
     def _is_custom(self, name: str) -> bool:
         return bool(getattr(self, name) != type(self).model_fields[name].default)

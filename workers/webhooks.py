@@ -40,7 +40,6 @@ SIGNATURE_HEADER = "X-Recalls-Signature"
 BACKOFF = tuple(dt.timedelta(seconds=seconds) for seconds in (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600))
 POLL_INTERVAL = 1.0
 DUE_PER_ROUND = 50
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -125,14 +124,16 @@ class WebhookSender:
 
     async def _attempt(self, call: WebhookDue) -> str | None:
         """Make one call; None if the receiver took it, else why not (never quoting the URL)."""
-        secret = self._settings.webhook_secret
+        secret, public_url = self._settings.webhook_secret, self._settings.public_url
         if secret is None:
             return "RECALLS_WEBHOOK_SECRET: not set, so the call cannot be signed"
+        if public_url is None:  # loaded settings refuse a secret without it
+            return "RECALLS_PUBLIC_URL: not set, so the call has no downloadUrl"
         status = await self._batches.status(call.batch_id)
         if status is None:
             return "batch: no longer stored"
         now = self._clock()
-        body = msgspec.json.encode(self.payload(status, now))
+        body = msgspec.json.encode(self.payload(status, now, public_url))
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(secret.get_secret_value(), int(now.timestamp()), body),
@@ -158,9 +159,13 @@ class WebhookSender:
             return f"webhookUrl: the receiver answered HTTP {code}, a redirect, which is not followed"
         return f"webhookUrl: the receiver answered HTTP {code}"
 
-    def payload(self, status: BatchStatus, now: dt.datetime) -> dict[str, Any]:
-        """The JSON body of the call about ``status``, made at ``now`` (CarsXE's fields and names)."""
-        base = (self._settings.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    @staticmethod
+    def payload(status: BatchStatus, now: dt.datetime, public_url: str) -> dict[str, Any]:
+        """The JSON body of the call about ``status``, made at ``now`` (CarsXE's fields and names).
+
+        ``public_url``: the batch API's address as the receiver reaches it (RECALLS_PUBLIC_URL).
+        """
+        base = public_url.rstrip("/")
         # Unlike CarsXE's, the link holds no API key (only hashes of keys are stored): receivers add theirs.
         download = f"{base}/v1/recalls-batch/download?{urlencode({'batchId': status.id})}"
         processed = status.processed

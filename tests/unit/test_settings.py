@@ -199,6 +199,29 @@ def test_plain_http_to_loopback_is_allowed(monkeypatch: pytest.MonkeyPatch, url:
     assert load_settings().effective_base_url == url.lower().rstrip("/")
 
 
+def test_webhooks_need_a_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECALLS_WEBHOOK_SECRET", "whsec-unit-0123456789")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == refusal(
+        "RECALLS_PUBLIC_URL: must be set when RECALLS_WEBHOOK_SECRET is set "
+        "(a webhook hands its receiver a downloadUrl on this address)"
+    )
+    assert "whsec-unit" not in str(caught.value)
+    monkeypatch.setenv("RECALLS_PUBLIC_URL", "https://recalls.example.com/")
+    assert load_settings().public_url == "https://recalls.example.com/"
+
+
+@pytest.mark.parametrize(
+    "url", ["recalls.example.com", "/v1", "ftp://recalls.example.com", "https://", "https://host:port/"]
+)
+def test_the_public_url_must_be_absolute_http(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("RECALLS_PUBLIC_URL", url)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == refusal("RECALLS_PUBLIC_URL: must be an absolute http:// or https:// URL")
+
+
 def test_a_worker_with_a_credential_and_no_base_url_exits_2_naming_the_base_url(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("RECALLS_")}
     env |= {
