@@ -1,8 +1,9 @@
 """``recalls status VIN`` and ``recalls batch status ID``: what the store knows, as a table or as JSON.
 
-Failures print one ``error: ...`` line on stderr: exit 2 for input or settings the user must correct
-(naming the field and the reason), exit 1 for an unknown batch or an unreachable store.  No message
-shows the database password.
+Both only read: they open the store with :meth:`Database.connect_existing`, which neither creates nor
+migrates one.  Failures print one ``error: ...`` line on stderr: exit 2 for input or settings the user
+must correct (naming the field and the reason), exit 1 for an unknown batch, a store that is not there
+(yet) or an unreachable one.  No message shows the database password.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.settings import Settings
 from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database, StoreError
+from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, store_location
 from shared.store.ledger import Ledger, LedgerEntry
 from workers.cli_errors import fail, settings_or_exit
 
@@ -32,20 +33,21 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -> _T:
-    """Run ``work`` against the store, turning its failures into one error line."""
+    """Run ``work`` against the existing store, turning its failures into one error line."""
 
     async def run() -> _T:
-        async with Database.connect(settings) as db:
+        async with Database.connect_existing(settings) as db:
             return await work(db)
 
     try:
         return asyncio.run(run())
+    except (StoreMissing, StoreOutdated) as exc:
+        fail(str(exc), 1)
     except StoreError as exc:
         fail(str(exc), 2)
     except (SQLAlchemyError, OSError) as exc:
         # The driver's own message may quote connection details; the type of failure is enough.
-        where = "PostgreSQL (RECALLS_DATABASE_URL)" if settings.database_url else str(settings.sqlite_path)
-        fail(f"the store at {where} is unavailable ({type(exc).__name__})", 1)
+        fail(f"the store at {store_location(settings)} is unavailable ({type(exc).__name__})", 1)
 
 
 def _print_json(value: object) -> None:

@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import Settings
-from shared.store.migrations import apply_migrations
+from shared.store.migrations import MIGRATIONS, apply_migrations
 
 _SQLITE_BUSY_MS = 30_000
 _READ_ONLY = "recalls_read_only"
@@ -29,6 +30,14 @@ _READ_ONLY = "recalls_read_only"
 
 class StoreError(Exception):
     """The store's configuration is unusable (the message never contains the URL's password)."""
+
+
+class StoreMissing(StoreError):
+    """There is no store where the settings point (:meth:`Database.connect_existing` creates none)."""
+
+
+class StoreOutdated(StoreError):
+    """The store lacks migrations this program needs (:meth:`Database.connect_existing` applies none)."""
 
 
 def database_url(settings: Settings) -> URL:
@@ -46,8 +55,20 @@ def database_url(settings: Settings) -> URL:
     return url.set(drivername="postgresql+asyncpg")
 
 
+def store_location(settings: Settings) -> str:
+    """Where the settings put the store, for a message: a file, or a PostgreSQL database (no password)."""
+    if settings.database_url is None:
+        return f"{settings.sqlite_path.absolute()} (RECALLS_SQLITE_PATH)"
+    url = database_url(settings)
+    return f"PostgreSQL database {url.database!r} on {url.host}:{url.port or 5432} (RECALLS_DATABASE_URL)"
+
+
 class Database:
-    """An engine plus the store's transaction conventions; open with :meth:`open` or :meth:`connect`."""
+    """An engine plus the store's transaction conventions.
+
+    Open with :meth:`open` or :meth:`connect` (both create and migrate the store as needed), or with
+    :meth:`connect_existing` (read-only commands: a store that is not there yet is an error).
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -75,6 +96,43 @@ class Database:
             yield database
         finally:
             await database.close()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect_existing(cls, settings: Settings) -> AsyncIterator[Database]:
+        """Open the store only if it is there and migrated, and close on the way out; create nothing.
+
+        Raises :class:`StoreMissing` when the SQLite file does not exist or the database holds no store,
+        :class:`StoreOutdated` when its schema lacks migrations (a worker applies them when it starts).
+        """
+        url = database_url(settings)
+        if url.drivername.startswith("sqlite"):
+            path = settings.sqlite_path.absolute()
+            if not path.is_file():
+                raise StoreMissing(_no_store(settings))
+            # mode=rw: should the file go between the check and the connection, SQLite does not create it.
+            url = url.set(database=f"file:{quote(str(path))}", query={"uri": "true", "mode": "rw"})
+            database = cls(_sqlite_engine(url))
+        else:
+            database = cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
+        try:
+            await database._check_schema(settings)
+            yield database
+        finally:
+            await database.close()
+
+    async def _check_schema(self, settings: Settings) -> None:
+        async with self.reading() as connection:
+            if not await connection.run_sync(lambda sync: inspect(sync).has_table("schema_migrations")):
+                raise StoreMissing(_no_store(settings))
+            versions = await connection.execute(text("SELECT version FROM schema_migrations"))
+            applied: set[int] = set(versions.scalars())
+        missing = {migration.version for migration in MIGRATIONS} - applied
+        if missing:
+            raise StoreOutdated(
+                f"the store at {store_location(settings)} lacks schema version {min(missing)}; "
+                "start a worker of this version first (it migrates the store)"
+            )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -112,6 +170,11 @@ class Database:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+def _no_store(settings: Settings) -> str:
+    hint = "" if settings.database_url is not None else ", or set RECALLS_DATABASE_URL"
+    return f"no store at {store_location(settings)}; start a worker first{hint}"
 
 
 def _sqlite_engine(url: URL) -> AsyncEngine:

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from shared.contracts import Command, CreateCommand, FixCommand
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.store.batches import Batches
 from shared.store.database import Database
 from tests.integration.conftest import Events, publish
@@ -66,7 +66,9 @@ async def test_the_ledger_follows_a_create_then_a_fix(
     assert "RC-7" in table.output and "fixed" in table.output and "2026-01-02" in table.output
 
 
-async def test_status_of_an_unknown_or_invalid_vin() -> None:
+async def test_status_of_an_unknown_or_invalid_vin(store_path: Path) -> None:
+    async with Database.connect(load_settings(sqlite_path=store_path)):
+        pass  # the store a worker makes, holding nothing yet
     nothing = await recalls("status", "WAUZZZ8V000000001")
     assert nothing.exit_code == 0
     assert "nothing" in nothing.output
