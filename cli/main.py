@@ -12,6 +12,7 @@ from cli.demo import demo
 from producers.api_command import api
 from producers.bulk_command import import_, sync
 from producers.command import publish, schemas, topology
+from producers.reconcile_command import reconcile
 from simulator.command import simulator
 from workers.command import worker
 from workers.dlq_command import dlq
@@ -36,6 +37,7 @@ cli.add_command(sync)
 cli.add_command(demo)
 cli.add_command(api)
 cli.add_command(dlq)
+cli.add_command(reconcile)
 
 
 def main() -> None:

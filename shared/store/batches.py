@@ -39,7 +39,7 @@ FAILURE_SAMPLE = 20
 WEBHOOK_LEASE = dt.timedelta(minutes=5)
 _ERROR_CHARS = 1000
 _PAGE = 1000
-_RESULT_COLUMNS = (
+RESULT_COLUMNS = (
     "message_id",
     "vin",
     "verb",
@@ -237,13 +237,18 @@ class Batches:
                 counts = {row.batch_id: row for row in grouped}
         return [_status_of(row, counts.get(row.id), []) for row in rows]
 
-    async def results(self, batch_id: str) -> AsyncIterator[dict[str, Any]]:
-        """Every published command of the batch with its outcome so far, by message_id, a page at a time."""
-        columns = [batch_commands.c[name] for name in _RESULT_COLUMNS]
+    async def results(
+        self, batch_id: str, *, columns: Sequence[str] = RESULT_COLUMNS
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every published command of the batch with its outcome so far, by message_id, a page at a time.
+
+        ``columns``: of the journal, ``recalls`` decoded from JSON.
+        """
+        selected = [batch_commands.c[name] for name in columns]
         after = ""
         while True:
             query = (
-                select(*columns)
+                select(*selected)
                 .where(_published_in(batch_id), batch_commands.c.message_id > after)
                 .order_by(batch_commands.c.message_id)
                 .limit(_PAGE)

@@ -29,6 +29,7 @@ Key = tuple[str, str]
 Change = tuple[Key, dict[str, Any], OutcomeEvent]
 _PAGE = 1000
 _KEY = ("vin", "manufacturer_campaign_reference")
+_KEY_COLUMNS = (ledger.c.vin, ledger.c.manufacturer_campaign_reference)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,38 @@ class Ledger:
                 return
             after = (page[-1].vin, page[-1].manufacturer_campaign_reference)
 
+    async def vins(self, *, only: Collection[str] = (), since: dt.datetime | None = None) -> list[str]:
+        """The vehicles the ledger holds entries for, in order: all, or ``only`` those, changed ``since``."""
+        query = select(ledger.c.vin).distinct().order_by(ledger.c.vin)
+        if only:
+            query = query.where(ledger.c.vin.in_(sorted({vin.upper() for vin in only})))
+        if since is not None:
+            query = query.where(ledger.c.updated_at >= since)
+        async with self._db.reading() as connection:
+            return list((await connection.execute(query)).scalars().all())
+
+    async def for_vins(self, vins: Collection[str]) -> dict[str, list[LedgerEntry]]:
+        """Every entry of each of ``vins`` (upper-case), a page of VINs per query."""
+        found: dict[str, list[LedgerEntry]] = {vin: [] for vin in vins}
+        ordered = sorted(found)
+        async with self._db.reading() as connection:
+            for start in range(0, len(ordered), _PAGE):
+                query = select(ledger).where(ledger.c.vin.in_(ordered[start : start + _PAGE]))
+                for row in await connection.execute(query.order_by(*_KEY_COLUMNS)):
+                    found[row.vin].append(_entry(row))
+        return found
+
+    async def record_held(self, answer: OutcomeEvent, references: Collection[str]) -> None:
+        """Write what DVSA's answer to a get says of these campaigns, as a recorded get would.
+
+        For a sweep's answers, which the recorder leaves out of the ledger (:func:`_changes`): the
+        sweep decides which of them the ledger lacks and takes only those.
+        """
+        recalls = [r for r in answer.recalls or [] if r.manufacturer_campaign_reference in references]
+        changes = [(*change, answer) for recall in recalls if (change := _confirmed(answer, recall))]
+        async with self._db.writing() as connection:
+            await self._upsert_all(connection, changes)
+
     async def count_open(self) -> int:
         async with self._db.reading() as connection:
             count = await connection.scalar(select(func.count()).where(ledger.c.state == "open"))
@@ -268,6 +301,8 @@ async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tup
     """The entries ``event`` touches, each with the columns it sets."""
     if event.dvsa_status is None:
         return []  # nothing was sent (a create superseded by a later delete): DVSA confirmed nothing
+    if event.verb == "get" and event.lane == "background":
+        return []  # a reconcile sweep's answer: compared with the ledger, never written into it
     if event.verb == "get":
         return [change for recall in event.recalls or [] if (change := _confirmed(event, recall))]
     changes = _command_changes(event)
