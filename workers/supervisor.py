@@ -3,9 +3,12 @@
 Each child is an ordinary ``python -m workers`` process, so a fleet of N here behaves exactly like N
 workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
 reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
-pause, so one crash does not shrink the fleet.  Only the first child keeps the ledger from the outcome
-events (one recorder serves a host's fleet), unless ``RECALLS_RECORD_EVENTS`` says otherwise; with
-``RECALLS_METRICS_PORT`` set, child k serves its metrics on that port + k.
+pause, so one crash does not shrink the fleet.  A child that refuses to start (exit 2: its settings,
+or a second rate budget on the prefix) is not: the others would refuse alike, so the supervisor stops
+them and exits 2 itself, and an orchestrator sees the refusal instead of a restart loop.  Only the
+first child keeps the ledger from the outcome events (one recorder serves a host's fleet), unless
+``RECALLS_RECORD_EVENTS`` says otherwise; with ``RECALLS_METRICS_PORT`` set, child k serves its
+metrics on that port + k.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 
 log = logging.getLogger("recalls.supervisor")
 RESTART_PAUSE = 1.0
+REFUSED = 2  # a child's exit code for a start it refuses, as the CLI's for settings to correct
 RECORD_EVENTS = "RECALLS_RECORD_EVENTS"
 METRICS_PORT = "RECALLS_METRICS_PORT"
 
@@ -49,6 +53,10 @@ class Supervisor:
                     child.send_signal(signal.SIGTERM)
                 return await exited
             stop.cancel()
+            if child.returncode == REFUSED:
+                log.error("worker process refused to start; stopping", extra={"index": index})
+                self._stopping.set()
+                return REFUSED
             log.error("worker process died; restarting", extra={"index": index, "code": child.returncode})
             try:
                 await asyncio.wait_for(self._stopping.wait(), RESTART_PAUSE)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aio_pika
 import pytest
@@ -91,7 +92,8 @@ class Child:
         return "".join(self.lines)
 
 
-Start = Callable[[dict[str, str]], Awaitable[Child]]
+class Start(Protocol):
+    def __call__(self, env: dict[str, str], *args: str) -> Awaitable[Child]: ...
 
 
 @pytest.fixture
@@ -99,9 +101,9 @@ async def children() -> AsyncIterator[Start]:
     """Starts ``recalls worker`` children; kills any a failed test left running."""
     started: list[Child] = []
 
-    async def start(env: dict[str, str]) -> Child:
+    async def start(env: dict[str, str], *args: str) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-m", "workers", *args, env=env, stderr=asyncio.subprocess.PIPE
         )
         assert process.stderr is not None
         child = Child(process)
@@ -188,6 +190,19 @@ async def test_a_local_worker_beside_fleet_workers_refuses(
     assert await local.exited() == 2
     assert f"workers on prefix '{quiet.prefix}' run in fleet mode" in refusal(local)
     assert await fleet.terminate() == 0
+
+
+async def test_a_supervised_fleet_beside_a_local_worker_stops_instead_of_restarting(
+    quiet: Settings, admin: AbstractConnection, children: Start
+) -> None:
+    local = await children(worker_env(quiet))
+    await local.consuming()
+    fleet = await children(worker_env(quiet, **FLEET), "--processes", "2")
+    assert await fleet.exited() == 2
+    started = [line for line in fleet.lines if "worker process started" in line]
+    assert len(started) == 2, fleet.text()  # the two children, neither restarted to refuse again
+    assert any("another worker on prefix" in line for line in fleet.lines)
+    assert await local.terminate() == 0
 
 
 async def lock_taken(connection: AbstractConnection, prefix: str) -> bool:
