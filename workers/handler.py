@@ -34,10 +34,10 @@ from shared.contracts import (
     OutcomeEvent,
     Recall,
 )
-from shared.dvsa.client import DvsaClient, DvsaReply, DvsaTransportError, LastLook, Withdrawn
+from shared.dvsa.client import BudgetTaken, DvsaClient, DvsaReply, DvsaTransportError, LastLook, Withdrawn
 from shared.dvsa.tokens import TokenUnavailable
 from shared.settings import Settings
-from shared.topology import tier_label
+from shared.topology import lane_of, tier_label
 from shared.validation import InvalidCommand, decode_command
 from workers.attempts import Attempts
 from workers.decisions import (
@@ -174,7 +174,7 @@ class Handler:
             maybe_sent = reply.status >= 500 or reply.status == 408
         except DvsaTransportError as exc:
             decision, outcome, maybe_sent = decide_transport(exc), exc.kind, exc.maybe_sent
-        except TokenUnavailable as exc:
+        except (TokenUnavailable, BudgetTaken) as exc:
             decision, outcome, maybe_sent = Retry(str(exc), waiting=True), str(exc), False
         except DeleteInDoubt:
             outcome = "waiting for a delete issued after it to settle"
@@ -193,7 +193,7 @@ class Handler:
             return decision
         try:
             held = await self._dvsa.get(GetCommand(vin=command.vin), lane)
-        except (DvsaTransportError, TokenUnavailable) as exc:
+        except DvsaTransportError as exc:  # no token, no slot: waits, settled as for the command's own call
             return Retry(f"confirming a 409: {exc}")
         return confirm(command, decision.conflict, held)
 
@@ -336,8 +336,6 @@ def _verb_of(message: AbstractIncomingMessage) -> str:
 
 
 def _lane(message: AbstractIncomingMessage) -> Lane:
-    from shared.topology import lane_of  # noqa: PLC0415 (belongs beside tier_label's import above)
-
     return lane_of(message.routing_key or "")
 
 

@@ -8,6 +8,7 @@ with ``maybe_sent`` telling whether DVSA could have applied the request.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
@@ -20,7 +21,7 @@ import httpx
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
 from shared.dvsa.tokens import TokenSource
 from shared.metrics import WorkerMetrics
-from shared.ratelimit import RateLimiter
+from shared.ratelimit import Permit, RateLimiter
 
 _METHODS: dict[Verb, str] = {"create": "POST", "fix": "PUT", "delete": "DELETE", "get": "GET"}
 
@@ -50,6 +51,15 @@ class Withdrawn(Exception):
 
 
 LastLook = Callable[[], Awaitable[bool]]
+
+
+class BudgetTaken(Exception):
+    """A background call found no rate slot within its patience: live and bulk work took them all."""
+
+
+# A background delivery waits unacked while it waits for a slot; RabbitMQ closes the consuming channel
+# (every lane's deliveries with it) when one waits longer than its consumer timeout, 30 min by default.
+BACKGROUND_PATIENCE_S = 300.0
 
 
 class DvsaTransportError(Exception):
@@ -102,6 +112,7 @@ class DvsaClient:
         tokens: TokenSource,
         limiter: RateLimiter,
         metrics: WorkerMetrics | None = None,
+        background_patience: float = BACKGROUND_PATIENCE_S,
     ) -> None:
         self._http = http
         self.metrics = metrics or WorkerMetrics()
@@ -109,6 +120,7 @@ class DvsaClient:
         self._api_key = api_key
         self._tokens = tokens
         self._limiter = limiter
+        self._background_patience = background_patience
 
     async def call(
         self, command: Command, lane: Lane = "live", *, unless: LastLook | None = None
@@ -186,7 +198,7 @@ class DvsaClient:
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
         asked = time.perf_counter()
-        permit = await self._limiter.acquire(verb, lane)
+        permit = await self._acquire(verb, lane)
         self.metrics.limiter_wait(verb, lane, time.perf_counter() - asked)
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
@@ -201,6 +213,16 @@ class DvsaClient:
             # Every caller of this verb must hold off, not only the one that was told.
             await self._limiter.pause(verb, reply.retry_after or 1.0)
         return reply, token
+
+    async def _acquire(self, verb: Verb, lane: Lane) -> Permit:
+        """The limiter's leave; a background caller gives up after its patience (:class:`BudgetTaken`)."""
+        if lane != "background":
+            return await self._limiter.acquire(verb, lane)
+        try:
+            async with asyncio.timeout(self._background_patience):
+                return await self._limiter.acquire(verb, lane)
+        except TimeoutError:
+            raise BudgetTaken(f"no {verb} slot left by live and bulk work") from None
 
     async def _request(
         self,

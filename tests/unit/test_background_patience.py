@@ -1,0 +1,51 @@
+"""A background call waits for a rate slot only so long, then gives its command back as a wait.
+
+Its delivery stays unacked while it waits, and RabbitMQ closes a consumer's channel (every lane's
+deliveries with it) when one waits past the consumer timeout.  Real limiter and client; DVSA is an
+httpx mock transport (this is a unit test), which must never be called.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.contracts import GetCommand
+from shared.dvsa.client import BudgetTaken, DvsaClient
+from shared.ratelimit import SpacingLimiter
+
+VIN = "WAUZZZF49HA036784"
+
+
+class Tokens:
+    async def token(self) -> str:
+        return "token"
+
+    async def refresh(self, rejected: str) -> str:
+        return "token"
+
+
+def client(limiter: SpacingLimiter, sent: list[httpx.Request]) -> DvsaClient:
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"vin": VIN, "recalls": []})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    return DvsaClient(
+        http, base_url="http://dvsa.test", api_key="k" * 10, tokens=Tokens(), limiter=limiter,
+        background_patience=0.05,
+    )  # fmt: skip
+
+
+async def test_a_background_call_with_no_slot_left_gives_up_unsent() -> None:
+    limiter, sent = SpacingLimiter(25, 0.002), list[httpx.Request]()
+    await limiter.pause("get", 60)  # the schedule is taken for a minute: no slot for background
+    with pytest.raises(BudgetTaken, match="no get slot left by live and bulk work"):
+        await client(limiter, sent).get(GetCommand(vin=VIN), "background")
+    assert sent == []
+
+
+async def test_a_background_call_with_a_slot_is_sent() -> None:
+    limiter, sent = SpacingLimiter(25, 0.002), list[httpx.Request]()
+    reply = await client(limiter, sent).get(GetCommand(vin=VIN), "background")
+    assert (reply.status, len(sent)) == (200, 1)
