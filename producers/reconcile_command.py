@@ -29,7 +29,7 @@ from producers.reconcile import SAMPLE, Reconciler, Reconciliation, SweepFailed,
 from shared.contracts import GetCommand
 from shared.settings import Settings
 from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database
+from shared.store.database import Database, StoreError
 from shared.store.ledger import Ledger
 from shared.validation import InvalidCommand, validate
 
@@ -101,8 +101,17 @@ def reconcile(
 async def _run(
     settings: Settings, vins: list[str], since: dt.datetime | None, max_share: float | None
 ) -> Reconciliation:
+    try:
+        async with Database.connect_existing(settings) as db:
+            return await _sweep(settings, db, vins, since, max_share)
+    except StoreError as exc:  # no store: nothing to reconcile, and none is made
+        raise ServiceError(str(exc)) from None
+
+
+async def _sweep(
+    settings: Settings, db: Database, vins: list[str], since: dt.datetime | None, max_share: float | None
+) -> Reconciliation:
     async with (
-        Database.connect(settings) as db,
         Publisher.connect(settings, name="recalls-cli reconcile") as publisher,
         _progress() as show,
     ):

@@ -1,5 +1,6 @@
-"""``recalls status`` and ``recalls batch status`` only read: with no store where the settings point, they
-say where they looked and exit 1, and create nothing (no SQLite file, no table in PostgreSQL).
+"""``recalls status`` and ``recalls batch status`` only read, and ``recalls reconcile`` has nothing to
+sweep without a ledger: with no store where the settings point, they say where they looked and exit 1,
+and create nothing (no SQLite file, no table in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from shared.store.migrations import MIGRATIONS, apply_migrations
 
 pytestmark = pytest.mark.integration
 
-COMMANDS = [["status", "SALGA2EV5HA123456"], ["batch", "status", "0" * 32]]
+COMMANDS = [["status", "SALGA2EV5HA123456"], ["batch", "status", "0" * 32], ["reconcile"]]
 PASSWORD = "pg-password-never-shown"
 
 
@@ -54,7 +55,7 @@ async def tables_in(settings: Settings) -> int:
         await engine.dispose()
 
 
-@pytest.mark.parametrize("args", COMMANDS, ids=["status", "batch status"])
+@pytest.mark.parametrize("args", COMMANDS, ids=["status", "batch status", "reconcile"])
 async def test_with_no_store_a_read_only_command_says_where_it_looked_and_creates_nothing(
     store_settings: Settings, tmp_path: Path, args: list[str]
 ) -> None:
