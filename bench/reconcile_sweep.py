@@ -23,7 +23,17 @@ sweep's GETs reached DVSA between the batch's first GET and its last.  Goals: th
 429s, at most 25 GETs in any second.  Prints a table and writes ``bench/results/reconcile_sweep-<N>.json``
 (options, the commit measured, each phase's figures).  Asserts nothing.
 
+With ``--live``, one phase instead of the three, on a fleet of its own as above: **live work beside a
+sweep**.  The sweep of N vehicles (1,500 unless ``--vins`` says otherwise: a 60 s sweep) as in 1; once
+its first GETs reach the sandbox, one live ``create`` (a new VIN each) and one live ``get`` (a VIN
+seeded at the sandbox, not in the sweep) every second for 40 seconds.  Figures: per verb, publish →
+arrival at DVSA (the sandbox journal's ``arrival``, epoch seconds, less ``time.time()`` just before
+publishing, as ``bench/fleet_throughput.py`` measures it) p50, p99 and max, goal max < 2 s; the sweep's
+time to its exit against (N + 40) / 25 s, since each live get takes one of its slots; 429s and the most
+GETs in any one second.  Writes ``bench/results/reconcile_sweep_live-<N>.json``.
+
     .venv/bin/python -m bench.reconcile_sweep [--vins 10000]    # about 25 minutes at 10,000
+    .venv/bin/python -m bench.reconcile_sweep --live [--vins 1500]    # about 80 s at 1,500
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aio_pika.abc import AbstractChannel
 
 from bench.batch_check import ONE_WORKER, api_process, free_port, recalls, submit, vins
 from bench.fleet_throughput import (
@@ -53,20 +64,29 @@ from bench.fleet_throughput import (
     START,
     WORKER_ENTRY,
     code_version,
+    percentiles,
     running_workers,
     sandbox_and_broker,
+    sandbox_view,
     seed,
+    subscribe,
     vin,
     worker_env,
 )
-from shared.contracts import OutcomeEvent
+from producers.publisher import Publisher
+from shared.contracts import CreateCommand, GetCommand, OutcomeEvent
 from shared.settings import Settings, load_settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
+from shared.topology import Topology
 
 GOAL_RATIO = 1.03  # the sweep alone against N / 25 s, and a batch check beside it against the batch alone
 LEDGER_CHUNK = 1000  # events per Ledger.apply: one transaction each
 APPLIED_AT = dt.datetime.combine(START, dt.time(9), tzinfo=dt.UTC)  # long before the sweep
+SWEEP_VINS = 10_000  # the three phases' default
+LIVE_VINS = 1_500  # the live phase's default: a 60 s sweep at 25 GET/s
+LIVE_SECONDS = 40  # one live create and one live get each second, for this long
+GOAL_LIVE_MS = 2000.0  # publish → DVSA for every live command: "within 2 s"
 Json = dict[str, Any]
 
 
@@ -78,6 +98,7 @@ class Fleet:
     admin: httpx.AsyncClient
     env: dict[str, str]
     scratch: Path
+    channel: AbstractChannel  # with the prefix's topology declared
 
     async def get_stats(self) -> Json:
         stats: Json = (await self.admin.get("/__admin/stats")).raise_for_status().json()["get"]
@@ -92,10 +113,10 @@ async def fleet() -> AsyncIterator[Fleet]:
         os.environ["RECALLS_SQLITE_PATH"] = str(Path(scratch) / "store.db")  # the children inherit it
         settings = load_settings(prefix=f"bench-{tag}")
         async with (
-            sandbox_and_broker(settings) as (settings, admin, _),
+            sandbox_and_broker(settings) as (settings, admin, channel),
             running_workers(settings, ONE_WORKER),
         ):
-            yield Fleet(settings, admin, worker_env(settings, None), Path(scratch))
+            yield Fleet(settings, admin, worker_env(settings, None), Path(scratch), channel)
 
 
 # --- the sweep ------------------------------------------------------------------------------------
@@ -265,6 +286,111 @@ def amid(journal: list[Json], *, among: list[str], of: list[str]) -> int:
     return sum(entry["path"] in theirs and first <= entry["arrival"] <= last for entry in journal)
 
 
+# --- live work beside a sweep ---------------------------------------------------------------------
+
+
+LivePair = tuple[CreateCommand, GetCommand]
+
+
+def live_pairs(tag: str, seconds: int) -> list[LivePair]:
+    """Each second's commands: a create of a new VIN, and a get of a VIN the sweep does not check."""
+    return [
+        (
+            CreateCommand(
+                vin=vin(tag, "C", n),
+                manufacturer_campaign_reference=REFERENCE,
+                recall_campaign_start_date=START,
+            ),
+            GetCommand(vin=vin(tag, "L", n)),
+        )
+        for n in range(seconds)
+    ]
+
+
+async def publish_live(publisher: Publisher, pairs: Sequence[LivePair]) -> dict[str, float]:
+    """One pair a second on the live lane; ``time.time()`` just before each publish, by message_id."""
+    sent: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    for second, pair in enumerate(pairs):
+        await asyncio.sleep(max(0.0, begin + second - loop.time()))
+        for command in pair:
+            sent[command.message_id] = time.time()
+            await publisher.publish(command)
+    return sent
+
+
+def get_latencies(gets: Sequence[GetCommand], sent: dict[str, float], journal: list[Json]) -> Json:
+    """Each get's first arrival at the sandbox (its path names its VIN) less its publish."""
+    first: dict[str, float] = {}
+    for entry in journal:  # oldest first: setdefault keeps each path's first arrival
+        if entry["verb"] == "get":
+            first.setdefault(entry["path"], entry["arrival"])
+    paths = {get.message_id: f"/recalls/vin/{get.vin}" for get in gets}
+    latencies = [(first[path] - sent[key]) * 1000 for key, path in paths.items() if path in first]
+    return {"published": len(gets), "arrived": len(latencies)} | percentiles(latencies)
+
+
+def create_latencies(creates: Sequence[CreateCommand], sent: dict[str, float], journal: list[Json]) -> Json:
+    """The nth create published paired with the nth to reach the sandbox, less its publish.
+
+    A create's VIN travels in its body, which the journal does not keep, but the live creates are the
+    phase's only ones: the pairing is certain when as many arrived as were published, each after its own
+    publish and before the next one's (``pairing_certain``).
+    """
+    published = sorted(sent[create.message_id] for create in creates)
+    arrivals = sorted(entry["arrival"] for entry in journal if entry["verb"] == "create")
+    following = [*published[1:], float("inf")]
+    certain = len(arrivals) == len(published) and all(
+        start <= arrival < end for start, arrival, end in zip(published, arrivals, following, strict=True)
+    )
+    latencies = [(arrival - start) * 1000 for start, arrival in zip(published, arrivals, strict=False)]
+    counts = {"published": len(creates), "arrived": len(arrivals), "pairing_certain": certain}
+    return counts | percentiles(latencies)
+
+
+async def live_beside_sweep(count: int, seconds: int) -> Json:
+    async with fleet() as running, Publisher.connect(running.settings) as publisher:
+        settings = running.settings
+        cars = await agreeing_ledger(running, count)
+        pairs = live_pairs(settings.prefix[-6:], seconds)
+        await seed(running.admin, [get.vin for _, get in pairs])
+        outcomes = await subscribe(running.channel, Topology(settings.prefix, settings.retry_tiers))
+        sweeping = asyncio.create_task(sweep(running))
+        await began(running)
+        sent = await publish_live(publisher, pairs)
+        live_done = await outcomes.wait_for(set(sent), within=60)
+        done = await sweeping
+        stats, journal = await sandbox_view(running.admin)
+        swept = {f"/recalls/vin/{car}" for car in cars}
+        last_sent = max(sent.values())
+        return {
+            "live": {
+                "seconds": seconds,
+                "all_outcomes": live_done,
+                "create": create_latencies([create for create, _ in pairs], sent, journal),
+                "get": get_latencies([get for _, get in pairs], sent, journal),
+                "creates_throttled_429": stats["create"]["throttled"],
+                "goal_max_ms": GOAL_LIVE_MS,
+            },
+            # Each live get takes one of the sweep's slots: together they cannot end before (N + live) / 25 s.
+            "sweep": sweep_figures(done, (count + seconds) / settings.rate_limit)
+            | {"gets_after_live": sum(e["path"] in swept and e["arrival"] > last_sent for e in journal)},
+        } | sandbox_figures(stats["get"])
+
+
+async def run_live(count: int) -> Json:
+    report: Json = {
+        "options": {"vins": count, "processes": 1, "redis": None, "live_seconds": LIVE_SECONDS},
+        "code": code_version(),
+        "limit_per_verb": load_settings().rate_limit,
+    }
+    report["live_beside_sweep"] = await live_beside_sweep(count, LIVE_SECONDS)
+    report["live_beside_sweep"]["sweep"] = with_ratio(report["live_beside_sweep"]["sweep"])
+    report["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return report
+
+
 async def run(count: int) -> Json:
     report: Json = {
         "options": {"vins": count, "processes": 1, "redis": None},
@@ -323,8 +449,43 @@ def sweep_outcome(figures: Json) -> str:
     return f"exit {figures['exit_code']}, {figures['drifts']} drifts, {figures['unchecked']} unchecked"
 
 
+def show_live(report: Json) -> None:
+    count, code, phase = report["options"]["vins"], report["code"], report["live_beside_sweep"]
+    live, swept = phase["live"], phase["sweep"]
+    edits = f", uncommitted edits to {len(code['modified'])} files" if code["modified"] else ""
+    print(
+        f"\nreconcile_sweep --live: a sweep of {count:,} vehicles, one worker (local mode), strict 25/s "
+        f"sandbox;\n  once it has begun, a live create and a live get each second for {live['seconds']} s"
+    )
+    print(f"  code: {code['commit']}{edits}\n")
+    header = "live verb  published  arrived  p50 ms  p99 ms  max ms  goal      429s"
+    print(header + "\n" + "-" * len(header))
+    goal = f"< {GOAL_LIVE_MS / 1000:g} s"
+    for verb, throttled in (("create", live["creates_throttled_429"]), ("get", phase["throttled_429"])):
+        figures = live[verb]
+        print(
+            f"{verb:<9}{figures['published']:>11}{figures['arrived']:>9}{ms(figures['p50_ms'])}"
+            f"{ms(figures['p99_ms'])}{ms(figures['max_ms'])}  {goal:<8}{throttled:>6}"
+        )
+    if not live["create"]["pairing_certain"]:
+        print("  creates paired with arrivals by order, not surely: the figures may mislead")
+    if not live["all_outcomes"]:
+        print("  not every live command had its outcome within 60 s of the last publish")
+    print(
+        f"\n  sweep, to its exit: {swept['wall_s']:.1f} s against {swept['physical_limit_s']:.1f} s "
+        f"((N + {live['seconds']}) / 25 s: {swept['ratio_to_limit']:.3f} times), {sweep_outcome(swept)}; "
+        f"{swept['gets_after_live']:,} of its GETs after the last live publish"
+    )
+    print(f"  GETs at DVSA: {phase['throttled_429']} 429s, at most {phase['max_in_window']} in any second")
+
+
+def ms(value: float | None) -> str:
+    return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
+
+
 def save(report: Json) -> Path:
-    path = RESULTS / f"reconcile_sweep-{report['options']['vins']}.json"
+    kind = "reconcile_sweep_live" if "live_beside_sweep" in report else "reconcile_sweep"
+    path = RESULTS / f"{kind}-{report['options']['vins']}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
@@ -332,12 +493,27 @@ def save(report: Json) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--vins", type=int, default=10_000, help="vehicles swept and VINs checked per phase")
+    parser.add_argument(
+        "--vins",
+        type=int,
+        default=None,
+        help=f"vehicles swept and VINs checked per phase ({SWEEP_VINS:,}; with --live {LIVE_VINS:,})",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help=f"only live work beside a sweep: a live create and get each second for {LIVE_SECONDS} s",
+    )
     args = parser.parse_args(argv)
-    if args.vins < 1:
+    count = args.vins if args.vins is not None else LIVE_VINS if args.live else SWEEP_VINS
+    if count < 1:
         parser.error("--vins must be at least 1")
-    report = asyncio.run(run(args.vins))
-    show(report)
+    if args.live:
+        report = asyncio.run(run_live(count))
+        show_live(report)
+    else:
+        report = asyncio.run(run(count))
+        show(report)
     print(f"  written: {save(report).relative_to(ROOT)}")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.batch_check import GOAL_RATIO as BATCH_GOAL_RATIO
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
+from bench.reconcile_sweep import GOAL_LIVE_MS
 from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
 from shared.topology import LANES
 
@@ -158,11 +159,38 @@ def reconcile_rows(report: Json) -> str:
     )
 
 
+def reconcile_live_row(report: Json) -> str:
+    """Live commands published through a sweep: their latency to DVSA, and the sweep's time beside them."""
+    phase = report["live_beside_sweep"]
+    live, swept = phase["live"], phase["sweep"]
+
+    def latency(verb: str) -> str:
+        figures = live[verb]
+        spread = " / ".join(
+            "-" if figures[key] is None else f"{figures[key]:.1f}" for key in ("p50_ms", "p99_ms", "max_ms")
+        )
+        notes = [] if figures["arrived"] == figures["published"] else [f"{figures['arrived']} arrived"]
+        if verb == "create" and not figures["pairing_certain"]:
+            notes.append("paired by order, not surely")
+        return f"{verb} {spread} ms" + (f" ({', '.join(notes)})" if notes else "")
+
+    return (
+        f"| live commands beside a reconcile sweep of {report['options']['vins']:,} vehicles (one worker): a "
+        f"create and a get each second for {live['seconds']} s once the sweep has begun "
+        f"| publish → DVSA p50 / p99 / max of {live['get']['published']} each: {latency('create')}, "
+        f"{latency('get')}; sweep: {swept['wall_s']:.1f} s to exit {swept['exit_code']}; "
+        f"{phase['throttled_429'] + live['creates_throttled_429']} 429s; at most {phase['max_in_window']} "
+        f"GETs in a second | live: goal < {GOAL_LIVE_MS / 1000:g} s; the sweep and the live gets "
+        f"{swept['physical_limit_s']:,.1f} s, {swept['physical_limit_s'] / swept['wall_s']:.1%} |"
+    )
+
+
 OTHER_RENDERERS: dict[str, Callable[[Json], str]] = {
     "batch_check-": batch_row,
     "historic_load-": historic_row,
     "import_throughput": import_row,
     "reconcile_sweep-": reconcile_rows,
+    "reconcile_sweep_live-": reconcile_live_row,
 }
 
 

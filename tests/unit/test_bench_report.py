@@ -133,6 +133,41 @@ def test_a_reconcile_sweep_renders_a_row_alone_and_one_beside_a_batch_check(tmp_
     ) in lines
 
 
+def live_result(*, creates_arrived: int = 40, pairing_certain: bool = True) -> dict[str, Any]:
+    latency = {"p50_ms": 6.04, "p99_ms": 11.26, "max_ms": 12.5}
+    return {
+        "options": {"vins": 1500, "live_seconds": 40},
+        "live_beside_sweep": {
+            "live": {
+                "seconds": 40, "creates_throttled_429": 0, "goal_max_ms": 2000.0,
+                "create": {"published": 40, "arrived": creates_arrived, "pairing_certain": pairing_certain,
+                           **latency},
+                "get": {"published": 40, "arrived": 40, **latency, "max_ms": 1250.0},
+            },
+            "sweep": {"wall_s": 62.5, "exit_code": 0, "physical_limit_s": 61.6},
+            "throttled_429": 0, "max_in_window": 25,
+        },
+    }  # fmt: skip
+
+
+def test_live_commands_beside_a_sweep_render_their_latency_and_the_sweeps_time(tmp_path: Path) -> None:
+    (tmp_path / "reconcile_sweep_live-1500.json").write_text(json.dumps(live_result()))
+    lines = report.render(report.load_results(tmp_path)).splitlines()
+    assert (
+        "| live commands beside a reconcile sweep of 1,500 vehicles (one worker): a create and a get each "
+        "second for 40 s once the sweep has begun | publish → DVSA p50 / p99 / max of 40 each: create "
+        "6.0 / 11.3 / 12.5 ms, get 6.0 / 11.3 / 1250.0 ms; sweep: 62.5 s to exit 0; 0 429s; at most 25 GETs "
+        "in a second | live: goal < 2 s; the sweep and the live gets 61.6 s, 98.6% |"
+    ) in lines
+
+
+def test_creates_that_cannot_surely_be_paired_with_their_arrivals_say_so(tmp_path: Path) -> None:
+    result = live_result(creates_arrived=41, pairing_certain=False)
+    (tmp_path / "reconcile_sweep_live-1500.json").write_text(json.dumps(result))
+    (row,) = [line for line in report.render(report.load_results(tmp_path)).splitlines() if "live" in line]
+    assert "create 6.0 / 11.3 / 12.5 ms (41 arrived, paired by order, not surely), get " in row
+
+
 def test_a_superseded_run_is_named_not_shown(tmp_path: Path) -> None:
     (name, commit), why = next(iter(report.SUPERSEDED.items()))
     result = fleet_result(2, True, [24.0, 24.0, 24.0, 24.0])
