@@ -13,8 +13,8 @@ from shared.gc_tuning import settle_after_startup
 from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
 from shared.store.database import StoreError
+from workers.budget import Refused
 from workers.runtime import Worker, dvsa_client
-from workers.startup import Refused
 from workers.supervisor import supervise
 
 

@@ -1,7 +1,7 @@
 """The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
 
-Before it consumes, a worker waits for its services and claims its prefix's rate budget
-(:mod:`workers.startup`); a delivery goes on to the handler only while that claim holds.
+Before it consumes, a worker waits for its services (:mod:`workers.patience`) and claims its prefix's
+rate budget (:mod:`workers.budget`); a delivery goes on to the handler only while that claim holds.
 
 One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
 concurrency) and one confirm channel for everything the handler publishes.  Alongside, the event
@@ -35,21 +35,14 @@ from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from shared.topology import LANES, Topology, declare
+from workers.budget import BudgetClaim, Refused
 from workers.doubts import Doubts
 from workers.handler import Handler
 from workers.inflight import Handle, InFlight
 from workers.ledger import EventRecorder
 from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
+from workers.patience import Patience, Stopped, broker_answering, redis_answering, store_answering
 from workers.reporting import Reporter
-from workers.startup import (
-    BudgetClaim,
-    Patience,
-    Refused,
-    Stopped,
-    broker_answering,
-    redis_answering,
-    store_answering,
-)
 from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 

@@ -42,8 +42,8 @@ from tests.support.commands import create
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
 from tests.support.services import AMQP_URL, REDIS_URL
-from workers import startup
-from workers.startup import Refused, lock_queue, marker_queue
+from workers import budget
+from workers.budget import Refused, lock_queue, marker_queue
 
 pytestmark = pytest.mark.integration
 
@@ -342,7 +342,7 @@ async def test_a_local_worker_whose_lock_was_taken_meanwhile_stops_without_calli
     broker: AbstractRobustConnection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(startup, "RETAKE_PATIENCE_S", 1.0)
+    monkeypatch.setattr(budget, "RETAKE_PATIENCE_S", 1.0)
     async with await aio_pika.connect(AMQP_URL) as rival, behind_proxy(settings) as (proxy, proxied):
         with pytest.raises(Refused, match="RECALLS_REDIS_URL"):
             async with running_worker(proxied) as worker:
