@@ -12,8 +12,8 @@
 5. With the workers still running and the queues empty, publishes single commands ~100 ms apart and
    measures publish-to-DVSA latency (sandbox arrival minus the time just before publishing).
 
-Without ``--redis`` each worker process keeps the limit on its own, so N > 1 processes exceed it
-together; ``--redis URL`` passes ``RECALLS_REDIS_URL`` to the workers (fleet mode: one budget for all).
+``--redis URL`` passes ``RECALLS_REDIS_URL`` to the workers (fleet mode: one budget for all); N > 1
+processes need it, as a second local-mode worker on a prefix refuses to start.
 
     .venv/bin/python bench/fleet_throughput.py [--processes 1] [--per-verb 2000] [--redis URL]
         [--lane bulk|background] [--samples 200] [--gap-ms 100]
@@ -104,6 +104,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.processes < 1 or args.per_verb < 1 or args.samples < 1:
         parser.error("--processes, --per-verb and --samples must be at least 1")
+    if args.processes > 1 and args.redis is None:
+        parser.error("--processes above 1 needs --redis: a second local-mode worker refuses to start")
     return Options(args.processes, args.per_verb, args.redis, args.samples, args.gap_ms / 1000, args.lane)
 
 
