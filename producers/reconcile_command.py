@@ -21,6 +21,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from producers.command import InputError, ServiceError, cli_settings, run_with_broker
 from producers.drift import DEFAULT_MAX_REPAIR_SHARE, KINDS, MassRepairRefused
@@ -29,7 +30,7 @@ from producers.reconcile import SAMPLE, Reconciler, Reconciliation, SweepFailed,
 from shared.contracts import GetCommand
 from shared.settings import Settings
 from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database, StoreError
+from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
 from shared.store.ledger import Ledger
 from shared.validation import InvalidCommand, validate
 
@@ -104,8 +105,12 @@ async def _run(
     try:
         async with Database.connect_existing(settings) as db:
             return await _sweep(settings, db, vins, since, max_share)
-    except StoreError as exc:  # no store: nothing to reconcile, and none is made
+    except (StoreMissing, StoreOutdated, StoreUnavailable) as exc:  # nothing to reconcile; none is made
         raise ServiceError(str(exc)) from None
+    except StoreError as exc:  # RECALLS_DATABASE_URL is no database URL
+        raise InputError(str(exc)) from None
+    except SQLAlchemyError as exc:  # the store went away after it answered
+        raise ServiceError(str(StoreUnavailable.of(settings, exc))) from None
 
 
 async def _sweep(

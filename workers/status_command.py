@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.settings import Settings
 from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, store_location
+from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
 from shared.store.ledger import Ledger, LedgerEntry
 from workers.cli_errors import fail, settings_or_exit
 
@@ -41,13 +41,12 @@ def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -
 
     try:
         return asyncio.run(run())
-    except (StoreMissing, StoreOutdated) as exc:
+    except (StoreMissing, StoreOutdated, StoreUnavailable) as exc:
         fail(str(exc), 1)
     except StoreError as exc:
         fail(str(exc), 2)
-    except (SQLAlchemyError, OSError) as exc:
-        # The driver's own message may quote connection details; the type of failure is enough.
-        fail(f"the store at {store_location(settings)} is unavailable ({type(exc).__name__})", 1)
+    except (SQLAlchemyError, OSError) as exc:  # the store went away after it answered
+        fail(str(StoreUnavailable.of(settings, exc)), 1)
 
 
 def _print_json(value: object) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import Settings
@@ -53,6 +53,14 @@ def database_url(settings: Settings) -> URL:
     if backend not in {"postgresql", "postgres"}:
         raise StoreError(f"RECALLS_DATABASE_URL: must be a postgresql:// URL, not {backend}://")
     return url.set(drivername="postgresql+asyncpg")
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer (the driver's own message may quote connection details: only its type)."""
+
+    @classmethod
+    def of(cls, settings: Settings, error: BaseException) -> StoreUnavailable:
+        return cls(f"the store at {store_location(settings)} is unavailable ({type(error).__name__})")
 
 
 def store_location(settings: Settings) -> str:
@@ -103,7 +111,8 @@ class Database:
         """Open the store only if it is there and migrated, and close on the way out; create nothing.
 
         Raises :class:`StoreMissing` when the SQLite file does not exist or the database holds no store,
-        :class:`StoreOutdated` when its schema lacks migrations (a worker applies them when it starts).
+        :class:`StoreOutdated` when its schema lacks migrations (a worker applies them when it starts),
+        :class:`StoreUnavailable` when it does not answer.
         """
         url = database_url(settings)
         if url.drivername.startswith("sqlite"):
@@ -116,7 +125,10 @@ class Database:
         else:
             database = cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
         try:
-            await database._check_schema(settings)
+            try:
+                await database._check_schema(settings)
+            except (SQLAlchemyError, OSError) as exc:
+                raise StoreUnavailable.of(settings, exc) from None
             yield database
         finally:
             await database.close()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.settings import Settings
 from shared.store.database import Database, database_url, store_location
 from shared.store.migrations import MIGRATIONS, apply_migrations
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +106,16 @@ async def test_a_store_a_worker_has_not_migrated_yet_is_named_and_left_as_it_is(
             assert versions.scalar_one() == latest - 1
     finally:
         await database.close()
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=["status", "batch status", "reconcile"])
+def test_a_store_that_does_not_answer_is_one_line_without_the_password(
+    tmp_path: Path, args: list[str]
+) -> None:
+    unreachable = f"postgresql://fleet:{PASSWORD}@127.0.0.1:{free_port()}/recalls"
+    done = recalls(args, {"RECALLS_DATABASE_URL": unreachable}, tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: the store at PostgreSQL database 'recalls' on 127.0.0.1:")
+    assert "is unavailable (" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout
