@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.batch_check import GOAL_RATIO as BATCH_GOAL_RATIO
+from bench.fleet_throughput import GOAL_CPU_RATIO, GOAL_WORKER_MS_PER_CALL
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
 from bench.reconcile_sweep import GOAL_LIVE_MS
 from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
+from shared.contracts import VERBS
 from shared.topology import LANES
 
 Json = dict[str, Any]
@@ -46,9 +48,11 @@ SUPERSEDED = {
 }
 
 FLEET_HEADER = (
-    "| scenario | per-verb steady rate (share of 25/s) | 429s | most of one verb in any 1 s "
-    "| publish → DVSA p50 / p99 |\n|---|---|---|---|---|"
+    "| scenario | store | verbs | per-verb steady rate (share of 25/s) | 429s | most of one verb in any 1 s "
+    "| publish → DVSA p50 / p99 | CPU: workers per DVSA call / sandbox per request (goal ≤ "
+    f"{GOAL_WORKER_MS_PER_CALL:g} ms, ≤ {GOAL_CPU_RATIO:g}x) |\n|---|---|---|---|---|---|---|---|"
 )
+STORES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "unknown": "not stated"}  # in this order
 FAULTS_HEADER = (
     "| scenario | commands in | applied / already applied | dead-lettered | lost | applied twice | 429s "
     "| most of one verb in any 1 s | faults: slowest recovery | worker crashes | worker RSS start → end "
@@ -81,6 +85,36 @@ def fleet_scenario(report: Json) -> str:
     return text
 
 
+def fleet_store(report: Json) -> str:
+    """The workers' store: sqlite, postgresql, or unknown (results saved before the report named it)."""
+    return str(report.get("store", "unknown"))
+
+
+def fleet_verbs(options: Json) -> tuple[str, ...]:
+    """The verbs of the backlog (all four in results saved before ``--verbs`` existed)."""
+    return tuple(options.get("verbs", VERBS))
+
+
+def verbs_cell(verbs: Sequence[str]) -> str:
+    return "all four" if tuple(verbs) == VERBS else ", ".join(verbs)
+
+
+def cpu_cell(report: Json) -> str:
+    """ "2.10 ms / 1.20 ms (1.75x)": the workers' CPU per DVSA call, the sandbox's per request, the ratio;
+    "-" for results saved before the benchmark measured CPU, "?" for a figure it could not take."""
+    cpu = report.get("cpu")
+    if cpu is None:
+        return "-"
+    worker, sandbox, ratio = (
+        cpu[key] for key in ("worker_ms_per_call", "sandbox_ms_per_request", "worker_to_sandbox")
+    )
+
+    def ms(value: float | None) -> str:
+        return "?" if value is None else f"{value:.2f} ms"
+
+    return f"{ms(worker)} / {ms(sandbox)} ({'?' if ratio is None else f'{ratio:.2f}x'})"
+
+
 def fleet_row(report: Json) -> str:
     verbs = list(report["verbs"].values())
     rates = [verb["steady_rate_per_s"] for verb in verbs]
@@ -89,17 +123,30 @@ def fleet_row(report: Json) -> str:
     busiest = max(verb["max_in_window"] for verb in verbs)
     latency = report["latency"]
     live = "live: " if backlog_lane(report["options"]) != "live" else ""
+    store = STORES.get(fleet_store(report), fleet_store(report))
     return (
-        f"| {fleet_scenario(report)} | {span(rates, '.2f')}/s ({span(shares, '.1f')}%) | {throttled} "
-        f"| {busiest} | {live}{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} ms |"
+        f"| {fleet_scenario(report)} | {store} | {verbs_cell(fleet_verbs(report['options']))} "
+        f"| {span(rates, '.2f')}/s ({span(shares, '.1f')}%) | {throttled} "
+        f"| {busiest} | {live}{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} ms | {cpu_cell(report)} |"
     )
 
 
-def fleet_order(report: Json) -> tuple[int, int, bool]:
-    """Runs by their backlog's lane (live first, as LANES orders them), number of workers, then local mode
-    before fleet mode."""
+def fleet_order(report: Json) -> tuple[int, int, bool, int, bool, list[int]]:
+    """Runs by their backlog's lane (live first, as LANES orders them), number of workers, local mode
+    before fleet mode, store (SQLite, PostgreSQL, not stated), then verb mix (all four first, then the
+    others by their verbs in VERBS' order)."""
     options = report["options"]
-    return LANES.index(backlog_lane(options)), options["processes"], bool(options["redis"])
+    stores = list(STORES)
+    store = fleet_store(report)
+    verbs = fleet_verbs(options)
+    return (
+        LANES.index(backlog_lane(options)),
+        options["processes"],
+        bool(options["redis"]),
+        stores.index(store) if store in stores else len(stores),
+        verbs != VERBS,
+        [VERBS.index(verb) for verb in verbs],
+    )
 
 
 def backlog_lane(options: Json) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench import report
+from shared.contracts import VERBS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DASH = "\u2013"  # the en dash of ranges
@@ -17,7 +18,7 @@ DASH = "\u2013"  # the en dash of ranges
 def fleet_result(processes: int, redis: bool, rates: list[float], **extra: Any) -> dict[str, Any]:
     verbs = {
         verb: {"steady_rate_per_s": rate, "throttled_429": 0, "max_in_window": 25}
-        for verb, rate in zip(["create", "fix", "delete", "get"], rates, strict=True)
+        for verb, rate in zip(extra.get("verbs", VERBS), rates, strict=True)
     }
     return {
         "options": {
@@ -85,13 +86,14 @@ def test_a_made_up_results_directory_renders_these_rows(tmp_path: Path) -> None:
     lines = report.render(report.load_results(tmp_path)).splitlines()
     fleet = [line for line in lines if " mode" in line]
     assert fleet == [
-        "| 1 worker, local mode, 2,000 per verb | 24.90/s (99.6%) | 0 | 25 | 5.0 / 12.4 ms |",
-        f"| 4 workers, fleet mode (Redis), 2,000 per verb | 24.25{DASH}24.75/s (97.0{DASH}99.0%) | 0 | 25 "
-        "| 5.0 / 12.4 ms |",
-        "| 1 worker, local mode, 2,000 per verb in the bulk lane, live commands meanwhile "
-        "| 20.00/s (80.0%) | 0 | 25 | live: 5.0 / 12.4 ms |",
+        "| 1 worker, local mode, 2,000 per verb | not stated | all four | 24.90/s (99.6%) | 0 | 25 "
+        "| 5.0 / 12.4 ms | - |",
+        f"| 4 workers, fleet mode (Redis), 2,000 per verb | not stated | all four "
+        f"| 24.25{DASH}24.75/s (97.0{DASH}99.0%) | 0 | 25 | 5.0 / 12.4 ms | - |",
+        "| 1 worker, local mode, 2,000 per verb in the bulk lane, live commands meanwhile | not stated "
+        "| all four | 20.00/s (80.0%) | 0 | 25 | live: 5.0 / 12.4 ms | - |",
         "| 1 worker, local mode, 2,000 per verb in the background lane, live commands meanwhile "
-        "| 24.00/s (96.0%) | 0 | 25 | live: 5.0 / 12.4 ms |",
+        "| not stated | all four | 24.00/s (96.0%) | 0 | 25 | live: 5.0 / 12.4 ms | - |",
     ]
     assert (
         "| batch check of 500 VINs through `recalls api` (one worker) | 25.0 s; 2 429s; at most 25 GETs in a "
@@ -104,6 +106,69 @@ def test_a_made_up_results_directory_renders_these_rows(tmp_path: Path) -> None:
         "| 40 s; 80.0% |"
     ) in lines
     assert not any(line.startswith("Not shown") for line in lines)
+
+
+def cpu(worker_ms: float | None, sandbox_ms: float | None, ratio: float | None) -> dict[str, Any]:
+    return {"worker_ms_per_call": worker_ms, "sandbox_ms_per_request": sandbox_ms, "worker_to_sandbox": ratio}
+
+
+def test_a_fleet_run_with_cpu_names_its_store_and_verbs_and_gives_both_cpu_figures() -> None:
+    result = fleet_result(8, True, [24.6, 24.6], verbs=["create", "delete"])
+    result |= {"store": "postgresql", "cpu": cpu(2.104, 1.2, 1.7533)}
+    assert report.fleet_row(result) == (
+        "| 8 workers, fleet mode (Redis), 2,000 per verb | PostgreSQL | create, delete | 24.60/s (98.4%) "
+        "| 0 | 25 | 5.0 / 12.4 ms | 2.10 ms / 1.20 ms (1.75x) |"
+    )
+    assert report.fleet_row(fleet_result(1, False, [25.0] * 4, verbs=list(VERBS)) | {"store": "sqlite"}) == (
+        "| 1 worker, local mode, 2,000 per verb | SQLite | all four | 25.00/s (100.0%) | 0 | 25 "
+        "| 5.0 / 12.4 ms | - |"
+    )
+
+
+def test_a_cpu_figure_the_run_could_not_take_is_a_question_mark() -> None:
+    result = fleet_result(1, False, [25.0] * 4) | {"store": "sqlite", "cpu": cpu(None, 0.5, None)}
+    assert report.fleet_row(result).endswith("| ? / 0.50 ms (?) |")
+
+
+def test_the_header_states_both_cpu_goals() -> None:
+    assert "(goal ≤ 3 ms, ≤ 2.5x) |" in report.FLEET_HEADER.splitlines()[0]
+    assert report.FLEET_HEADER.splitlines()[0].count("|") == report.FLEET_HEADER.splitlines()[1].count("|")
+
+
+def test_fleet_runs_sort_by_lane_workers_mode_store_then_verb_mix(tmp_path: Path) -> None:
+    def run(processes: int, redis: bool, store: str | None, verbs: list[str], **extra: Any) -> dict[str, Any]:
+        result = fleet_result(processes, redis, [24.0] * len(verbs), verbs=verbs, **extra)
+        return result | ({"store": store} if store else {})
+
+    files = {
+        "fleet_throughput-1p-pg-delete.json": run(1, False, "postgresql", ["delete"]),
+        "fleet_throughput-1p-create.json": run(1, False, "sqlite", ["create"]),
+        "fleet_throughput-1p-pg.json": run(1, False, "postgresql", list(VERBS)),
+        "fleet_throughput-1p.json": run(1, False, "sqlite", list(VERBS)),
+        "fleet_throughput-1p-delete.json": run(1, False, "sqlite", ["delete"]),
+        "fleet_throughput-1p-old.json": run(1, False, None, list(VERBS)),
+        "fleet_throughput-8p-redis.json": run(8, True, "sqlite", list(VERBS)),
+        "fleet_throughput-1p-redis.json": run(1, True, "sqlite", list(VERBS)),
+        "fleet_throughput-1p-bulk.json": run(1, False, "sqlite", list(VERBS), lane="bulk"),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    rows = [line for line in report.render(report.load_results(tmp_path)).splitlines() if " mode" in line]
+    assert [tuple(cell.strip() for cell in row.split("|")[1:4]) for row in rows] == [
+        ("1 worker, local mode, 2,000 per verb", "SQLite", "all four"),
+        ("1 worker, local mode, 2,000 per verb", "SQLite", "create"),
+        ("1 worker, local mode, 2,000 per verb", "SQLite", "delete"),
+        ("1 worker, local mode, 2,000 per verb", "PostgreSQL", "all four"),
+        ("1 worker, local mode, 2,000 per verb", "PostgreSQL", "delete"),
+        ("1 worker, local mode, 2,000 per verb", "not stated", "all four"),
+        ("1 worker, fleet mode (Redis), 2,000 per verb", "SQLite", "all four"),
+        ("8 workers, fleet mode (Redis), 2,000 per verb", "SQLite", "all four"),
+        (
+            "1 worker, local mode, 2,000 per verb in the bulk lane, live commands meanwhile",
+            "SQLite",
+            "all four",
+        ),
+    ]
 
 
 def test_a_reconcile_sweep_renders_a_row_alone_and_one_beside_a_batch_check(tmp_path: Path) -> None:
