@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.contracts import CreateCommand, DeleteCommand, FixCommand, OutcomeEvent
+from shared.store.group_commit import GroupCommit
 from shared.store.ledger import Ledger, LedgerEntry
 
 log = logging.getLogger("recalls.worker.doubts")
@@ -60,6 +61,7 @@ class Doubts:
     def __init__(self, ledger: Ledger, *, clock: Callable[[], float] = time.time) -> None:
         self._ledger = ledger
         self._clock = clock
+        self._written = GroupCommit[OutcomeEvent](lambda events: ledger.apply(*events))
 
     async def superseded(self, command: CreateCommand) -> bool:
         """``command``'s entry was last changed by it or by a later command; raise while that is in doubt."""
@@ -75,25 +77,29 @@ class Doubts:
 
     async def about_to_delete(self, command: DeleteCommand) -> DeleteMark:
         """Mark what ``command`` deletes ``deleting``, unless a later command changed it."""
-        held = [entry for entry in await self._entries(command.vin) if _names(entry, command)]
-        marked: dict[str, LedgerEntry | None] = {
-            entry.manufacturer_campaign_reference: entry
-            for entry in held
-            if entry.issued_at is None or entry.issued_at <= command.issued_at
-        }
-        if command.manufacturer_campaign_reference is not None and not held:
-            marked[command.manufacturer_campaign_reference] = None  # its create may not be known yet
+
+        def choose(entries: list[LedgerEntry]) -> tuple[list[LedgerEntry], dict[str, LedgerEntry | None]]:
+            held = [entry for entry in entries if _names(entry, command)]
+            marked: dict[str, LedgerEntry | None] = {
+                entry.manufacturer_campaign_reference: entry
+                for entry in held
+                if entry.issued_at is None or entry.issued_at <= command.issued_at
+            }
+            if command.manufacturer_campaign_reference is not None and not held:
+                marked[command.manufacturer_campaign_reference] = None  # its create may not be known yet
+            return held, marked
+
         try:
-            await self._ledger.mark_deleting_before_sending(
+            held, marked = await self._ledger.mark_deleting_before_sending(
                 command.vin,
-                marked,
+                choose,
                 message_id=command.message_id,
                 issued_at=command.issued_at,
                 at=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
             )
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not mark a delete before sending it", extra={"error": type(exc).__name__})
-            marked = {}
+            return DeleteMark([], {})
         return DeleteMark(held, marked)
 
     async def not_deleted(self, command: DeleteCommand, mark: DeleteMark) -> None:
@@ -118,11 +124,14 @@ class Doubts:
             log.warning("could not mark a delete in doubt", extra={"error": type(exc).__name__})
 
     async def remember(self, event: OutcomeEvent) -> None:
-        """Write what DVSA confirmed of a create, fix or delete to the ledger now, not when recorded."""
+        """Write what DVSA confirmed of a create, fix or delete to the ledger now, not when recorded.
+
+        Writes asked for at the same time share one transaction (:mod:`shared.store.group_commit`).
+        """
         if event.verb == "get" or event.result == "failed" or event.dvsa_status is None:
             return
         try:
-            await self._ledger.apply(event)
+            await self._written(event)
         except (SQLAlchemyError, OSError) as exc:
             log.warning(
                 "could not write to the ledger; the recorder will", extra={"error": type(exc).__name__}

@@ -3,7 +3,15 @@
 Everything above this module is written once for both.  SQLite is set up so that several processes can
 share its file: WAL (readers never block the writer), a busy timeout (a writer waits for the lock
 instead of failing), and ``BEGIN IMMEDIATE`` for transactions that write, so a transaction that reads
-before it writes cannot lose its snapshot to another process's commit.  The database URL's password
+before it writes cannot lose its snapshot to another process's commit.
+
+:meth:`Database.run` runs a whole transaction written as one synchronous function.  On SQLite it runs
+on a thread of the store's own, over a plain ``sqlite3`` connection, so the event loop waits once per
+transaction rather than once per statement, fetch and commit as it does through aiosqlite: the
+commands' hot path (the ledger's last looks and writes) costs one wake-up of the loop.  On PostgreSQL
+it runs the same function over the async engine (asyncpg), whose round trips cost no thread.
+
+The database URL's password
 never reaches a log line or an error: the URL is kept as a ``SecretStr`` and errors name only the
 variable.
 """
@@ -12,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -25,7 +35,9 @@ from shared.settings import Settings
 from shared.store.migrations import MIGRATIONS, apply_migrations
 
 _SQLITE_BUSY_MS = 30_000
+_SQLITE_THREADS = 2  # a write and a read at once: WAL lets a reader go beside the writer
 _READ_ONLY = "recalls_read_only"
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -78,11 +90,15 @@ class Database:
     :meth:`connect_existing` (read-only commands: a store that is not there yet is an error).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, direct: Engine | None = None) -> None:
         self._engine = engine
         # SQLite has one writer at a time; a second one waits in its busy handler, which sleeps in
         # steps of up to 100 ms.  Writers of this process queue here instead and go in turn at once.
         self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._direct = direct  # SQLite: the synchronous engine :meth:`run` uses on its own threads
+        self._threads = (
+            ThreadPoolExecutor(_SQLITE_THREADS, thread_name_prefix="store") if direct is not None else None
+        )
 
     @classmethod
     async def open(cls, settings: Settings) -> Database:
@@ -91,8 +107,23 @@ class Database:
             if url.database:
                 parent = settings.sqlite_path.parent
                 await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
-            return cls(_sqlite_engine(url))
+            return cls.sqlite(url)
         return cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
+
+    @classmethod
+    def sqlite(cls, url: URL) -> Database:
+        """A store in the SQLite file of ``url`` (an aiosqlite URL)."""
+        direct = create_engine(
+            url.set(drivername="sqlite+pysqlite"),
+            hide_parameters=True,
+            pool_size=_SQLITE_THREADS,
+            connect_args={"check_same_thread": False},
+        )
+        engine = create_async_engine(url, hide_parameters=True)
+        for each in (direct, engine.sync_engine):
+            event.listen(each, "connect", _configure_sqlite)
+            event.listen(each, "begin", _begin_sqlite)
+        return cls(engine, direct)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -121,7 +152,7 @@ class Database:
                 raise StoreMissing(_no_store(settings))
             # mode=rw: should the file go between the check and the connection, SQLite does not create it.
             url = url.set(database=f"file:{quote(str(path))}", query={"uri": "true", "mode": "rw"})
-            database = cls(_sqlite_engine(url))
+            database = cls.sqlite(url)
         else:
             database = cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
         try:
@@ -171,6 +202,21 @@ class Database:
             async with connection.begin():
                 yield connection
 
+    async def run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        """``work``'s result, run in one transaction that commits on success (see the module's docstring).
+
+        ``work`` must not block on anything but the store: on SQLite it holds one of its threads.
+        """
+        if self._direct is None:
+            async with self.writing() if write else self.reading() as connection:
+                return await connection.run_sync(work)
+        loop = asyncio.get_running_loop()
+        call = partial(_in_transaction, self._direct, work, write)
+        if self._one_writer is None or not write:
+            return await loop.run_in_executor(self._threads, call)
+        async with self._one_writer:
+            return await loop.run_in_executor(self._threads, call)
+
     async def ping(self) -> None:
         """Raises if the store does not answer a trivial query (readiness checks)."""
         async with self.reading() as connection:
@@ -182,6 +228,9 @@ class Database:
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._direct is not None and self._threads is not None:
+            await asyncio.get_running_loop().run_in_executor(self._threads, self._direct.dispose)
+            self._threads.shutdown(wait=False)
 
 
 def _no_store(settings: Settings) -> str:
@@ -189,11 +238,9 @@ def _no_store(settings: Settings) -> str:
     return f"no store at {store_location(settings)}; start a worker first{hint}"
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
-    engine = create_async_engine(url, hide_parameters=True)
-    event.listen(engine.sync_engine, "connect", _configure_sqlite)
-    event.listen(engine.sync_engine, "begin", _begin_sqlite)
-    return engine
+def _in_transaction(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
+    with engine.connect() as connection, connection.execution_options(**{_READ_ONLY: not write}).begin():
+        return work(connection)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:

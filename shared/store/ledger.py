@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import OutcomeEvent, Recall
 from shared.store.database import Database
@@ -27,6 +27,8 @@ log = logging.getLogger("recalls.store.ledger")
 State = Literal["open", "fixed", "deleted", "deleting"]  # deleting: a delete in doubt
 Key = tuple[str, str]
 Change = tuple[Key, dict[str, Any], OutcomeEvent]
+# Given the VIN's entries: those a delete names, and those it marks (reference: entry, None if none).
+Choice = Callable[[list["LedgerEntry"]], tuple[list["LedgerEntry"], dict[str, "LedgerEntry | None"]]]
 _PAGE = 1000
 _KEY = ("vin", "manufacturer_campaign_reference")
 _KEY_COLUMNS = (ledger.c.vin, ledger.c.manufacturer_campaign_reference)
@@ -51,7 +53,7 @@ def _entry(row: Row[Any]) -> LedgerEntry:
 
 
 class Ledger:
-    """Reads and updates the ledger."""
+    """Reads and updates the ledger, each call one transaction (:meth:`Database.run`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -63,22 +65,23 @@ class Ledger:
         One transaction for all of them, and one statement per kind of change, each run for many rows
         at once: the recorder's cost per event stays small at the fleet's full rate.
         """
-        usable = [event for event in events if event.result != "failed"]
-        if not usable:
-            return
-        async with self._db.writing() as connection:
-            pending: list[Change] = []
-            for event in usable:
-                if _finds_entries(event):  # by looking them up: what came before must be in place
-                    await self._upsert_all(connection, pending)
-                    pending = []
-                pending.extend((key, values, event) for key, values in await _changes(connection, event))
-            await self._upsert_all(connection, pending)
+        if any(event.result != "failed" for event in events):
+            await self._db.run(partial(self.apply_within, events=events), write=True)
 
-    async def _upsert_all(self, connection: AsyncConnection, changes: list[Change]) -> None:
+    def apply_within(self, connection: Connection, events: Sequence[OutcomeEvent]) -> None:
+        """:meth:`apply` within the caller's transaction."""
+        pending: list[Change] = []
+        for event in (event for event in events if event.result != "failed"):
+            if _finds_entries(event):  # by looking them up: what came before must be in place
+                self._upsert_all(connection, pending)
+                pending = []
+            pending.extend((key, values, event) for key, values in _changes(connection, event))
+        self._upsert_all(connection, pending)
+
+    def _upsert_all(self, connection: Connection, changes: list[Change]) -> None:
         for round_ in _rounds(changes):
             for columns, rows in _by_columns(round_).items():
-                await connection.execute(self._upsert(columns), rows)
+                connection.execute(self._upsert(columns), rows)
 
     def _upsert(self, columns: tuple[str, ...]) -> Any:
         """The upsert that sets ``columns`` (made once per set of columns), for rows given at run time."""
@@ -118,53 +121,46 @@ class Ledger:
         }
         rows = [{"vin": vin.upper(), "manufacturer_campaign_reference": ref, **values} for ref in references]
         if rows:
-            async with self._db.writing() as connection:
-                await connection.execute(self._upsert(tuple(rows[0])), rows)
+            statement = self._upsert(tuple(rows[0]))
+            await self._db.run(lambda connection: connection.execute(statement, rows), write=True)
 
     async def mark_deleting_before_sending(
-        self,
-        vin: str,
-        before: Mapping[str, LedgerEntry | None],
-        *,
-        message_id: str,
-        issued_at: dt.datetime,
-        at: dt.datetime,
-    ) -> None:
-        """A delete (``message_id``) is about to be sent: mark these entries ``deleting`` as of ``at``.
+        self, vin: str, choose: Choice, *, message_id: str, issued_at: dt.datetime, at: dt.datetime
+    ) -> tuple[list[LedgerEntry], dict[str, LedgerEntry | None]]:
+        """A delete (``message_id``) is about to be sent: mark what it removes ``deleting`` as of ``at``.
 
-        ``before`` maps each reference to its entry as read just now (None: the ledger has none, and one
-        is made).  An entry changed since that read is left alone: a newer change stands.
+        One transaction reads the VIN's entries, asks ``choose`` which to mark (reference: its entry,
+        or None where the ledger has none and one is made), and marks them; returns what ``choose`` said.
+        An entry changed by another writer since the read is left alone: a newer change stands.
         """
-        values = {
-            "state": "deleting",
-            "last_message_id": message_id,
-            "updated_at": at,
-            "issued_at": issued_at,
-        }
-        if not before:
-            return
+        values = {"state": "deleting", "last_message_id": message_id, "updated_at": at}
+        values["issued_at"] = issued_at
         dialect = self._dialect()
-        async with self._db.writing() as connection:
+
+        def mark(connection: Connection) -> tuple[list[LedgerEntry], dict[str, LedgerEntry | None]]:
+            held, before = choose(_for_vin(connection, vin))
             for reference, entry in before.items():
                 key = {"vin": vin.upper(), "manufacturer_campaign_reference": reference}
                 if entry is None:
-                    insert = dialect.insert(ledger).values(**key, **values).on_conflict_do_nothing()
-                    await connection.execute(insert)
+                    made = dialect.insert(ledger).values(**key, **values).on_conflict_do_nothing()
+                    connection.execute(made)
                     continue
                 unchanged = and_(
                     ledger.c.vin == entry.vin,
                     ledger.c.manufacturer_campaign_reference == reference,
                     ledger.c.last_message_id == entry.last_message_id,
                 )
-                await connection.execute(ledger.update().where(unchanged).values(values))
+                connection.execute(ledger.update().where(unchanged).values(values))
+            return held, before
+
+        return await self._db.run(mark, write=True)
 
     async def unmark_deleting(
         self, vin: str, before: Mapping[str, LedgerEntry | None], *, message_id: str
     ) -> None:
         """DVSA did not apply the delete (``message_id``): its marks go, unless since replaced."""
-        if not before:
-            return
-        async with self._db.writing() as connection:
+
+        def unmark(connection: Connection) -> None:
             for reference, entry in before.items():
                 still_marked = and_(
                     ledger.c.vin == vin.upper(),
@@ -173,7 +169,7 @@ class Ledger:
                     ledger.c.last_message_id == message_id,
                 )
                 if entry is None:
-                    await connection.execute(ledger.delete().where(still_marked))
+                    connection.execute(ledger.delete().where(still_marked))
                     continue
                 restored = {
                     "state": entry.state,
@@ -181,32 +177,32 @@ class Ledger:
                     "updated_at": entry.updated_at,
                     "issued_at": entry.issued_at,
                 }
-                await connection.execute(ledger.update().where(still_marked).values(restored))
+                connection.execute(ledger.update().where(still_marked).values(restored))
+
+        if before:
+            await self._db.run(unmark, write=True)
 
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
-        query = (
-            select(ledger)
-            .where(ledger.c.vin == vin.upper())
-            .order_by(ledger.c.manufacturer_campaign_reference)
-        )
-        async with self._db.reading() as connection:
-            return [_entry(row) for row in await connection.execute(query)]
+        return await self._db.run(partial(_for_vin, vin=vin), write=False)
 
     async def holding(self, keys: Collection[Key]) -> dict[Key, LedgerEntry]:
         """The entries (any state) of those ``(vin, manufacturer reference)`` keys the ledger holds."""
         wanted = {(vin.upper(), reference): (vin, reference) for vin, reference in keys}
         vins = sorted({vin for vin, _ in wanted})
-        found: dict[Key, LedgerEntry] = {}
-        async with self._db.reading() as connection:
+
+        def read(connection: Connection) -> dict[Key, LedgerEntry]:
+            found: dict[Key, LedgerEntry] = {}
             # One query per page of VINs (a VIN has few campaigns); the exact keys are picked here.
             for start in range(0, len(vins), _PAGE):
                 query = select(ledger).where(ledger.c.vin.in_(vins[start : start + _PAGE]))
-                for row in await connection.execute(query):
+                for row in connection.execute(query):
                     entry = _entry(row)
                     asked = wanted.get((entry.vin, entry.manufacturer_campaign_reference))
                     if asked is not None:
                         found[asked] = entry
-        return found
+            return found
+
+        return await self._db.run(read, write=False)
 
     async def open_recalls(self) -> AsyncIterator[LedgerEntry]:
         """Every open entry ordered by VIN and reference, read a page at a time."""
@@ -217,8 +213,7 @@ class Ledger:
             if after is not None:
                 query = query.where(key > tuple_(*after))
             query = query.order_by(ledger.c.vin, ledger.c.manufacturer_campaign_reference).limit(_PAGE)
-            async with self._db.reading() as connection:
-                page = [_entry(row) for row in await connection.execute(query)]
+            page = await self._db.run(partial(_entries, query), write=False)
             for entry in page:
                 yield entry
             if len(page) < _PAGE:
@@ -232,19 +227,21 @@ class Ledger:
             query = query.where(ledger.c.vin.in_(sorted({vin.upper() for vin in only})))
         if since is not None:
             query = query.where(ledger.c.updated_at >= since)
-        async with self._db.reading() as connection:
-            return list((await connection.execute(query)).scalars().all())
+        return await self._db.run(lambda c: list(c.execute(query).scalars().all()), write=False)
 
     async def for_vins(self, vins: Collection[str]) -> dict[str, list[LedgerEntry]]:
         """Every entry of each of ``vins`` (upper-case), a page of VINs per query."""
         found: dict[str, list[LedgerEntry]] = {vin: [] for vin in vins}
         ordered = sorted(found)
-        async with self._db.reading() as connection:
+
+        def read(connection: Connection) -> dict[str, list[LedgerEntry]]:
             for start in range(0, len(ordered), _PAGE):
                 query = select(ledger).where(ledger.c.vin.in_(ordered[start : start + _PAGE]))
-                for row in await connection.execute(query.order_by(*_KEY_COLUMNS)):
+                for row in connection.execute(query.order_by(*_KEY_COLUMNS)):
                     found[row.vin].append(_entry(row))
-        return found
+            return found
+
+        return await self._db.run(read, write=False)
 
     async def record_held(self, answer: OutcomeEvent, references: Collection[str]) -> None:
         """Write what DVSA's answer to a get says of these campaigns, as a recorded get would.
@@ -254,13 +251,20 @@ class Ledger:
         """
         recalls = [r for r in answer.recalls or [] if r.manufacturer_campaign_reference in references]
         changes = [(*change, answer) for recall in recalls if (change := _confirmed(answer, recall))]
-        async with self._db.writing() as connection:
-            await self._upsert_all(connection, changes)
+        await self._db.run(partial(self._upsert_all, changes=changes), write=True)
 
     async def count_open(self) -> int:
-        async with self._db.reading() as connection:
-            count = await connection.scalar(select(func.count()).where(ledger.c.state == "open"))
-        return int(count or 0)
+        query = select(func.count()).where(ledger.c.state == "open")
+        return await self._db.run(lambda c: int(c.scalar(query) or 0), write=False)
+
+
+def _for_vin(connection: Connection, vin: str) -> list[LedgerEntry]:
+    query = select(ledger).where(ledger.c.vin == vin.upper()).order_by(*_KEY_COLUMNS)
+    return _entries(query, connection)
+
+
+def _entries(query: Select[Any], connection: Connection) -> list[LedgerEntry]:
+    return [_entry(row) for row in connection.execute(query)]
 
 
 def _rounds(changes: list[Change]) -> list[list[Change]]:
@@ -297,7 +301,7 @@ def _finds_entries(event: OutcomeEvent) -> bool:
     return event.verb != "get" and event.manufacturer_campaign_reference is None
 
 
-async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tuple[Key, dict[str, Any]]]:
+def _changes(connection: Connection, event: OutcomeEvent) -> list[tuple[Key, dict[str, Any]]]:
     """The entries ``event`` touches, each with the columns it sets."""
     if event.dvsa_status is None:
         return []  # nothing was sent (a create superseded by a later delete): DVSA confirmed nothing
@@ -308,7 +312,7 @@ async def _changes(connection: AsyncConnection, event: OutcomeEvent) -> list[tup
     changes = _command_changes(event)
     if event.manufacturer_campaign_reference is not None:
         return [((event.vin.upper(), event.manufacturer_campaign_reference), changes)]
-    references = await _by_dvsa_reference(connection, event.vin.upper(), event.dvsa_campaign_reference)
+    references = _by_dvsa_reference(connection, event.vin.upper(), event.dvsa_campaign_reference)
     if not references:
         log.debug(
             "no ledger entry for a %s by DVSA reference; skipped",
@@ -358,9 +362,9 @@ def _date(value: str | None) -> dt.date | None:
         return None
 
 
-async def _by_dvsa_reference(connection: AsyncConnection, vin: str, reference: str | None) -> list[str]:
+def _by_dvsa_reference(connection: Connection, vin: str, reference: str | None) -> list[str]:
     if reference is None:
         return []
     condition: ColumnElement[bool] = and_(ledger.c.vin == vin, ledger.c.dvsa_campaign_reference == reference)
     query = select(ledger.c.manufacturer_campaign_reference).where(condition)
-    return list(cast(list[str], (await connection.execute(query)).scalars().all()))
+    return list(cast(list[str], connection.execute(query).scalars().all()))

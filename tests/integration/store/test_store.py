@@ -153,9 +153,10 @@ async def test_a_delete_marks_before_sending_and_takes_back_what_dvsa_did_not_ap
     await ledger.apply(created(1))
     [before] = await ledger.for_vin(VIN)
     marks = {"RC-1": before, "RC-2": None}  # RC-2: a recall the ledger has not heard of
-    await ledger.mark_deleting_before_sending(
-        VIN, marks, message_id="d1", issued_at=minutes(2), at=minutes(3)
+    held, marked = await ledger.mark_deleting_before_sending(
+        VIN, lambda entries: (entries, marks), message_id="d1", issued_at=minutes(2), at=minutes(3)
     )
+    assert (held, marked) == ([before], marks)  # what the choice was given, read in the same transaction
     entries = await ledger.for_vin(VIN)
     assert [(e.manufacturer_campaign_reference, e.state, e.issued_at) for e in entries] == [
         ("RC-1", "deleting", minutes(2)),
@@ -171,7 +172,7 @@ async def test_a_delete_mark_leaves_what_changed_since_it_was_read(db: Database)
     [before] = await ledger.for_vin(VIN)
     await ledger.apply(fixed(2))  # after the delete read the entry, before it marked it
     await ledger.mark_deleting_before_sending(
-        VIN, {"RC-1": before}, message_id="d1", issued_at=minutes(2), at=minutes(3)
+        VIN, lambda _: ([before], {"RC-1": before}), message_id="d1", issued_at=minutes(2), at=minutes(3)
     )
     [entry] = await ledger.for_vin(VIN)
     assert entry.state == "fixed"
@@ -182,7 +183,7 @@ async def test_taking_back_a_mark_leaves_a_newer_change(db: Database) -> None:
     await ledger.apply(created(1))
     [before] = await ledger.for_vin(VIN)
     await ledger.mark_deleting_before_sending(
-        VIN, {"RC-1": before}, message_id="d1", issued_at=minutes(2), at=minutes(3)
+        VIN, lambda entries: (entries, {"RC-1": before}), message_id="d1", issued_at=minutes(2), at=minutes(3)
     )
     await ledger.apply(fixed(4))
     await ledger.unmark_deleting(VIN, {"RC-1": before}, message_id="d1")
