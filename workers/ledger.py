@@ -4,10 +4,10 @@ checks (what DVSA last answered for a VIN) up to date from the fleet's outcome e
 It consumes ``<prefix>.ledger`` (every event of ``<prefix>.events``) and acks an event only once both the
 ledger and the batch journal have committed it; both are idempotent, so a redelivery after a crash
 between the two is harmless.  Events are written in groups: whatever arrives within ``linger`` seconds
-of the first goes into one transaction of each, which keeps the store's cost per event small (one
-commit per group, not two per event) at the fleet's full rate.  A database error returns the group's
-events to the queue after a short pause (so an outage does not spin); an event that cannot be decoded
-is logged and dropped, as it never will be.
+of the first goes into one transaction, ledger, batches and checks together, which keeps the store's
+cost per event small (one commit per group, not three per event) at the fleet's full rate.  A database
+error returns the group's events to the queue after a short pause (so an outage does not spin); an event
+that cannot be decoded is logged and dropped, as it never will be.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.contracts import OutcomeEvent
@@ -46,12 +48,13 @@ class EventRecorder:
         prefetch: int,
         retry_pause: float = 1.0,
         linger: float = 0.1,
-        after_write: Callable[[], None] = lambda: None,
+        after_ending: Callable[[], None] = lambda: None,
     ) -> None:
+        self._db = db
         self._ledger = Ledger(db)
         self._batches = Batches(db)
         self._checks = VinChecks(db)
-        self._after_write = after_write
+        self._after_ending = after_ending  # a batch ended: its webhook is due
         self._topology = topology
         self._prefetch = prefetch
         self._retry_pause = retry_pause
@@ -117,11 +120,10 @@ class EventRecorder:
             group, self._waiting = self._waiting, []
             events = [event for event, _ in group]
             try:
-                await self._ledger.apply(*events)
-                await self._batches.record(*events)
-                await self._checks.remember(*events)
+                ended = await self._db.run(partial(self._record, events), write=True)
                 failed = False
-                self._after_write()  # a batch may have ended: its webhook is due
+                if ended:
+                    self._after_ending()
             except (SQLAlchemyError, OSError):
                 log.exception("could not record %d outcome events; they go back to the queue", len(events))
                 failed = True
@@ -132,6 +134,13 @@ class EventRecorder:
                     written.set_exception(_NotWritten())
                 else:
                     written.set_result(None)
+
+    def _record(self, events: list[OutcomeEvent], connection: Connection) -> bool:
+        """Write ``events`` in one transaction; True if a batch ended."""
+        self._ledger.apply_within(connection, events)
+        ended = self._batches.record_within(connection, events)
+        self._checks.remember_within(connection, events)
+        return ended
 
     @property
     def recorded_count(self) -> int:

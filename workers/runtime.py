@@ -245,7 +245,7 @@ class Worker:
             sender = WebhookSender(db, self._settings, http)
             sending = asyncio.create_task(sender.run(), name="webhook-sender")
             self.recorder = EventRecorder(
-                db, self._topology, prefetch=self._settings.prefetch, after_write=sender.wake
+                db, self._topology, prefetch=self._settings.prefetch, after_ending=sender.wake
             )
             await self.recorder.start(connection)
             try:

@@ -20,10 +20,23 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -148,12 +161,15 @@ class Batches:
         )
         if not rows:
             return
-        async with self._db.writing() as connection:
+        now = self._clock()
+
+        def add(connection: Connection) -> None:
             # One added before (a retry) is kept as it was.
-            await connection.execute(_insert_new(connection, batch_commands), rows)
-            now = self._clock()
-            await _lock(connection, batch_id, now)
-            await _complete_if_done(connection, batch_id, now)
+            connection.execute(_insert_new(connection, batch_commands), rows)
+            _lock(connection, batch_id, now)
+            _complete_if_done(connection, batch_id, now)
+
+        await self._db.run(add, write=True)
 
     async def published(self, message_ids: Sequence[str]) -> None:
         """The broker confirmed these commands."""
@@ -173,9 +189,12 @@ class Batches:
         values = {"status": "cancelled" if cancelled else "running", "rejected": rejected, "skipped": skipped}
         now = self._clock()
         publishing = and_(batches.c.id == batch_id, batches.c.status == "publishing")
-        async with self._db.writing() as connection:
-            await connection.execute(update(batches).where(publishing).values(**values, updated_at=now))
-            await _complete_if_done(connection, batch_id, now)
+
+        def close(connection: Connection) -> None:
+            connection.execute(update(batches).where(publishing).values(**values, updated_at=now))
+            _complete_if_done(connection, batch_id, now)
+
+        await self._db.run(close, write=True)
 
     async def fail(self, batch_id: str, message: str) -> None:
         """A batch still publishing or running ends as failed, saying why (and calls its webhook, if any)."""
@@ -186,36 +205,43 @@ class Batches:
             .values(status="failed", error_message=message, updated_at=now, completed_at=now)
             .returning(batches.c.webhook_url)
         )
-        async with self._db.writing() as connection:
-            await _webhook_due(connection, batch_id, (await connection.execute(ending)).scalar(), now)
+        await self._db.run(
+            lambda connection: _webhook_due(connection, batch_id, connection.execute(ending).scalar(), now),
+            write=True,
+        )
 
-    async def record(self, *events: OutcomeEvent) -> None:
+    async def record(self, *events: OutcomeEvent) -> bool:
+        """:meth:`record_within` in a transaction of its own."""
+        return await self._db.run(partial(self.record_within, events=events), write=True)
+
+    def record_within(self, connection: Connection, events: Sequence[OutcomeEvent]) -> bool:
         """Store each command's outcome (the first one only), completing a batch with its last one.
 
-        All in one transaction: one query finds which events are a batch's commands still waiting for
-        their outcome (most events are not), one statement stores those, then each batch touched is
-        locked once, in id order so that two consumers cannot deadlock.  A get's outcome also says
-        whether its answer holds a recall that is not FIXED (``has_recalls``).
+        One query finds which events are a batch's commands still waiting for their outcome (most events
+        are not), one statement stores those, then each batch touched is locked once, in id order so
+        that two consumers cannot deadlock.  A get's outcome also says whether its answer holds a recall
+        that is not FIXED (``has_recalls``).  True if a batch ended (its webhook may be due).
         """
         journal = batch_commands.c
-        async with self._db.writing() as connection:
-            waiting: dict[str, str] = {}
-            ids = sorted({event.message_id for event in events})
-            for start in range(0, len(ids), _PAGE):
-                page = ids[start : start + _PAGE]
-                query = select(journal.message_id, journal.batch_id).where(
-                    journal.message_id.in_(page), journal.result.is_(None)
-                )
-                waiting.update((row.message_id, row.batch_id) for row in await connection.execute(query))
-            outcomes = [_outcome(event) for event in events if event.message_id in waiting]
-            if not outcomes:
-                return
-            # A repeated message_id's later outcome finds the result set and changes nothing.
-            await connection.execute(_STORE_OUTCOME, sorted(outcomes, key=lambda row: row["m_id"]))
-            now = self._clock()
-            for batch_id in sorted(set(waiting.values())):
-                await _lock(connection, batch_id, now)
-                await _complete_if_done(connection, batch_id, now)
+        waiting: dict[str, str] = {}
+        ids = sorted({event.message_id for event in events})
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
+            query = select(journal.message_id, journal.batch_id).where(
+                journal.message_id.in_(page), journal.result.is_(None)
+            )
+            waiting.update((row.message_id, row.batch_id) for row in connection.execute(query))
+        outcomes = [_outcome(event) for event in events if event.message_id in waiting]
+        if not outcomes:
+            return False
+        # A repeated message_id's later outcome finds the result set and changes nothing.
+        connection.execute(_STORE_OUTCOME, sorted(outcomes, key=lambda row: row["m_id"]))
+        now = self._clock()
+        ended = False
+        for batch_id in sorted(set(waiting.values())):
+            _lock(connection, batch_id, now)
+            ended = _complete_if_done(connection, batch_id, now) or ended
+        return ended
 
     async def status(self, batch_id: str) -> BatchStatus | None:
         async with self._db.reading() as connection:
@@ -453,13 +479,16 @@ async def _failures(connection: AsyncConnection, batch_id: str) -> list[dict[str
     return [row._asdict() for row in await connection.execute(query)]
 
 
-async def _lock(connection: AsyncConnection, batch_id: str, now: dt.datetime) -> None:
+def _lock(connection: Connection, batch_id: str, now: dt.datetime) -> None:
     """Take the batch row's lock (PostgreSQL), as close_publishing does, to decide completion in turn."""
-    await connection.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=now))
+    connection.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=now))
 
 
-async def _complete_if_done(connection: AsyncConnection, batch_id: str, now: dt.datetime) -> None:
-    """A running batch with no outcome pending completes (and owes its webhook call, if it has one)."""
+def _complete_if_done(connection: Connection, batch_id: str, now: dt.datetime) -> bool:
+    """A running batch with no outcome pending completes (and owes its webhook call, if it has one).
+
+    True if it did.
+    """
     pending = exists().where(_published_in(batch_id), batch_commands.c.result.is_(None))
     completing = (
         update(batches)
@@ -467,18 +496,21 @@ async def _complete_if_done(connection: AsyncConnection, batch_id: str, now: dt.
         .values(status="completed", updated_at=now, completed_at=now)
         .returning(batches.c.webhook_url)
     )
-    await _webhook_due(connection, batch_id, (await connection.execute(completing)).scalar(), now)
+    ended = connection.execute(completing).first()
+    if ended is not None:
+        _webhook_due(connection, batch_id, ended.webhook_url, now)
+    return ended is not None
 
 
-async def _webhook_due(connection: AsyncConnection, batch_id: str, url: str | None, now: dt.datetime) -> None:
+def _webhook_due(connection: Connection, batch_id: str, url: str | None, now: dt.datetime) -> None:
     """The batch just ended: its webhook call, if it has a URL, is due now."""
     if url is not None:
         row = {"batch_id": batch_id, "url": url, "attempts": 0, "next_attempt_at": now, "gave_up": False}
         # A batch ends once; were it ever to end again, the call owed stays the one already there.
-        await connection.execute(_insert_new(connection, webhook_deliveries).values(**row))
+        connection.execute(_insert_new(connection, webhook_deliveries).values(**row))
 
 
-def _insert_new(connection: AsyncConnection, table: Table) -> Any:
+def _insert_new(connection: Connection | AsyncConnection, table: Table) -> Any:
     """An insert into ``table`` that leaves a row already there (by primary key) as it is."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()

@@ -9,11 +9,12 @@ one it holds, so every consumer ends with the same cache.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.contracts import OutcomeEvent, Recall
@@ -31,6 +32,10 @@ class VinChecks:
         self._db = db
 
     async def remember(self, *events: OutcomeEvent) -> None:
+        """:meth:`remember_within` in a transaction of its own."""
+        await self._db.run(partial(self.remember_within, events=events), write=True)
+
+    def remember_within(self, connection: Connection, events: Sequence[OutcomeEvent]) -> None:
         """Keep the answers of the whole-vehicle gets among ``events``, unless newer ones are held."""
         newest: dict[str, OutcomeEvent] = {}
         for event in events:
@@ -49,8 +54,7 @@ class VinChecks:
             }
             for vin, event in sorted(newest.items())
         ]
-        async with self._db.writing() as connection:
-            await connection.execute(self._upsert(), rows)
+        connection.execute(self._upsert(), rows)
 
     async def fresh(self, vins: Collection[str], since: dt.datetime) -> dict[str, list[Recall]]:
         """The answers about ``vins`` given at or after ``since``, keyed by the VIN as asked."""
