@@ -2,8 +2,9 @@
 
 The client does not decide what a reply means for a command (that is the worker's job); it only makes
 the call faithfully: a token from the cache, ``x-api-key``, one limiter slot per HTTP request (retries
-count at DVSA too), one refresh-and-retry on 401.  Transport failures become :class:`DvsaTransportError`
-with ``maybe_sent`` telling whether DVSA could have applied the request.
+count at DVSA too), one refresh-and-retry on 401.  The HTTP exchange itself is the transport's
+(:mod:`shared.dvsa.transport`); its failures become :class:`DvsaTransportError` with ``maybe_sent``
+telling whether DVSA could have applied the request.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import msgspec
 
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
 from shared.dvsa.tokens import TokenSource
+from shared.dvsa.transport import MAX_BODY_BYTES, RawReply, Transport, TransportFailure
 from shared.metrics import WorkerMetrics
 from shared.ratelimit import Permit, RateLimiter
 
@@ -90,22 +92,24 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, moment.timestamp() - time.time())
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
-    if not response.content:
+def _body(raw: RawReply) -> dict[str, Any]:
+    if not raw.body:
         return {}
+    if len(raw.body) > MAX_BODY_BYTES:
+        return {"message": f"an answer of more than {MAX_BODY_BYTES} bytes, not read"}
     try:
-        body = response.json()
-    except ValueError:
-        return {"message": response.text[:500]}
+        body = msgspec.json.decode(raw.body)
+    except msgspec.DecodeError:
+        return {"message": raw.body[:500].decode(errors="replace")}
     return body if isinstance(body, dict) else {"message": str(body)[:500]}
 
 
 class DvsaClient:
-    """Calls DVSA for the fleet.  One per process; it shares the connection pool of ``http``."""
+    """Calls DVSA for the fleet.  One per process; it shares the connection pool of ``transport``."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        transport: Transport,
         *,
         base_url: str,
         api_key: str,
@@ -114,7 +118,7 @@ class DvsaClient:
         metrics: WorkerMetrics | None = None,
         background_patience: float = BACKGROUND_PATIENCE_S,
     ) -> None:
-        self._http = http
+        self._transport = transport
         self.metrics = metrics or WorkerMetrics()
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -235,19 +239,18 @@ class DvsaClient:
     ) -> DvsaReply:
         started = time.perf_counter()
         try:
-            response = await self._http.request(
+            raw = await self._transport.request(
                 _METHODS[verb], self._base_url + path, params=params, json=json, headers=headers
             )
-        except httpx.TransportError as exc:
-            self.metrics.dvsa_call(verb, _snake(type(exc).__name__), time.perf_counter() - started)
-            sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-            raise DvsaTransportError(type(exc).__name__, maybe_sent=sent) from None
+        except TransportFailure as exc:
+            self.metrics.dvsa_call(verb, _snake(exc.kind), time.perf_counter() - started)
+            raise DvsaTransportError(exc.kind, maybe_sent=exc.maybe_sent) from None
         elapsed = time.perf_counter() - started
-        self.metrics.dvsa_call(verb, str(response.status_code), elapsed)
+        self.metrics.dvsa_call(verb, str(raw.status), elapsed)
         return DvsaReply(
-            status=response.status_code,
-            body=_body(response),
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            status=raw.status,
+            body=_body(raw),
+            retry_after=_retry_after(raw.retry_after),
             elapsed_ms=elapsed * 1000,
         )
 

@@ -1,17 +1,20 @@
 """A background call waits for a rate slot only so long, then gives its command back as a wait.
 
 Its delivery stays unacked while it waits, and RabbitMQ closes a consumer's channel (every lane's
-deliveries with it) when one waits past the consumer timeout.  Real limiter and client; DVSA is an
-httpx mock transport (this is a unit test), which must never be called.
+deliveries with it) when one waits past the consumer timeout.  Real limiter and client; DVSA is a
+stand-in transport (this is a unit test) that notes what it is sent, which must be nothing.
 """
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
+
+import msgspec
 import pytest
 
 from shared.contracts import GetCommand
 from shared.dvsa.client import BudgetTaken, DvsaClient
+from shared.dvsa.transport import RawReply
 from shared.ratelimit import SpacingLimiter
 
 VIN = "WAUZZZF49HA036784"
@@ -25,20 +28,26 @@ class Tokens:
         return "token"
 
 
-def client(limiter: SpacingLimiter, sent: list[httpx.Request]) -> DvsaClient:
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, json={"vin": VIN, "recalls": []})
+class Answering:
+    """Answers every request 200 with no recalls, noting its method and URL in ``sent``."""
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+
+    async def request(self, method: str, url: str, **_: Any) -> RawReply:
+        self.sent.append(f"{method} {url}")
+        return RawReply(200, None, msgspec.json.encode({"vin": VIN, "recalls": []}))
+
+
+def client(limiter: SpacingLimiter, sent: list[str]) -> DvsaClient:
     return DvsaClient(
-        http, base_url="http://dvsa.test", api_key="k" * 10, tokens=Tokens(), limiter=limiter,
+        Answering(sent), base_url="http://dvsa.test", api_key="k" * 10, tokens=Tokens(), limiter=limiter,
         background_patience=0.05,
     )  # fmt: skip
 
 
 async def test_a_background_call_with_no_slot_left_gives_up_unsent() -> None:
-    limiter, sent = SpacingLimiter(25, 0.002), list[httpx.Request]()
+    limiter, sent = SpacingLimiter(25, 0.002), list[str]()
     await limiter.pause("get", 60)  # the schedule is taken for a minute: no slot for background
     with pytest.raises(BudgetTaken, match="no get slot left by live and bulk work"):
         await client(limiter, sent).get(GetCommand(vin=VIN), "background")
@@ -46,6 +55,6 @@ async def test_a_background_call_with_no_slot_left_gives_up_unsent() -> None:
 
 
 async def test_a_background_call_with_a_slot_is_sent() -> None:
-    limiter, sent = SpacingLimiter(25, 0.002), list[httpx.Request]()
+    limiter, sent = SpacingLimiter(25, 0.002), list[str]()
     reply = await client(limiter, sent).get(GetCommand(vin=VIN), "background")
     assert (reply.status, len(sent)) == (200, 1)

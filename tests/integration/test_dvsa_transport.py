@@ -1,0 +1,90 @@
+"""The DVSA transport against real sockets on loopback: each way a call can fail says whether DVSA may
+have received it, since a create or delete that may have reached DVSA is settled differently from one
+that surely did not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from shared.dvsa.transport import MAX_BODY_BYTES, AiohttpTransport, RawReply, TransportFailure
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def server(serve: Serve) -> AsyncIterator[str]:
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield f"http://127.0.0.1:{port}/recalls"
+
+
+async def request(url: str, timeout: float = 5) -> RawReply:
+    async with aiohttp.ClientSession() as session:
+        transport = AiohttpTransport(session, timeout=timeout)
+        return await transport.request("DELETE", url, params={"a": "b"}, json=None, headers={})
+
+
+async def read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_nothing_listening_is_surely_unsent() -> None:
+    with pytest.raises(TransportFailure) as failure:
+        await request(f"http://127.0.0.1:{free_port()}/recalls")
+    assert (failure.value.kind, failure.value.maybe_sent) == ("ConnectError", False)
+
+
+async def test_a_connection_closed_after_the_request_may_have_been_applied() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.close()
+
+    async with server(hang_up) as url:
+        with pytest.raises(TransportFailure) as failure:
+            await request(url)
+    assert (failure.value.kind, failure.value.maybe_sent) == ("RemoteProtocolError", True)
+
+
+async def test_no_answer_in_time_may_have_been_applied() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.Event().wait()
+
+    async with server(never_answer) as url:
+        with pytest.raises(TransportFailure) as failure:
+            await request(url, timeout=0.3)
+    assert (failure.value.kind, failure.value.maybe_sent) == ("ReadTimeout", True)
+
+
+@pytest.mark.parametrize("length", [MAX_BODY_BYTES, 4 * MAX_BODY_BYTES])
+async def test_an_answer_is_read_whole_up_to_the_bound_and_no_further(length: int) -> None:
+    finished = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nRetry-After: 3\r\n\r\n".encode())
+        with contextlib.suppress(ConnectionError):  # the client stops reading past the bound
+            for _ in range(length // 65536):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        writer.close()
+        finished.set()
+
+    async with server(answer) as url:
+        reply = await request(url)
+        await finished.wait()
+    assert (reply.status, reply.retry_after) == (200, "3")
+    assert len(reply.body) == min(length, MAX_BODY_BYTES + 1)
