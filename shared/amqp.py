@@ -68,19 +68,26 @@ async def publish_confirmed(
 
 
 async def publish_body_confirmed(
-    channel: AbstractChannel, exchange: str, body: bytes, properties: Basic.Properties, routing_key: str
+    channel: AbstractChannel,
+    exchange: str,
+    body: bytes,
+    properties: Basic.Properties,
+    routing_key: str,
+    *,
+    mandatory: bool = True,
 ) -> None:
-    """:func:`publish_confirmed` (mandatory) of a body and its properties, with no ``aio_pika.Message``.
+    """:func:`publish_confirmed` of a body and its properties, with no ``aio_pika.Message``.
 
-    For bulk publishing: building a Message and going through ``Exchange.publish`` costs a tenth of
-    what publishing a message costs the client, and the frames sent are the same.
+    For bulk publishing and each command's outcome: building a Message and going through
+    ``Exchange.publish`` costs a tenth of what publishing a message costs the client, and the frames
+    sent are the same.
     """
     if channel.is_closed:
         raise ChannelInvalidStateError(f"{channel!r} closed")
     underlay = await channel.get_underlay_channel()
     try:
         confirmation = await underlay.basic_publish(
-            body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
+            body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=mandatory
         )
     except DeliveryError as exc:
         raise PublishFailed(f"broker refused message for {routing_key!r}") from exc

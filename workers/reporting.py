@@ -12,8 +12,9 @@ from collections.abc import Mapping
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from pamqp.commands import Basic
 
-from shared.amqp import publish_confirmed
+from shared.amqp import publish_body_confirmed, publish_confirmed
 from shared.contracts import OutcomeEvent
 from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology
 
@@ -61,20 +62,18 @@ class Reporter:
     async def outcome(self, event: OutcomeEvent, reply_to: str | None) -> None:
         body = msgspec.json.encode(event)
         key = FAILED_EVENT_KEY if event.result == "failed" else EVENT_KEYS[event.verb]
-        message = aio_pika.Message(
-            body,
+        properties = Basic.Properties(
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
             message_id=event.message_id,
             correlation_id=event.correlation_id,
-            type=key,
+            message_type=key,
         )
         # Nobody may be subscribed yet; an event with no queue is not an error.
-        await publish_confirmed(
-            self._exchanges[self._topology.events_exchange], message, key, mandatory=False
-        )
+        events = self._topology.events_exchange
+        await publish_body_confirmed(self._channel, events, body, properties, key, mandatory=False)
         if reply_to:
-            await publish_confirmed(self._channel.default_exchange, message, reply_to, mandatory=False)
+            await publish_body_confirmed(self._channel, "", body, properties, reply_to, mandatory=False)
 
 
 def _copy(original: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:
