@@ -33,6 +33,8 @@ _TOKEN_FIELD = re.compile(
 _QUERY_CREDENTIAL = re.compile(
     r"(?i)(?P<key>[?&](?:key|api_key|apikey|token|access_token|client_secret|code)=)[^&#\s\"']+"
 )
+# Every pattern above needs one of these in the text: most fields (a VIN, a verb) have none.
+_SUSPECT = re.compile(r"(?i)bearer|token|secret|key=|code=|://")
 REDACTED = "***"
 CORRELATION_FIELD = "correlation_id"
 LIVE_VALUES_KEPT = 8
@@ -99,7 +101,10 @@ class Redactor(logging.Filter):
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if _SUSPECT.search(text) is None:
+            return text
         text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
         text = _TOKEN_FIELD.sub(rf"\g<key>{REDACTED}", text)
         text = _QUERY_CREDENTIAL.sub(rf"\g<key>{REDACTED}", text)
