@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.contracts import OutcomeEvent, Recall
@@ -135,22 +135,17 @@ class Ledger:
         """
         values = {"state": "deleting", "last_message_id": message_id, "updated_at": at}
         values["issued_at"] = issued_at
-        dialect = self._dialect()
+        made = self._dialect().insert(ledger).on_conflict_do_nothing()
 
         def mark(connection: Connection) -> tuple[list[LedgerEntry], dict[str, LedgerEntry | None]]:
             held, before = choose(_for_vin(connection, vin))
             for reference, entry in before.items():
                 key = {"vin": vin.upper(), "manufacturer_campaign_reference": reference}
                 if entry is None:
-                    made = dialect.insert(ledger).values(**key, **values).on_conflict_do_nothing()
-                    connection.execute(made)
+                    connection.execute(made, {**key, **values})
                     continue
-                unchanged = and_(
-                    ledger.c.vin == entry.vin,
-                    ledger.c.manufacturer_campaign_reference == reference,
-                    ledger.c.last_message_id == entry.last_message_id,
-                )
-                connection.execute(ledger.update().where(unchanged).values(values))
+                was = {"was_vin": entry.vin, "was_reference": reference, "was_last": entry.last_message_id}
+                connection.execute(_MARK_UNCHANGED, {**was, **values})
             return held, before
 
         return await self._db.run(mark, write=True)
@@ -259,8 +254,20 @@ class Ledger:
 
 
 def _for_vin(connection: Connection, vin: str) -> list[LedgerEntry]:
-    query = select(ledger).where(ledger.c.vin == vin.upper()).order_by(*_KEY_COLUMNS)
-    return _entries(query, connection)
+    return [_entry(row) for row in connection.execute(_FOR_VIN, {"for_vin": vin.upper()})]
+
+
+# Made once: a statement built per call costs more in SQLAlchemy than SQLite takes to run it.
+_FOR_VIN = select(ledger).where(ledger.c.vin == bindparam("for_vin")).order_by(*_KEY_COLUMNS)
+_MARK_UNCHANGED = (
+    ledger.update()
+    .where(
+        ledger.c.vin == bindparam("was_vin"),
+        ledger.c.manufacturer_campaign_reference == bindparam("was_reference"),
+        ledger.c.last_message_id == bindparam("was_last"),
+    )
+    .values({name: bindparam(name) for name in ("state", "last_message_id", "updated_at", "issued_at")})
+)
 
 
 def _entries(query: Select[Any], connection: Connection) -> list[LedgerEntry]:
