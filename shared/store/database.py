@@ -205,11 +205,17 @@ class Database:
     async def run(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """``work``'s result, run in one transaction that commits on success (see the module's docstring).
 
-        ``work`` must not block on anything but the store: on SQLite it holds one of its threads.
+        ``work`` must not block on anything but the store: on SQLite it holds one of its threads.  On
+        PostgreSQL a read runs statement by statement: read committed sees each statement's own snapshot
+        in a transaction or out of one, and BEGIN and COMMIT would cost two round trips more.
         """
-        if self._direct is None:
-            async with self.writing() if write else self.reading() as connection:
+        if self._direct is None and write:
+            async with self.writing() as connection:
                 return await connection.run_sync(work)
+        if self._direct is None:
+            async with self._engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await autocommit.run_sync(work)
         loop = asyncio.get_running_loop()
         call = partial(_in_transaction, self._direct, work, write)
         if self._one_writer is None or not write:
