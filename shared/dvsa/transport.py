@@ -81,6 +81,11 @@ class AiohttpTransport:
     """
 
     def __init__(self, session: aiohttp.ClientSession, *, timeout: float, proxy: str | None = None) -> None:
+        # aiohttp sends a GET, PUT or DELETE again when a kept-alive connection drops under it.  Each
+        # send is a request at DVSA: it counts against the limit, which granted one, and it may be
+        # applied.  Whether to try again is the worker's decision.  (aiohttp's own test client turns
+        # the retry off the same way; tests/integration/test_dvsa_transport.py pins it.)
+        session._retry_connection = False
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._proxy = proxy

@@ -58,6 +58,28 @@ async def test_a_connection_closed_after_the_request_may_have_been_applied() -> 
     assert (failure.value.kind, failure.value.maybe_sent) == ("RemoteProtocolError", True)
 
 
+async def test_a_call_is_never_sent_twice_when_a_kept_connection_drops() -> None:
+    """aiohttp re-sends a GET, PUT or DELETE once when a reused connection drops; each send is a
+    request at DVSA (it counts against the limit, and may be applied), so the transport must not."""
+    received: list[bytes] = []
+
+    async def answer_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")  # kept alive
+        await writer.drain()
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()  # the second request read, and no answer
+
+    async with server(answer_then_hang_up) as url, aiohttp.ClientSession() as session:
+        transport = AiohttpTransport(session, timeout=5)
+        first = await transport.request("GET", url, params=None, json=None, headers={})
+        with pytest.raises(TransportFailure) as failure:
+            await transport.request("DELETE", url, params=None, json=None, headers={})
+    assert first.status == 200
+    assert (failure.value.kind, failure.value.maybe_sent) == ("RemoteProtocolError", True)
+    assert [request.split(b" ", 1)[0] for request in received] == [b"GET", b"DELETE"]
+
+
 async def test_no_answer_in_time_may_have_been_applied() -> None:
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
