@@ -23,7 +23,7 @@ from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from shared.contracts import VERBS, Lane, Verb
-from shared.ratelimit import BOOKING_HORIZON, Permit, Sleep
+from shared.ratelimit import BOOKING_HORIZON, Permit, Ready, Sleep
 from shared.redis_hold import RedisHold
 
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
@@ -137,13 +137,13 @@ class RedisLimiter:
     def _keys(self, verb: Verb) -> list[str]:
         return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "counted", "tickets", "took")]
 
-    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+    async def acquire(self, verb: Verb, lane: Lane = "live", ready: Ready | None = None) -> Permit:
         if lane not in BOOKING_HORIZON:
-            return await self._go(verb, await self._book(verb))
+            return await self._go(verb, await self._book(verb), ready)
         # One caller per lane and verb in this process books at a time: the others would only ask in vain.
         async with self._turn[lane, verb]:
             wait_us = await self._book(verb, BOOKING_HORIZON[lane])
-        return await self._go(verb, wait_us)
+        return await self._go(verb, wait_us, ready)
 
     async def _book(self, verb: Verb, horizon: float | None = None) -> int:
         """Book the verb's next slot (given a horizon, once it is that near); µs until it comes."""
@@ -157,11 +157,14 @@ class RedisLimiter:
                 return int(wait_us)
             await self._sleep(wait_us / 1_000_000)
 
-    async def _go(self, verb: Verb, wait_us: int) -> Permit:
-        """Wait for the booked slot, then for the gate."""
+    async def _go(self, verb: Verb, wait_us: int, ready: Ready | None) -> Permit:
+        """Wait for the booked slot, do ``ready``'s work (the first time), then wait for the gate."""
         _, paused, counted, tickets, _ = self._keys(verb)
         while True:
             await self._sleep(wait_us / 1_000_000)
+            if ready is not None:
+                await ready()
+                ready = None
             while True:
                 wait_us, ticket = await self._run(
                     self._gate,

@@ -31,6 +31,10 @@ Each such booking is made at most one interval ahead, and the next one only afte
 so a live caller finds at most one bulk or background call booked ahead of it (and the calls that a
 429's pause sent back from the gate, which book again behind the pause in turn, whatever their lane).
 
+A caller may hand :meth:`RateLimiter.acquire` work to do once its slot has come, just before the gate
+(``ready``: a command's last look at the ledger).  Done there, it is not part of the call's time from
+grant to answer, so it neither widens the spacing nor holds a place at the gate.
+
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
 (:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
 """
@@ -47,6 +51,7 @@ from shared.contracts import VERBS, Lane, Verb
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+Ready = Callable[[], Awaitable[None]]  # done once the slot has come, before the gate (may raise)
 
 # How far ahead, in intervals, a verb's schedule may be booked for a caller of the lane to book a slot;
 # a live caller books at once.
@@ -81,9 +86,10 @@ class CallTime:
 
 
 class RateLimiter(Protocol):
-    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+    async def acquire(self, verb: Verb, lane: Lane = "live", ready: Ready | None = None) -> Permit:
         """Return when a call of ``verb`` may be sent now; other lanes only with slots the lanes before
-        them in :data:`shared.topology.LANES` leave."""
+        them in :data:`shared.topology.LANES` leave.  ``ready`` is awaited once, when the call's slot
+        has come and before the gate; what it raises, ``acquire`` raises, and the slot goes unused."""
 
     async def answered(self, permit: Permit) -> None:
         """The call is over (answered, failed or given up): count it for one window from now."""
@@ -115,16 +121,16 @@ class SpacingLimiter:
             (lane, verb): asyncio.Lock() for lane in BOOKING_HORIZON for verb in VERBS
         }
 
-    async def acquire(self, verb: Verb, lane: Lane = "live") -> Permit:
+    async def acquire(self, verb: Verb, lane: Lane = "live", ready: Ready | None = None) -> Permit:
         if lane not in BOOKING_HORIZON:
-            return await self._go(verb, self._book(verb))
+            return await self._go(verb, self._book(verb), ready)
         horizon = BOOKING_HORIZON[lane]
         async with self._turn[lane, verb]:
             # Rounding can leave a wait too small to move the clock: a microsecond is near enough.
             while (wait := self._booked_ahead(verb) - horizon * self.interval(verb)) > 1e-6:
                 await self._sleep(wait)
             slot = self._book(verb)
-        return await self._go(verb, slot)
+        return await self._go(verb, slot, ready)
 
     def _book(self, verb: Verb) -> float:
         """Claim the verb's next slot at once, so callers queue up behind it in order."""
@@ -135,10 +141,13 @@ class SpacingLimiter:
     def _booked_ahead(self, verb: Verb) -> float:
         return max(self._next_slot[verb], self._paused_until[verb]) - self._clock()
 
-    async def _go(self, verb: Verb, slot: float) -> Permit:
+    async def _go(self, verb: Verb, slot: float, ready: Ready | None) -> Permit:
         while True:
             if (wait := slot - self._clock()) > 0:
                 await self._sleep(wait)
+            if ready is not None:
+                await ready()
+                ready = None
             while (wait := self._gate(verb)) > 0:
                 await self._sleep(wait)
             if wait == 0:

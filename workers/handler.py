@@ -198,10 +198,12 @@ class Handler:
         return confirm(command, decision.conflict, held)
 
     def _last_look(self, command: Command, marks: list[DeleteMark]) -> LastLook | None:
-        """What is asked at the last moment, after the wait for a rate slot, just before the call is sent.
+        """What is asked at the last moment, once the call's rate slot has come, just before it is sent.
 
         A create sent then would bring back what a later delete removed; a delete marks what it removes
-        first (into ``marks``), so that a create asking meanwhile does not.
+        first (into ``marks``), so that a create asking meanwhile does not.  Asked again (the gate held
+        the call), a delete keeps its first mark: a second would find the first and take it for the
+        ledger's own entry.
         """
         if isinstance(command, CreateCommand):
             return partial(self._doubts.superseded, command)
@@ -209,7 +211,8 @@ class Handler:
             return None
 
         async def mark() -> bool:
-            marks.append(await self._doubts.about_to_delete(command))
+            if not marks:
+                marks.append(await self._doubts.about_to_delete(command))
             return False
 
         return mark

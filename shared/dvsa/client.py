@@ -23,7 +23,7 @@ from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, 
 from shared.dvsa.tokens import TokenSource
 from shared.dvsa.transport import MAX_BODY_BYTES, RawReply, Transport, TransportFailure
 from shared.metrics import WorkerMetrics
-from shared.ratelimit import Permit, RateLimiter
+from shared.ratelimit import Permit, RateLimiter, Ready
 
 _METHODS: dict[Verb, str] = {"create": "POST", "fix": "PUT", "delete": "DELETE", "get": "GET"}
 
@@ -53,6 +53,8 @@ class Withdrawn(Exception):
 
 
 LastLook = Callable[[], Awaitable[bool]]
+# A last look older than this when the call is let go is taken again: the gate or a pause held the call.
+LOOK_FRESH_S = 0.01
 
 
 class BudgetTaken(Exception):
@@ -131,8 +133,10 @@ class DvsaClient:
     ) -> DvsaReply:
         """The DVSA call that carries out ``command``; a bulk or background call waits for earlier lanes.
 
-        ``unless`` is asked once the limiter lets the call go, just before it is sent: True withdraws it
-        (:class:`Withdrawn`), so a decision that depends on the fleet's latest state is taken late.
+        ``unless`` is asked once the call's slot has come, just before the limiter's gate lets it go
+        (so its time is not the call's), and again just before sending if the gate held the call longer
+        than :data:`LOOK_FRESH_S`: True withdraws it (:class:`Withdrawn`), so a decision that depends on
+        the fleet's latest state is taken late.
         """
         if isinstance(command, CreateCommand):
             return await self.create(command, lane, unless=unless)
@@ -201,14 +205,23 @@ class DvsaClient:
         # A token in hand before the wait for a slot, so no fetch delays a call the limiter let go;
         # asked for again after it (a cached read), since the wait can outlast a short-lived token.
         token = await (self._tokens.refresh(rejected) if rejected else self._tokens.token())
+        looked: list[float] = []  # when the last look was taken
+
+        async def look() -> None:
+            assert unless is not None
+            if await unless():
+                raise Withdrawn(verb)
+            looked.append(time.monotonic())
+
         asked = time.perf_counter()
-        permit = await self._acquire(verb, lane)
+        # The last look is taken once the slot has come, before the gate: not part of the call's time.
+        permit = await self._acquire(verb, lane, look if unless is not None else None)
         self.metrics.limiter_wait(verb, lane, time.perf_counter() - asked)
         token = await self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", "x-api-key": self._api_key}
         try:
-            if unless is not None and await unless():
-                raise Withdrawn(verb)
+            if looked and time.monotonic() - looked[-1] > LOOK_FRESH_S:
+                await look()  # the gate held the call after its look: look again, just before sending
             reply = await self._request(verb, path, params=params, json=json, headers=headers)
         finally:
             # Counted until a window after this: the request reached DVSA, if at all, before now.
@@ -218,13 +231,13 @@ class DvsaClient:
             await self._limiter.pause(verb, reply.retry_after or 1.0)
         return reply, token
 
-    async def _acquire(self, verb: Verb, lane: Lane) -> Permit:
+    async def _acquire(self, verb: Verb, lane: Lane, ready: Ready | None) -> Permit:
         """The limiter's leave; a background caller gives up after its patience (:class:`BudgetTaken`)."""
         if lane != "background":
-            return await self._limiter.acquire(verb, lane)
+            return await self._limiter.acquire(verb, lane, ready)
         try:
             async with asyncio.timeout(self._background_patience):
-                return await self._limiter.acquire(verb, lane)
+                return await self._limiter.acquire(verb, lane, ready)
         except TimeoutError:
             raise BudgetTaken(f"no {verb} slot left by live and bulk work") from None
 

@@ -10,6 +10,8 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from shared.contracts import VERBS, Lane, Verb
 from shared.ratelimit import SpacingLimiter
 from tests.support.windows import max_in_any_window
@@ -252,3 +254,41 @@ async def test_pause_holds_the_verb() -> None:
     assert fake.now >= 1003.0
     await call(limiter, fake, "get")
     assert fake.now < 1003.1  # other verbs unaffected
+
+
+async def test_work_done_when_the_slot_comes_is_not_the_calls_time() -> None:
+    """A last look taken in ``ready`` (here 30 ms each) does not widen the spacing: the calls still
+    go at the limit, and each look comes after its slot and before its grant."""
+    fake = FakeTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    looks: list[float] = []
+
+    async def look() -> None:
+        looks.append(fake.now)
+        await fake.sleep(0.03)
+
+    sent = []
+    for _ in range(100):
+        permit = await limiter.acquire("create", ready=look)
+        sent.append(fake.now)
+        await limiter.answered(permit)
+    assert len(looks) == 100 and all(look < go for look, go in zip(looks, sent, strict=True))
+    assert max_in_any_window(sent) == 25
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) > 24.9
+
+
+async def test_work_that_refuses_the_call_takes_no_place_at_the_gate() -> None:
+    """Withdrawn in ``ready``, a call spends its slot but is never let go: with a limit of 1, a place
+    held at the gate and never answered would shut the verb for good."""
+    fake = FakeTime()
+    limiter = SpacingLimiter(1, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+
+    async def withdraw() -> None:
+        raise LookupError("withdrawn")
+
+    with pytest.raises(LookupError):
+        await limiter.acquire("delete", ready=withdraw)
+    started = fake.now
+    async with asyncio.timeout(1):  # fake time moves at once: only a shut gate takes real time
+        await limiter.acquire("delete")
+    assert fake.now - started == pytest.approx(1.0)  # the next slot, a window on
