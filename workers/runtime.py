@@ -18,7 +18,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from redis import asyncio as aioredis
@@ -28,7 +27,7 @@ from shared.dvsa.client import DvsaClient
 from shared.dvsa.fleet_tokens import RedisTokenCache
 from shared.dvsa.token_hold import TokenHold
 from shared.dvsa.tokens import TokenCache, TokenSource
-from shared.dvsa.transport import AiohttpTransport, env_proxy
+from shared.dvsa.transport import HttpxTransport
 from shared.fleet_limiter import RedisLimiter
 from shared.metrics import WorkerMetrics
 from shared.ratelimit import RateLimiter, SpacingLimiter
@@ -149,16 +148,15 @@ async def coordination(
 
 @contextlib.asynccontextmanager
 async def dvsa_client(settings: Settings) -> AsyncIterator[DvsaClient]:
-    """The process's one DVSA client: a pooled HTTP session, the token source, the limiter, the figures."""
+    """The process's one DVSA client: a pooled HTTP client, the token source, the limiter, the figures."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     metrics = WorkerMetrics()
     async with (
         coordination(settings, metrics) as (limiter, tokens),
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session,
+        httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http,
     ):
-        # A proxy the environment names for DVSA is used, as httpx (the token's client) uses it.
-        proxy = env_proxy(settings.effective_base_url)
         yield DvsaClient(
-            AiohttpTransport(session, timeout=settings.dvsa_timeout, proxy=proxy),
+            HttpxTransport(http),
             base_url=settings.effective_base_url,
             api_key=settings.dvsa_api_key.get_secret_value(),
             tokens=tokens,

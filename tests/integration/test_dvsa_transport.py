@@ -9,10 +9,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
+import httpx
 import pytest
 
-from shared.dvsa.transport import MAX_BODY_BYTES, AiohttpTransport, RawReply, TransportFailure
+from shared.dvsa.transport import MAX_BODY_BYTES, HttpxTransport, RawReply, TransportFailure
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -26,8 +26,8 @@ async def server(serve: Serve) -> AsyncIterator[str]:
 
 
 async def request(url: str, timeout: float = 5) -> RawReply:
-    async with aiohttp.ClientSession() as session:
-        transport = AiohttpTransport(session, timeout=timeout)
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        transport = HttpxTransport(client)
         return await transport.request("DELETE", url, params={"a": "b"}, json=None, headers={})
 
 
@@ -59,8 +59,8 @@ async def test_a_connection_closed_after_the_request_may_have_been_applied() -> 
 
 
 async def test_a_call_is_never_sent_twice_when_a_kept_connection_drops() -> None:
-    """aiohttp re-sends a GET, PUT or DELETE once when a reused connection drops; each send is a
-    request at DVSA (it counts against the limit, and may be applied), so the transport must not."""
+    """Each send is a request at DVSA (it counts against the limit, and may be applied): when a reused
+    connection drops, the transport says so and sends nothing again (aiohttp's client would)."""
     received: list[bytes] = []
 
     async def answer_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -70,8 +70,8 @@ async def test_a_call_is_never_sent_twice_when_a_kept_connection_drops() -> None
         received.append(await reader.readuntil(b"\r\n\r\n"))
         writer.close()  # the second request read, and no answer
 
-    async with server(answer_then_hang_up) as url, aiohttp.ClientSession() as session:
-        transport = AiohttpTransport(session, timeout=5)
+    async with server(answer_then_hang_up) as url, httpx.AsyncClient(timeout=5) as client:
+        transport = HttpxTransport(client)
         first = await transport.request("GET", url, params=None, json=None, headers={})
         with pytest.raises(TransportFailure) as failure:
             await transport.request("DELETE", url, params=None, json=None, headers={})
