@@ -209,19 +209,22 @@ class Database:
         PostgreSQL a read runs statement by statement: read committed sees each statement's own snapshot
         in a transaction or out of one, and BEGIN and COMMIT would cost two round trips more.
         """
-        if self._direct is None and write:
-            async with self.writing() as connection:
-                return await connection.run_sync(work)
         if self._direct is None:
-            async with self._engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                return await autocommit.run_sync(work)
+            return await self._run_on_server(work, write)
         loop = asyncio.get_running_loop()
         call = partial(_in_transaction, self._direct, work, write)
         if self._one_writer is None or not write:
             return await loop.run_in_executor(self._threads, call)
         async with self._one_writer:
             return await loop.run_in_executor(self._threads, call)
+
+    async def _run_on_server(self, work: Callable[[Connection], T], write: bool) -> T:
+        if write:
+            async with self.writing() as connection:
+                return await connection.run_sync(work)
+        async with self._engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return await autocommit.run_sync(work)
 
     async def ping(self) -> None:
         """Raises if the store does not answer a trivial query (readiness checks)."""
