@@ -95,10 +95,10 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _body(raw: RawReply) -> dict[str, Any]:
+    if raw.cut:
+        return {"message": f"an answer of more than {MAX_BODY_BYTES} bytes, not read"}
     if not raw.body:
         return {}
-    if len(raw.body) > MAX_BODY_BYTES:
-        return {"message": f"an answer of more than {MAX_BODY_BYTES} bytes, not read"}
     try:
         body = msgspec.json.decode(raw.body)
     except msgspec.DecodeError:

@@ -8,11 +8,7 @@ Each call is sent once: the transport never tries again by itself, since every s
 DVSA (it counts against the limit, which granted one, and it may be applied).  A failure with no HTTP
 answer is a :class:`TransportFailure` naming its kind and whether DVSA may have received the request:
 only a connection that was never made is surely unsent.  An answer is read to at most
-:data:`MAX_BODY_BYTES`.
-
-aiohttp's client costs less CPU per call, but it sends a GET, PUT or DELETE again when a kept-alive
-connection drops, and it hands out its oldest idle connection first, so every connection a burst
-opened stays in use and open: the long soak saw each worker's open files grow by 7 to 11.
+:data:`MAX_BODY_BYTES`; a longer one is cut there and says so.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ class RawReply:
     status: int
     retry_after: str | None  # the header as sent
     body: bytes
+    cut: bool = False  # the answer went on past MAX_BODY_BYTES: ``body`` is its start
 
 
 class TransportFailure(Exception):
@@ -74,19 +71,19 @@ class HttpxTransport:
             async with self._client.stream(
                 method, url, params=params, json=json, headers=headers
             ) as response:
-                body = await _bounded(response)
-                return RawReply(response.status_code, response.headers.get("Retry-After"), body)
+                body, cut = await _bounded(response)
+                return RawReply(response.status_code, response.headers.get("Retry-After"), body, cut)
         except httpx.TransportError as exc:
             raise TransportFailure(type(exc).__name__, maybe_sent=not isinstance(exc, _UNSENT)) from None
 
 
-async def _bounded(response: httpx.Response) -> bytes:
-    """The body, or its first ``MAX_BODY_BYTES + 1`` bytes when it is longer (the rest is not read)."""
+async def _bounded(response: httpx.Response) -> tuple[bytes, bool]:
+    """The body, or its first ``MAX_BODY_BYTES`` bytes and True when it is longer (the rest is not read)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            break
-    return b"".join(chunks)[: MAX_BODY_BYTES + 1]
+            return b"".join(chunks)[:MAX_BODY_BYTES], True
+    return b"".join(chunks), False
