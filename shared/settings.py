@@ -165,6 +165,37 @@ class Settings(BaseSettings):
         "needs public_url.",
     )
     webhook_timeout: float = Field(30, gt=0, description="Seconds a webhook receiver has to answer.")
+    publisher_users: tuple[str, ...] = Field(
+        (),
+        description="Broker users whose commands workers accept, by the user_id RabbitMQ validates "
+        "(empty: any, with a warning at start).",
+    )
+    fleet_users: tuple[str, ...] = Field(
+        (),
+        description="Broker users of the fleet's own processes (workers, API, CLI): the only senders of "
+        "outcome events and retry headers trusted (empty: the user of RECALLS_AMQP_URL).",
+    )
+    max_clock_skew: float = Field(
+        300,
+        gt=0,
+        le=86_400,
+        description="Seconds a command's issued_at may lie in the future before it is dead-lettered.",
+    )
+    command_queue_max_length: int = Field(
+        1_000_000,
+        gt=0,
+        description="Most messages a command queue holds; past it RabbitMQ refuses new publishes.",
+    )
+    api_max_body: int = Field(2_000_000, gt=0, description="Largest request body the batch API reads.")
+    api_rate_limit: int = Field(10, gt=0, description="Batch submits per minute per API key.")
+    api_max_open_batches: int = Field(5, gt=0, description="Batches per API key not yet complete.")
+    api_metrics_host: str = Field("127.0.0.1", description="Where the batch API serves /metrics.")
+    api_metrics_port: int | None = Field(
+        None, gt=0, lt=65536, description="The batch API's /metrics port; unset: not served."
+    )
+    allowed_ports: tuple[int, ...] = Field(
+        (), description="Ports besides 443 that a csvUrl or webhookUrl may name."
+    )
     sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
     sandbox_port: int = Field(8900, gt=0, lt=65536, description="The DVSA sandbox's port.")
 
@@ -180,6 +211,13 @@ class Settings(BaseSettings):
     def _api_key_length(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < 10:
             raise ValueError("must be at least 10 characters (DVSA's API usage keys are)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
         return value
 
     @field_validator("dvsa_base_url", "dvsa_token_url")

@@ -52,9 +52,10 @@ from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 
+WEBHOOK_SECRET = "whsec-test-0123456789abcdef0123456789"
 OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
     "allow_private_urls": True,
-    "webhook_secret": "whsec-test-0123456789",
+    "webhook_secret": WEBHOOK_SECRET,
     "public_url": "https://recalls.example.com",
     "csv_url_max_bytes": 200,
     "csv_url_timeout": 0.5,
@@ -345,7 +346,7 @@ async def test_a_body_that_is_not_json_is_refused(api: Api, body: bytes) -> None
     assert_error(response, 400, "BULK_RECALL_BATCH_INVALID_REQUEST", "body: not valid JSON")
 
 
-@pytest.mark.settings(webhook_secret="whsec-test-0123456789", public_url="https://recalls.example.com")
+@pytest.mark.settings(webhook_secret=WEBHOOK_SECRET, public_url="https://recalls.example.com")
 async def test_a_plain_http_webhook_is_refused_without_private_urls(api: Api) -> None:
     body = {"vins": [vin(1)], "webhookUrl": "http://hooks.example.com/recalls"}
     assert_error(

@@ -29,7 +29,7 @@ from workers.webhooks import BACKOFF, SIGNATURE_HEADER, WebhookSender, sign, ver
 
 pytestmark = pytest.mark.integration
 
-SECRET = "whsec-it-0123456789abcdef"
+SECRET = "whsec-it-0123456789abcdef0123456789abcdef"
 RECEIVER_TOKEN = "receiver-token-5150"  # the receiver's own key in its URL: never logged
 T0 = dt.datetime(2026, 3, 24, 10, 16, 43, tzinfo=dt.UTC)
 OPEN = Recall(manufacturer_campaign_reference="RC-1", repair_status="NOT_FIXED")
