@@ -109,6 +109,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ledger: when the command behind an entry's last change was issued",
         ("ALTER TABLE ledger ADD COLUMN issued_at TIMESTAMP WITH TIME ZONE",),
     ),
+    Migration(
+        4,
+        "api keys: scopes, and a webhook secret of their own",
+        (
+            "ALTER TABLE api_keys ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT 'batch'",
+            "ALTER TABLE api_keys ADD COLUMN webhook_secret VARCHAR(128)",
+        ),
+    ),
 )
 
 

@@ -107,6 +107,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    Column("scopes", String(64), nullable=False, server_default="batch"),  # space-separated
+    Column("webhook_secret", String(128)),  # signs this key's webhooks; kept in clear to sign with
 )
 
 # The newest whole answer DVSA gave about each vehicle (a get naming no campaign): the batch API's cache.

@@ -133,6 +133,23 @@ async def test_list_shows_every_key_by_name_and_never_a_key_or_hash(db: Database
         assert key not in shown and hashlib.sha256(key.encode()).hexdigest() not in shown
 
 
+async def test_a_key_has_its_scopes_and_a_webhook_secret_of_its_own(db: Database) -> None:
+    keys = ApiKeys(db)
+    batch, _ = await keys.create("dealers")
+    ops, _ = await keys.create("operators", scopes=("ops", "batch"))
+    assert (batch.scopes, ops.scopes) == (("batch",), ("batch", "ops"))
+    secrets = [await keys.webhook_secret(record.id) for record in (batch, ops)]
+    assert all(s is not None and s.startswith("whsec_") and len(s) >= 32 + 6 for s in secrets)
+    assert secrets[0] != secrets[1]
+    rotated = await keys.rotate_webhook_secret(batch.id)
+    assert rotated not in (None, secrets[0]) and await keys.webhook_secret(batch.id) == rotated
+    assert await keys.rotate_webhook_secret("00000000") is None
+    assert await keys.webhook_secret("00000000") is None
+    assert "whsec_" not in repr(await keys.list())
+    with pytest.raises(ValueError, match=r"^scopes: must be one or more of batch, ops$"):
+        await keys.create("admins", scopes=("admin",))
+
+
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101])
 async def test_a_key_needs_a_name_of_1_to_100_characters(db: Database, name: str) -> None:
     with pytest.raises(ValueError, match=r"^name: must be 1 to 100 characters$"):
@@ -451,7 +468,7 @@ async def test_a_version_1_database_migrates_and_keeps_its_data(store_settings: 
             versions = await connection.execute(
                 text("SELECT version FROM schema_migrations ORDER BY version")
             )
-            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3]
+            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4]
             assert (await connection.execute(select(ledger.c.vin, ledger.c.state))).all() == [
                 (vin(1), "open")
             ]
