@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shared.settings import Settings
 from shared.store.migrations import MIGRATIONS, apply_migrations
+from shared.store.postgres_tls import TlsSettingError, split_tls
 
 _SQLITE_BUSY_MS = 30_000
 _SQLITE_THREADS = 2  # a write and a read at once: WAL lets a reader go beside the writer
@@ -108,7 +109,17 @@ class Database:
                 parent = settings.sqlite_path.parent
                 await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
             return cls.sqlite(url)
-        return cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
+        return cls.postgresql(url)
+
+    @classmethod
+    def postgresql(cls, url: URL) -> Database:
+        """A store in the PostgreSQL database of ``url`` (an asyncpg URL; libpq's ``sslmode`` and the like
+        are honoured, see :mod:`shared.store.postgres_tls`)."""
+        try:
+            plain, tls = split_tls(url)
+        except TlsSettingError as exc:
+            raise StoreError(f"RECALLS_DATABASE_URL: {exc}") from None
+        return cls(create_async_engine(plain, pool_pre_ping=True, hide_parameters=True, connect_args=tls))
 
     @classmethod
     def sqlite(cls, url: URL) -> Database:
@@ -154,7 +165,7 @@ class Database:
             url = url.set(database=f"file:{quote(str(path))}", query={"uri": "true", "mode": "rw"})
             database = cls.sqlite(url)
         else:
-            database = cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
+            database = cls.postgresql(url)
         try:
             try:
                 await database._check_schema(settings)

@@ -1,0 +1,123 @@
+"""The fleet over TLS: amqps://, rediss:// and PostgreSQL's sslmode, each through a real handshake.
+
+The machine's services speak plain TCP, so each is reached through a TLS proxy on loopback whose
+certificate a throwaway authority signed (tests/support/tls.py); the fleet trusts that authority the
+way an operator would, in the URL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractChannel
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.settings import Settings, load_settings
+from shared.store.database import Database, StoreError
+from shared.store.ledger import Ledger
+from tests.integration.conftest import Events, publish, running_worker
+from tests.support.commands import create, vin
+from tests.support.tls import Authority, make_authority, tls_proxy
+
+pytestmark = pytest.mark.integration
+
+PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> Authority:
+    return make_authority(tmp_path)
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database's name, dropped afterwards."""
+    name = f"recalls_tls_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield name
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_a_worker_uses_broker_redis_and_store_over_tls(
+    authority: Authority, database: str, settings: Settings, channel: AbstractChannel, events: Events
+) -> None:
+    ca = authority.ca_file
+    async with (
+        tls_proxy(authority, 5672) as broker,
+        tls_proxy(authority, 6379) as redis,
+        tls_proxy(authority, 5432, postgres=True) as store,
+    ):
+        over_tls = settings.model_copy(
+            update={
+                "amqp_url": SecretStr(f"amqps://guest:guest@localhost:{broker.port}/?cafile={ca}"),
+                "redis_url": SecretStr(f"rediss://localhost:{redis.port}/0?ssl_ca_certs={ca}"),
+                "database_url": SecretStr(
+                    f"postgresql://postgres@localhost:{store.port}/{database}"
+                    f"?sslmode=verify-full&sslrootcert={ca}"
+                ),
+            }
+        )
+        command = create(3101)
+        async with running_worker(over_tls):
+            await publish(channel, settings, command)
+            [event] = await events.wait_for(1)
+        assert event.result == "applied"
+        async with Database.connect(over_tls) as db:
+            [entry] = await Ledger(db).for_vin(vin(3101))
+        assert entry.state == "open"
+    assert (broker.sessions > 0, redis.sessions > 0, store.sessions > 0) == (True, True, True)
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-ca"])
+async def test_a_store_url_in_libpq_form_with_sslmode_is_accepted(
+    authority: Authority, database: str, mode: str
+) -> None:
+    async with tls_proxy(authority, 5432, postgres=True) as store:
+        root = f"&sslrootcert={authority.ca_file}" if mode == "verify-ca" else ""
+        url = f"postgresql://postgres@127.0.0.1:{store.port}/{database}?sslmode={mode}{root}"
+        async with Database.connect(load_settings(database_url=url)) as db:
+            await db.ping()
+    assert store.sessions > 0
+
+
+async def test_a_store_whose_certificate_is_not_trusted_is_not_used(
+    authority: Authority, database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    stranger = make_authority(tmp_path / "other")
+    async with tls_proxy(stranger, 5432, postgres=True) as store:
+        url = (
+            f"postgresql://postgres@localhost:{store.port}/{database}"
+            f"?sslmode=verify-full&sslrootcert={authority.ca_file}"
+        )
+        with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+            async with Database.connect(load_settings(database_url=url)):
+                pass
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("sslmode=required", "sslmode: must be one of disable, allow, prefer, require, verify-ca"),
+        ("sslrootcert=/tmp/ca.pem", "sslmode: must be set with sslrootcert, sslcert or sslkey"),
+        ("sslmode=require&sslrootcert=/tmp/ca.pem", "sslrootcert: needs sslmode=verify-ca or verify-full"),
+        ("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "sslrootcert: not a readable PEM file"),
+    ],
+)
+async def test_a_bad_tls_parameter_is_refused_by_name_without_the_password(query: str, reason: str) -> None:
+    url = f"postgresql://app:s3cret-pw@127.0.0.1:5432/recalls?{query}"
+    with pytest.raises(StoreError) as refused:
+        await Database.open(load_settings(database_url=url))
+    assert str(refused.value).startswith(f"RECALLS_DATABASE_URL: {reason}")
+    assert "s3cret-pw" not in str(refused.value)
