@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -106,8 +108,7 @@ class Database:
         url = database_url(settings)
         if url.drivername.startswith("sqlite"):
             if url.database:
-                parent = settings.sqlite_path.parent
-                await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(_create_private, settings.sqlite_path)
             return cls.sqlite(url)
         return cls.postgresql(url)
 
@@ -258,6 +259,14 @@ def _no_store(settings: Settings) -> str:
     return f"no store at {store_location(settings)}; start a worker first{hint}"
 
 
+def _create_private(path: Path) -> None:
+    """Make the SQLite file, if it is not there yet, readable by its owner only (the ledger is the
+    manufacturer's record; SQLite gives its -wal and -shm files the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def _in_transaction(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
     with engine.connect() as connection, connection.execution_options(**{_READ_ONLY: not write}).begin():
         return work(connection)
@@ -269,7 +278,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
     cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
+    # FULL: a commit the worker acted on survives a power loss; under WAL, NORMAL may lose the last ones.
+    cursor.execute("PRAGMA synchronous = FULL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
 
