@@ -23,7 +23,8 @@ from typing import Any
 from shared.settings import Settings
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+# The user may be empty (redis://:password@host) but the password may not.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 # OAuth fields as JSON ("access_token": "v"), a Python repr ('access_token': 'v') or a form (access_token=v).
 _TOKEN_FIELD = re.compile(
     r"""(?i)(?P<key>["']?\b(?:access_token|refresh_token|id_token|client_secret)["']?\s*[:=]\s*["']?)"""
@@ -31,10 +32,13 @@ _TOKEN_FIELD = re.compile(
 )
 # Credentials in a URL's query (the batch API takes its key as ?key=), should a URL reach a line whole.
 _QUERY_CREDENTIAL = re.compile(
-    r"(?i)(?P<key>[?&](?:key|api_key|apikey|token|access_token|client_secret|code)=)[^&#\s\"']+"
+    r"(?i)(?P<key>[?&](?:key|api_key|apikey|token|access_token|client_secret|code|password|sslpassword)=)"
+    r"[^&#\s\"']+"
 )
+# The batch API's keys (their id stays: it names the key) and webhook secrets, wherever they appear.
+_KEY_SHAPE = re.compile(r"\b(?P<key>rk_[0-9a-f]{8}_)[A-Za-z0-9_-]{32}|\bwhsec_[A-Za-z0-9+/=_-]{16,}")
 # Every pattern above needs one of these in the text: most fields (a VIN, a verb) have none.
-_SUSPECT = re.compile(r"(?i)bearer|token|secret|key=|code=|://")
+_SUSPECT = re.compile(r"(?i)bearer|token|secret|key=|code=|password=|://|rk_|whsec_")
 REDACTED = "***"
 CORRELATION_FIELD = "correlation_id"
 LIVE_VALUES_KEPT = 8
@@ -108,6 +112,7 @@ class Redactor(logging.Filter):
         text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
         text = _TOKEN_FIELD.sub(rf"\g<key>{REDACTED}", text)
         text = _QUERY_CREDENTIAL.sub(rf"\g<key>{REDACTED}", text)
+        text = _KEY_SHAPE.sub(lambda found: f"{found['key'] or 'whsec_'}{REDACTED}", text)
         return _URL_PASSWORD.sub(rf"\g<scheme>{REDACTED}@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -91,6 +91,8 @@ def test_secret_token_and_url_password_are_scrubbed(formatter: logging.Formatter
         (f"refresh_token={TOKEN}", "refresh_token=***"),
         (f'"GET /v1/recalls-batch/status?key={TOKEN}&batchId=b HTTP/1.1"', "status?key=***&batchId=b HTTP"),
         (f"https://h/cb?batchId=b&api_key={TOKEN}#top", "?batchId=b&api_key=***#top"),
+        (f"redis://:{TOKEN}@redis:6379/0", "redis://:***@redis:6379/0"),
+        (f"postgresql://app@db/recalls?sslmode=require&password={TOKEN}", "?sslmode=require&password=***"),
     ],
 )
 def test_token_fields_and_query_keys_are_scrubbed_in_any_shape(shape: str, kept: str) -> None:
@@ -99,6 +101,21 @@ def test_token_fields_and_query_keys_are_scrubbed_in_any_shape(shape: str, kept:
     [entry] = entries(stream)
     assert TOKEN not in str(entry["msg"])
     assert kept in str(entry["msg"])
+
+
+@pytest.mark.parametrize(
+    ("secret", "kept"),
+    [
+        ("rk_0123abcd_Zx9-Qm_4vT2pL8sN0aB7cD1eF3gH5iJ6", "key rk_0123abcd_*** refused"),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+6xJ1z5hZ0Y=", "key whsec_*** refused"),
+    ],
+)
+def test_api_keys_and_webhook_secrets_are_scrubbed_by_their_shape(secret: str, kept: str) -> None:
+    logger, stream = capture(JsonFormatter())
+    logger.info("key %s refused", secret)
+    [entry] = entries(stream)
+    assert secret[-12:] not in str(entry["msg"])
+    assert str(entry["msg"]) == kept
 
 
 def test_json_lines_carry_the_extra_fields() -> None:
