@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,6 +21,7 @@ from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from shared.amqp import broker_url
 from shared.contracts import VERBS
@@ -97,6 +99,20 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
+# C0 and C1 controls but newline and tab: a dead letter's sender chose its bytes, and an escape sequence
+# printed raw would drive the operator's terminal (retitle it, hide lines, fake output).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def _cell(text: str) -> Text:
+    """``text`` for a table: controls escaped, and no rich markup read into it."""
+    return Text(_printable(text))
+
+
 def _letters(count: int) -> str:
     return f"{count} dead letter{'' if count == 1 else 's'}"
 
@@ -132,12 +148,12 @@ def list_(
         table.add_column(heading, overflow="fold")
     for letter in letters:
         table.add_row(
-            letter.message_id,
-            letter.verb,
-            letter.lane,
+            _cell(letter.message_id),
+            _cell(letter.verb),
+            _cell(letter.lane),
             _when(letter.dead_at),
             str(letter.attempts),
-            letter.reason,
+            _cell(letter.reason),
         )
     _console().print(table)
 
@@ -157,11 +173,11 @@ def show(message_id: str, as_json: bool) -> None:
     for letter in letters:
         console.print(_details_table(letter))
         click.echo("body:")
-        click.echo(letter.pretty_body())
+        click.echo(_printable(letter.pretty_body()))
 
 
 def _details_table(letter: DeadLetter) -> Table:
-    table = Table(title=f"Dead letter {letter.message_id}", show_header=False)
+    table = Table(title=_cell(f"Dead letter {letter.message_id}"), show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
     rows = {
@@ -176,9 +192,9 @@ def _details_table(letter: DeadLetter) -> Table:
         "content type": letter.content_type,
     }
     for name, value in rows.items():
-        table.add_row(name, value)
+        table.add_row(name, _cell(value))
     for name, header in sorted(letter.headers.items()):
-        table.add_row(f"header {name}", msgspec.json.encode(header).decode())
+        table.add_row(_cell(f"header {name}"), _cell(msgspec.json.encode(header).decode()))
     return table
 
 
@@ -201,7 +217,8 @@ def replay(
     result = _with_queue(settings_or_exit(), lambda queue: queue.replay(selection))
     click.echo(f"Replayed {_letters(len(result.replayed))}.")
     for letter, why in result.skipped:
-        click.echo(f"left {letter.message_id or '(no message id)'} in the dead-letter queue: {why}", err=True)
+        left = f"left {letter.message_id or '(no message id)'} in the dead-letter queue: {why}"
+        click.echo(_printable(left), err=True)
     if result.skipped:
         sys.exit(1)
 

@@ -184,3 +184,27 @@ async def test_a_letter_rabbitmq_dead_lettered_is_described_by_rabbitmq_not_its_
     assert letter.reason.endswith(": rejected") and "nothing wrong" not in letter.reason
     assert letter.verb == "fix"
     assert letter.dead_at is not None and letter.dead_at > 1
+
+
+async def test_show_and_list_escape_the_terminal_controls_a_sender_put_in_a_letter(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    retitle, clear = "\x1b]0;all good\x07", "\x1b[2J"
+    await publish_raw(
+        channel, settings, f"{clear}not json{retitle}".encode(), "fix",
+        message_id=f"evil{clear}-1", headers={"x-note": f"see{retitle}"},
+    )  # fmt: skip
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue("fix", "live"))
+    message = await queue.get(timeout=10)
+    assert message is not None
+    await message.reject(requeue=False)
+    await wait_for_dead(channel, settings, 1)
+
+    code, shown, _ = await recalls(settings, "dlq", "show", f"evil{clear}-1")
+    _, listed, _ = await recalls(settings, "dlq", "list")
+    assert code == 0
+    for out in (shown, listed):
+        assert "\x1b" not in out and "\x07" not in out
+        assert "evil\\x1b[2J-1" in out
+    assert "\\x1b[2Jnot json\\x1b]0;all good\\x07" in shown  # the body, escaped and still readable
+    assert "see\\u001b]0;all good\\u0007" in shown  # the header, as JSON writes it
