@@ -301,7 +301,7 @@ def render_faults(results: dict[str, Json]) -> str:
     else:
         scenarios = results[name]["scenarios"]
         body = [f"From `bench/results/{name}`.", "", FAULTS_HEADER, *map(faults_row, scenarios.values())]
-        if "soak" in scenarios:
+        if "steady_rate_per_verb" in scenarios.get("soak", {}).get("extra", {}):  # a soak that finished
             body += ["", soak_line(scenarios["soak"])]
     return "\n".join([FAULTS_START, NOTICE, "", *body, FAULTS_END])
 

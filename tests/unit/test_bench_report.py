@@ -283,3 +283,14 @@ def test_the_fault_block_shows_each_scenario_its_commit_and_what_the_soak_watche
         "Per worker, after the warm-up and at the end: RSS 112.0 / 113.5 → 114.2 / 113.5 MB; "
         "asyncio tasks 40 / 41 → 40 / 42; open files 30 / 30 → 31 / 30. Broker connections 7 → 7."
     ) in block
+
+
+def test_a_soak_that_did_not_finish_shows_its_row_and_why_and_no_soak_line() -> None:
+    unfinished = {
+        **fault_figures("soak"),
+        "ok": False,
+        "problems": ["the scenario did not finish: TimeoutError"],
+    }
+    block = report.render_faults({"faults-long.json": {"scenarios": {"soak": unfinished}}})
+    assert "| NOT held: the scenario did not finish: TimeoutError |" in block
+    assert "Soak, " not in block
