@@ -50,6 +50,10 @@ class HostNotAllowed(UnsafeUrl):
     """The URL is well formed but its host (a name not allowed, or a non-public address) is refused."""
 
 
+class NotPublicAddress(HostNotAllowed):
+    """The host name resolves to an address that is not public: what DNS answered, not what the URL says."""
+
+
 class UnresolvedHost(OSError):
     """The host name does not resolve (not a refusal: the name may resolve later)."""
 
@@ -97,7 +101,7 @@ def check_url(url: str, *, allow_private: bool, allowed_hosts: Collection[str] =
 
 
 async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
-    """The addresses ``host`` resolves to, refused (:class:`HostNotAllowed`) if any one is not public.
+    """The addresses ``host`` resolves to, refused (:class:`NotPublicAddress`) if any one is not public.
 
     Any, not all: a name that also resolves to an internal address must not be reachable by retrying.
     Raises :class:`UnresolvedHost` when the name does not resolve.
@@ -113,7 +117,7 @@ async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[
     if not allow_private:
         for address in addresses:
             if refusal := _not_public(ipaddress.ip_address(address)):
-                raise HostNotAllowed(f"host {host} resolves to {address}, which is {refusal}")
+                raise NotPublicAddress(f"host {host} resolves to {address}, which is {refusal}")
     return addresses
 
 
