@@ -102,7 +102,10 @@ async def check_hop(url: str, settings: Settings, *, redirected_from: str | None
     where = "csvUrl" if redirected_from is None else "csvUrl: redirect"
     try:
         return await check_target(
-            url, allow_private=settings.allow_private_urls, allowed_hosts=settings.csv_url_allowed_hosts
+            url,
+            allow_private=settings.allow_private_urls,
+            allowed_hosts=settings.csv_url_allowed_hosts,
+            allowed_ports=settings.allowed_ports,
         )
     except NotPublicAddress as exc:
         raise _not_fetched(url, f"{where}: {exc.reason}") from None

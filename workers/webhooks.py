@@ -142,7 +142,11 @@ class WebhookSender:
         timeout = self._settings.webhook_timeout
         try:
             async with asyncio.timeout(timeout):
-                target = await check_target(call.url, allow_private=self._settings.allow_private_urls)
+                target = await check_target(
+                    call.url,
+                    allow_private=self._settings.allow_private_urls,
+                    allowed_ports=self._settings.allowed_ports,
+                )
                 async with pinned_stream(self._http, "POST", target, headers=headers, content=body) as answer:
                     code = answer.status_code  # the body is not read: the status is the receiver's answer
         except UnsafeUrl as exc:

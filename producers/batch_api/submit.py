@@ -56,7 +56,7 @@ def checked_webhook(request: SubmitRequest, settings: Settings) -> str | None:
     if settings.webhook_secret is None:
         raise _bad_webhook("webhooks are off on this server (RECALLS_WEBHOOK_SECRET is not set)")
     try:
-        check_url(url, allow_private=settings.allow_private_urls)
+        check_url(url, allow_private=settings.allow_private_urls, allowed_ports=settings.allowed_ports)
     except UnsafeUrl as exc:
         raise _bad_webhook(exc.reason) from None
     return url

@@ -354,6 +354,26 @@ async def test_a_plain_http_webhook_is_refused_without_private_urls(api: Api) ->
     )
 
 
+URLS_REFUSED_AT_SUBMIT = [  # a host name DNS would not take as written, a port not allowed
+    ("https://a..example.com/vins", "host: has an empty label"),
+    (f"https://{'a' * 64}.example.com/vins", "host: has a label longer than 63 characters"),
+    ("https://files.example.com:8443/vins", "port: 8443 is not allowed (allowed: 443, 9443)"),
+]
+
+
+@pytest.mark.settings(
+    webhook_secret=WEBHOOK_SECRET, public_url="https://recalls.example.com", allowed_ports=(9443,)
+)
+async def test_a_url_is_checked_whole_at_submit_naming_its_field(api: Api) -> None:
+    for url, reason in URLS_REFUSED_AT_SUBMIT:
+        webhook = await api.submit({"vins": [vin(1)], "webhookUrl": url})
+        assert_error(webhook, 400, "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL", f"webhookUrl: {reason}")
+        csv_url = await api.submit({"csvUrl": url})
+        assert_error(csv_url, 400, "BULK_RECALL_BATCH_CSV_URL_INVALID", f"csvUrl: {reason}")
+    listed = await api.submit({"vins": [vin(1)], "webhookUrl": "https://hooks.example.com:9443/recalls"})
+    assert listed.status_code == 202, listed.text
+
+
 async def test_a_failing_store_is_a_storage_error(api: Api) -> None:
     accepted = (await api.submit({"vins": [vin(1)]})).json()["data"]
     async with api.db.writing() as connection:

@@ -202,7 +202,7 @@ async def refused(url: str, settings: Settings) -> CsvUrlError:
     "url",
     [
         "https://files.example.com/vins.csv",
-        "HTTPS://Files.Example.com:8443/a/b.csv?X-Amz-Signature=abc#frag",
+        "HTTPS://Files.Example.com:443/a/b.csv?X-Amz-Signature=abc#frag",
         "https://8.8.8.8/vins.csv",
         "https://[2001:4860:4860::8888]/vins.csv",
     ],
@@ -287,6 +287,8 @@ async def test_resolve_checked_refuses_a_name_of_a_loopback_address() -> None:
         ("https://10.0.0.8/vins.csv", HOST_NOT_ALLOWED),
         ("https://169.254.169.254/latest/meta-data/", HOST_NOT_ALLOWED),
         ("https://[::1]/vins.csv", HOST_NOT_ALLOWED),
+        ("https://2130706433/vins.csv", INVALID),  # 127.0.0.1 written as a number
+        ("https://files.example.com:6379/vins.csv", INVALID),  # a port not allowed
     ],
 )
 async def test_fetch_refuses_unsafe_urls_before_connecting(url: str, code: str) -> None:
@@ -300,7 +302,6 @@ async def test_fetch_refuses_unsafe_urls_before_connecting(url: str, code: str) 
     "url",
     [
         "https://localhost/vins.csv",  # a name of an internal address: refused once resolved
-        "https://2130706433/vins.csv",  # a name too, which resolves to 127.0.0.1
         "https://nothing.invalid/vins.csv",  # a name that does not resolve
     ],
 )
