@@ -40,6 +40,14 @@ _NOT_PUBLIC = (
     "is_private",
     "is_reserved",
 )
+# Where a local-use NAT64 prefix puts the IPv4 address is each network's choice (RFC 8215): refused whole.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+# IPv6 prefixes whose last 32 bits are an IPv4 address: mapped, compatible, translated (SIIT), NAT64
+# (and local-use NAT64's usual /96, so that a refusal names the IPv4 address where it can).
+_LOW_32_BITS_IPV4 = (
+    *map(ipaddress.IPv6Network, ("::ffff:0:0/96", "::/96", "::ffff:0:0:0/96", "64:ff9b::/96")),
+    _LOCAL_NAT64,
+)
 
 
 class UnsafeUrl(ValueError):
@@ -239,11 +247,30 @@ async def pinned_stream(
 
 def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``address`` is not a public one (e.g. "loopback"), or None if it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        for inner in _carried_ipv4(address):
+            if refusal := _not_public(inner):
+                return f"{refusal} (IPv4 {inner} inside)"
+        if address in _LOCAL_NAT64:
+            return "a local-use NAT64 address"
     for flag in _NOT_PUBLIC:
         if getattr(address, flag):
             return flag.removeprefix("is_").replace("_", "-")
     if not address.is_global:  # e.g. 100.64.0.0/10, shared address space used inside clouds
         return "not a public address"
     return None
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses that packets to ``address`` are relayed or translated to, read by each form's RFC.
+
+    ``ipaddress`` alone will not do: which of these forms its flags call private differs between Python
+    versions (none calls 6to4 private).
+    """
+    if address.teredo is not None:
+        return list(address.teredo)  # the server, and the client (ipaddress undoes its obfuscation)
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if int(address) > 1 and any(address in prefix for prefix in _LOW_32_BITS_IPV4):  # not :: nor ::1
+        return [ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)]
+    return []

@@ -1,10 +1,15 @@
-"""shared.url_safety's checks that need no network: host names and ports, as a submit meets them."""
+"""shared.url_safety's checks that need no network: host names, ports, and IPv6 addresses that carry an
+IPv4 one, as a submit meets them and again as a connection does (a literal address resolves to itself).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+
 import pytest
 
-from shared.url_safety import HostNotAllowed, UnsafeUrl, check_url
+from shared.url_safety import HostNotAllowed, NotPublicAddress, UnsafeUrl, check_url, resolve_checked
 
 LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
 
@@ -72,3 +77,67 @@ def test_port_443_passes_written_or_not_and_allow_private_allows_any() -> None:
     assert check_url("http://127.0.0.1:6379/vins.csv", allow_private=True).port == 6379
     with pytest.raises(UnsafeUrl, match="port: must not be 0"):
         check_url("http://127.0.0.1:0/vins.csv", allow_private=True)
+
+
+# The IPv6 forms that carry an IPv4 address a relay or translator sends the packets on to, each built
+# from its RFC's layout rather than from what ipaddress makes of it (which differs between versions).
+PUBLIC_V4 = IPv4Address("8.8.8.8")
+
+
+def teredo(server: IPv4Address, client: IPv4Address) -> IPv6Address:
+    """2001::/32, the server's IPv4 address, flags and port, and the client's with its bits flipped."""
+    return IPv6Address(0x2001_0000 << 96 | int(server) << 64 | 0xFFFF << 32 | ~int(client) & 0xFFFF_FFFF)
+
+
+def low_32_bits(prefix: str) -> Callable[[IPv4Address], IPv6Address]:
+    """The form that writes the IPv4 address as the last 32 bits after ``prefix``."""
+    return lambda v4: IPv6Address(int(IPv6Address(prefix)) | int(v4))
+
+
+EMBEDDINGS: dict[str, Callable[[IPv4Address], IPv6Address]] = {
+    "IPv4-mapped ::ffff:a.b.c.d": low_32_bits("::ffff:0:0"),
+    "IPv4-compatible ::a.b.c.d": low_32_bits("::"),
+    "IPv4-translated ::ffff:0:a.b.c.d": low_32_bits("::ffff:0:0:0"),
+    "6to4 2002::/16": lambda v4: IPv6Address(0x2002 << 112 | int(v4) << 80 | 1),
+    "Teredo server": lambda v4: teredo(v4, PUBLIC_V4),
+    "Teredo client (obfuscated)": lambda v4: teredo(PUBLIC_V4, v4),
+    "NAT64 64:ff9b::/96": low_32_bits("64:ff9b::"),
+    "NAT64 local-use 64:ff9b:1::/48": low_32_bits("64:ff9b:1::"),
+}
+NOT_PUBLIC_V4 = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "192.168.0.10",
+    "169.254.169.254",
+    "100.100.100.200",  # shared address space, used inside clouds
+    "0.1.2.3",  # "this network" (0.0.0.0 itself would make the compatible form ::, not one carrying it)
+    "240.0.0.1",
+]
+
+
+@pytest.mark.parametrize("v4", NOT_PUBLIC_V4)
+@pytest.mark.parametrize("form", EMBEDDINGS)
+async def test_an_ipv6_address_carrying_a_private_ipv4_is_refused(form: str, v4: str) -> None:
+    """Refused for the IPv4 address inside, named in the reason, whatever ipaddress thinks of the IPv6."""
+    address = EMBEDDINGS[form](IPv4Address(v4))
+    with pytest.raises(HostNotAllowed) as caught:
+        check_url(f"https://[{address}]/vins.csv", allow_private=False)
+    assert caught.value.reason.endswith(f"(IPv4 {v4} inside)")
+    with pytest.raises(NotPublicAddress) as resolved:  # at connect time: what a name resolved to
+        await resolve_checked(str(address), 443, allow_private=False)
+    assert resolved.value.reason.endswith(f"(IPv4 {v4} inside)")
+
+
+def test_the_refusal_says_what_the_ipv4_inside_is() -> None:
+    with pytest.raises(HostNotAllowed, match=r"is loopback \(IPv4 127\.0\.0\.1 inside\)"):
+        check_url("https://[2002:7f00:1::1]/vins.csv", allow_private=False)
+
+
+def test_an_address_of_local_use_nat64_is_refused_whatever_it_carries() -> None:
+    with pytest.raises(HostNotAllowed, match="local-use NAT64"):
+        check_url("https://[64:ff9b:1:0:8:800:808:0]/vins.csv", allow_private=False)
+
+
+def test_a_6to4_address_of_a_public_ipv4_passes() -> None:
+    address = EMBEDDINGS["6to4 2002::/16"](PUBLIC_V4)
+    assert check_url(f"https://[{address}]/vins.csv", allow_private=False).hostname == str(address)
