@@ -5,7 +5,8 @@ The store writes a due call in the transaction that ends a batch; :class:`Webhoo
 signed with the webhook secret of the API key that submitted the batch, and settles each: delivered on a
 2xx, else retried after :data:`BACKOFF` and given up after its last step, the last error kept.  The URL
 is checked again at send time (the name may resolve elsewhere by now) and the request goes to the
-address that was checked; redirects are failures, never followed.
+address that was checked; redirects are failures, never followed.  A call that breaks in a way not
+foreseen fails alone, recorded and retried like any other: the other calls of its round go out.
 
 Signing follows the Standard Webhooks specification, so a receiver may check it with that
 specification's libraries, or with :func:`verify_signature`: ``webhook-id`` is the batch id (a batch has
@@ -130,7 +131,12 @@ class WebhookSender:
         return len(due)
 
     async def _deliver(self, call: WebhookDue) -> None:
-        error = await self._attempt(call)
+        """Make the call and settle it; whatever breaks it (a stored URL, a key's secret) fails it alone."""
+        try:
+            error = await self._attempt(call)
+        except Exception as exc:  # raised into the round's task group, it would cancel the other calls
+            kind = type(exc)  # only the type: an unforeseen exception's text may quote the URL
+            error = f"the call could not be made ({kind.__module__}.{kind.__qualname__})"
         now = self._clock()
         where = {"batch_id": call.batch_id, "host": _host(call.url), "attempt": call.attempts + 1}
         if error is None:

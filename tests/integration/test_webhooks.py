@@ -384,6 +384,44 @@ async def test_a_call_without_a_keys_secret_waits_for_one(rig: Rig) -> None:
     assert verify_signature(secret, headers, body, rig.clock().timestamp())
 
 
+async def test_a_call_that_breaks_fails_alone_and_the_round_goes_on(rig: Rig) -> None:
+    """A URL stored before hosts were checked whole, and a key whose stored secret is not base64, each fail
+    their own call, retried on the backoff and then given up; another tenant's call in the same round
+    goes out.
+    """
+    bad_url = await rig.ended_batch(url="https://a..example.com/hook")
+    broken = await new_tenant(rig.db, "broken secret")
+    async with rig.db.writing() as connection:
+        corrupt = update(api_keys).where(api_keys.c.id == broken.key_id).values(webhook_secret="whsec_!?")
+        await connection.execute(corrupt)
+    bad_secret = await rig.ended_batch(broken)
+    other = await new_tenant(rig.db, "another tenant")
+    good = await rig.ended_batch(other)
+    sending = rig.sender()
+
+    assert await sending.deliver_due() == 3
+    [(_, headers, body)] = rig.receiver.calls
+    assert msgspec.json.decode(body)["batchId"] == good
+    assert verify_signature(other.secret, headers, body, rig.clock().timestamp())
+    assert (await rig.delivery(good))["delivered_at"] == rig.clock()
+    errors = {
+        bad_url: "webhookUrl: host: has an empty label (two dots in a row, or a dot at the start)",
+        bad_secret: "the call could not be made (binascii.Error)",
+    }
+    for batch_id, error in errors.items():
+        row = await rig.delivery(batch_id)
+        assert (row["last_error"], row["next_attempt_at"]) == (error, rig.clock() + BACKOFF[0])
+    for wait in BACKOFF:
+        rig.clock.advance(wait)
+        assert await sending.deliver_due() == 2
+    for batch_id in errors:
+        row = await rig.delivery(batch_id)
+        assert (row["gave_up"], row["attempts"]) == (True, len(BACKOFF) + 1)
+    rig.clock.advance(dt.timedelta(days=30))
+    assert await sending.deliver_due() == 0
+    assert len(rig.receiver.calls) == 1
+
+
 async def test_the_running_sender_delivers_when_woken(rig: Rig) -> None:
     sending = rig.sender()
     task = asyncio.create_task(sending.run())
