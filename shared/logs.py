@@ -51,7 +51,6 @@ def secrets_of(settings: Settings) -> list[str]:
     values = [
         settings.dvsa_client_secret.get_secret_value(),
         settings.dvsa_api_key.get_secret_value(),
-        settings.webhook_secret.get_secret_value() if settings.webhook_secret else "",
     ]
     return [value for value in values if value]
 

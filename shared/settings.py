@@ -5,8 +5,8 @@ environment at import time.  :func:`load_settings` turns pydantic's validation e
 bad variable that names the variable and the reason, and never echoes the value (it may be a secret).
 
 Misconfiguration fails closed.  What is wrong whoever reads the settings is refused when they are loaded:
-a DVSA URL over plain http to anything but loopback, a token URL without a base URL, webhooks without
-``RECALLS_PUBLIC_URL``.  DVSA credentials without a base URL are refused where the fleet works out where
+a DVSA URL over plain http to anything but loopback, a token URL without a base URL.
+DVSA credentials without a base URL are refused where the fleet works out where
 DVSA is (:attr:`Settings.effective_base_url`, :attr:`Settings.effective_token_url`): the fleet would present
 them to the local sandbox and report success, but the sandbox itself reads the same settings to learn
 which credentials to accept, and must go on starting with custom ones.
@@ -159,11 +159,6 @@ class Settings(BaseSettings):
     csv_url_max_bytes: int = Field(5_000_000, gt=0, description="Largest CSV fetched from a csvUrl.")
     csv_url_timeout: float = Field(30, gt=0, description="Seconds to fetch a csvUrl, redirects included.")
     csv_url_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed for a csvUrl.")
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="Key of the HMAC signature on batch webhooks (unset: webhooks are refused); "
-        "needs public_url.",
-    )
     webhook_timeout: float = Field(30, gt=0, description="Seconds a webhook receiver has to answer.")
     publisher_users: tuple[str, ...] = Field(
         (),
@@ -213,13 +208,6 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 10 characters (DVSA's API usage keys are)")
         return value
 
-    @field_validator("webhook_secret")
-    @classmethod
-    def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return value
-
     @field_validator("dvsa_base_url", "dvsa_token_url")
     @classmethod
     def _https_unless_loopback(cls, value: AnyUrl | None) -> AnyUrl | None:
@@ -244,7 +232,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        problems = self._dvsa_problems() + self._webhook_problems()
+        problems = self._dvsa_problems()
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -265,14 +253,6 @@ class Settings(BaseSettings):
                 if not self._is_custom(name)
             )
         return problems
-
-    def _webhook_problems(self) -> list[str]:
-        if self.webhook_secret is not None and self.public_url is None:
-            return [
-                "RECALLS_PUBLIC_URL: must be set when RECALLS_WEBHOOK_SECRET is set "
-                "(a webhook hands its receiver a downloadUrl on this address)"
-            ]
-        return []
 
     def _is_custom(self, name: str) -> bool:
         return bool(getattr(self, name) != type(self).model_fields[name].default)

@@ -2,24 +2,34 @@
 
 The store writes a due call in the transaction that ends a batch; :class:`WebhookSender` takes due calls
 (:meth:`Batches.due_webhooks` leases them, so two senders do not call twice), POSTs CarsXE's payload
-signed with ``RECALLS_WEBHOOK_SECRET``, and settles each: delivered on a 2xx, else retried after
-:data:`BACKOFF` and given up after its last step, the last error kept.  The URL is checked again at
-send time (the name may resolve elsewhere by now) and the request goes to the address that was checked;
-redirects are failures, never followed.  Receivers check the signature with :func:`verify_signature`.
+signed with the webhook secret of the API key that submitted the batch, and settles each: delivered on a
+2xx, else retried after :data:`BACKOFF` and given up after its last step, the last error kept.  The URL
+is checked again at send time (the name may resolve elsewhere by now) and the request goes to the
+address that was checked; redirects are failures, never followed.  A call that breaks in a way not
+foreseen fails alone, recorded and retried like any other: the other calls of its round go out.
 
-Neither the secret nor the URL (its query may hold the receiver's own token) reaches a log line or a
-stored error: they name the batch and the host.
+Signing follows the Standard Webhooks specification, so a receiver may check it with that
+specification's libraries, or with :func:`verify_signature`: ``webhook-id`` is the batch id (a batch has
+one call, and every retry of it carries the same id, so a receiver can drop repeats),
+``webhook-timestamp`` the unix seconds of the attempt, ``webhook-signature`` ``v1,<base64 HMAC-SHA256 of
+"<id>.<timestamp>.<body>">`` keyed with the bytes the key's ``whsec_`` secret encodes.  Each tenant's key
+has its own secret, so no receiver can verify, or forge, another tenant's calls.
+
+Neither a secret nor the URL (its query may hold the receiver's own token) reaches a log line or a
+stored error: they name the batch, the key's id and the host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -28,6 +38,7 @@ import msgspec
 
 from shared.contracts import utc_now
 from shared.settings import Settings
+from shared.store.api_keys import ApiKeys
 from shared.store.batches import Batches, BatchStatus, WebhookDue
 from shared.store.database import Database
 from shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_stream
@@ -35,36 +46,47 @@ from shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_st
 log = logging.getLogger(__name__)
 
 EVENT = "bulk_recall_batch_complete"
-SIGNATURE_HEADER = "X-Recalls-Signature"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (how a webhook secret starts, as ApiKeys writes it; no secret)
 # The wait after each failed attempt; a call that fails once more after the last is given up.
 BACKOFF = tuple(dt.timedelta(seconds=seconds) for seconds in (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600))
 POLL_INTERVAL = 1.0
 DUE_PER_ROUND = 50
+_STAMP = re.compile(r"[0-9]{1,12}")  # unix seconds; a longer run of digits is no time, and slow to parse
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header's value: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """One ``webhook-signature`` entry: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``.
 
-
-def verify_signature(secret: str, header: str, body: bytes, now: float, tolerance: float = 300) -> bool:
-    """True if ``header`` (X-Recalls-Signature) signs ``body`` with ``secret``, ``tolerance`` s from ``now``.
-
-    ``body``: the request's body exactly as received (before any JSON parsing); ``now``: unix seconds.
-    The timestamp bounds how long a captured call can be replayed; several ``v1`` values are accepted
-    (any one may match), so a sender can sign with an old and a new secret while they are swapped.
+    ``secret``: ``whsec_`` and the key in base64 (the prefix may be left off).  Raises ``ValueError``
+    (``binascii.Error``) when the rest is not base64.
     """
-    fields = [field.partition("=") for field in header.split(",")]
-    stamps = [value.strip() for name, _, value in fields if name.strip() == "t"]
-    signatures = [value.strip() for name, _, value in fields if name.strip() == "v1"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not signatures:
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_signature(
+    secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: float = 300
+) -> bool:
+    """True if ``headers`` sign ``body`` with ``secret``, stamped at most ``tolerance`` s from ``now``.
+
+    ``secret``: the ``whsec_`` webhook secret of the API key that submitted the batch (raises
+    ``ValueError`` if it is not one); ``headers``: the call's, any case (``webhook-id``,
+    ``webhook-timestamp``, ``webhook-signature``); ``body``: exactly as received, before any JSON
+    parsing; ``now``: unix seconds.  The timestamp bounds how long a captured call can be replayed.  The
+    signature header is a space-separated list and any ``v1`` entry may match, so that a sender can sign
+    with an old and a new secret while they are swapped.
+    """
+    named = {name.lower(): value for name, value in headers.items()}
+    webhook_id, stamp = named.get(ID_HEADER, ""), named.get(TIMESTAMP_HEADER, "")
+    if not webhook_id or not _STAMP.fullmatch(stamp) or abs(now - int(stamp)) > tolerance:
         return False
-    timestamp = int(stamps[0])
-    if abs(now - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body).rpartition("v1=")[2]
-    return any(hmac.compare_digest(expected, signature) for signature in signatures)
+    expected = sign(secret, webhook_id, int(stamp), body).encode()
+    offered = named.get(SIGNATURE_HEADER, "").split()
+    return any(hmac.compare_digest(expected, entry.encode()) for entry in offered)
 
 
 class WebhookSender:
@@ -78,6 +100,7 @@ class WebhookSender:
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._batches = Batches(db)
+        self._keys = ApiKeys(db)
         self._settings = settings
         self._http = http
         self._clock = clock
@@ -108,7 +131,12 @@ class WebhookSender:
         return len(due)
 
     async def _deliver(self, call: WebhookDue) -> None:
-        error = await self._attempt(call)
+        """Make the call and settle it; whatever breaks it (a stored URL, a key's secret) fails it alone."""
+        try:
+            error = await self._attempt(call)
+        except Exception as exc:  # raised into the round's task group, it would cancel the other calls
+            kind = type(exc)  # only the type: an unforeseen exception's text may quote the URL
+            error = f"the call could not be made ({kind.__module__}.{kind.__qualname__})"
         now = self._clock()
         where = {"batch_id": call.batch_id, "host": _host(call.url), "attempt": call.attempts + 1}
         if error is None:
@@ -124,25 +152,41 @@ class WebhookSender:
 
     async def _attempt(self, call: WebhookDue) -> str | None:
         """Make one call; None if the receiver took it, else why not (never quoting the URL)."""
-        secret, public_url = self._settings.webhook_secret, self._settings.public_url
-        if secret is None:
-            return "RECALLS_WEBHOOK_SECRET: not set, so the call cannot be signed"
-        if public_url is None:  # loaded settings refuse a secret without it
+        public_url = self._settings.public_url
+        if public_url is None:
             return "RECALLS_PUBLIC_URL: not set, so the call has no downloadUrl"
         status = await self._batches.status(call.batch_id)
         if status is None:
             return "batch: no longer stored"
+        if status.owner is None:
+            return "batch: submitted without an API key, so no secret signs its call"
+        secret = await self._keys.webhook_secret(status.owner)
+        if secret is None:
+            # A key made before keys had secrets: signing with one drawn now would sign calls its
+            # receiver cannot check, so the call waits (retried) until the key's secret is rotated.
+            return f"API key {status.owner}: has no webhook secret (rotate it to make one)"
         now = self._clock()
         body = msgspec.json.encode(self.payload(status, now, public_url))
+        timestamp = int(now.timestamp())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(secret.get_secret_value(), int(now.timestamp()), body),
+            ID_HEADER: call.batch_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, call.batch_id, timestamp, body),
             "User-Agent": "recalls-fleet-webhook",
         }
+        return await self._post(call.url, headers, body)
+
+    async def _post(self, url: str, headers: Mapping[str, str], body: bytes) -> str | None:
+        """POST ``body`` to ``url``, checked again now; None on a 2xx, else why not."""
         timeout = self._settings.webhook_timeout
         try:
             async with asyncio.timeout(timeout):
-                target = await check_target(call.url, allow_private=self._settings.allow_private_urls)
+                target = await check_target(
+                    url,
+                    allow_private=self._settings.allow_private_urls,
+                    allowed_ports=self._settings.allowed_ports,
+                )
                 async with pinned_stream(self._http, "POST", target, headers=headers, content=body) as answer:
                     code = answer.status_code  # the body is not read: the status is the receiver's answer
         except UnsafeUrl as exc:

@@ -53,10 +53,10 @@ def checked_webhook(request: SubmitRequest, settings: Settings) -> str | None:
     url = request.webhook_url
     if url is None:
         return None
-    if settings.webhook_secret is None:
-        raise _bad_webhook("webhooks are off on this server (RECALLS_WEBHOOK_SECRET is not set)")
+    if settings.public_url is None:  # a webhook hands its receiver a downloadUrl on this address
+        raise _bad_webhook("webhooks are off on this server (RECALLS_PUBLIC_URL is not set)")
     try:
-        check_url(url, allow_private=settings.allow_private_urls)
+        check_url(url, allow_private=settings.allow_private_urls, allowed_ports=settings.allowed_ports)
     except UnsafeUrl as exc:
         raise _bad_webhook(exc.reason) from None
     return url

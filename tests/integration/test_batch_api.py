@@ -52,10 +52,8 @@ from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration
 
-WEBHOOK_SECRET = "whsec-test-0123456789abcdef0123456789"
 OPEN = {  # csvUrl and webhookUrl may name this machine; small limits to meet
     "allow_private_urls": True,
-    "webhook_secret": WEBHOOK_SECRET,
     "public_url": "https://recalls.example.com",
     "csv_url_max_bytes": 200,
     "csv_url_timeout": 0.5,
@@ -316,8 +314,8 @@ INVALID_BODIES = [
     pytest.param(
         {"vins": [vin(1)], "webhookUrl": "https://hooks.example.com/recalls"},
         "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL",
-        "webhookUrl: webhooks are off on this server (RECALLS_WEBHOOK_SECRET is not set)",
-        id="webhook without a secret",
+        "webhookUrl: webhooks are off on this server (RECALLS_PUBLIC_URL is not set)",
+        id="webhook without a public URL",
     ),
     pytest.param(
         {"csvUrl": "ftp://files.example.com/vins.csv"},
@@ -346,12 +344,30 @@ async def test_a_body_that_is_not_json_is_refused(api: Api, body: bytes) -> None
     assert_error(response, 400, "BULK_RECALL_BATCH_INVALID_REQUEST", "body: not valid JSON")
 
 
-@pytest.mark.settings(webhook_secret=WEBHOOK_SECRET, public_url="https://recalls.example.com")
+@pytest.mark.settings(public_url="https://recalls.example.com")
 async def test_a_plain_http_webhook_is_refused_without_private_urls(api: Api) -> None:
     body = {"vins": [vin(1)], "webhookUrl": "http://hooks.example.com/recalls"}
     assert_error(
         await api.submit(body), 400, "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL", "webhookUrl: must be an https"
     )
+
+
+URLS_REFUSED_AT_SUBMIT = [  # a host name DNS would not take as written, a port not allowed
+    ("https://a..example.com/vins", "host: has an empty label"),
+    (f"https://{'a' * 64}.example.com/vins", "host: has a label longer than 63 characters"),
+    ("https://files.example.com:8443/vins", "port: 8443 is not allowed (allowed: 443, 9443)"),
+]
+
+
+@pytest.mark.settings(public_url="https://recalls.example.com", allowed_ports=(9443,))
+async def test_a_url_is_checked_whole_at_submit_naming_its_field(api: Api) -> None:
+    for url, reason in URLS_REFUSED_AT_SUBMIT:
+        webhook = await api.submit({"vins": [vin(1)], "webhookUrl": url})
+        assert_error(webhook, 400, "BULK_RECALL_BATCH_INVALID_WEBHOOK_URL", f"webhookUrl: {reason}")
+        csv_url = await api.submit({"csvUrl": url})
+        assert_error(csv_url, 400, "BULK_RECALL_BATCH_CSV_URL_INVALID", f"csvUrl: {reason}")
+    listed = await api.submit({"vins": [vin(1)], "webhookUrl": "https://hooks.example.com:9443/recalls"})
+    assert listed.status_code == 202, listed.text
 
 
 async def test_a_failing_store_is_a_storage_error(api: Api) -> None:
