@@ -4,8 +4,8 @@
 the broker connection the dashboard reads the fleet's figures from) and opens nothing itself.  Old
 batches are purged as the app starts and hourly while it runs; at shutdown it waits for the batches
 still being published.  Requests are logged by method, path and status only: the query string may hold
-an API key.  Besides the batch API it serves the operations surface (``/metrics``, ``/healthz``,
-``/readyz``) and the live dashboard (``/dashboard``).
+an API key.  Besides the batch API it serves the probes (``/healthz``, ``/readyz``) and the live
+dashboard (``/dashboard``); its metrics are counted into ``metrics``, served apart (see ``ops``).
 """
 
 from __future__ import annotations
@@ -47,15 +47,17 @@ def create_app(
     publisher: Publisher,
     *,
     connection: AbstractConnection | None = None,
+    metrics: ops.ApiMetrics | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> FastAPI:
     """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller.
 
     ``connection``: the broker connection, also the caller's, that the dashboard reads the workers'
     stats and the queue depths on and ``/readyz`` checks; without one the dashboard shows batches only
-    and ``/readyz`` answers 503.
+    and ``/readyz`` answers 503.  ``metrics``: where the app counts its requests and batches (the
+    caller serves them with :func:`ops.metrics_app`); none given, a registry of its own that nobody reads.
     """
-    metrics = ops.ApiMetrics()
+    metrics = metrics or ops.ApiMetrics()
     checks = _CountedChecks(settings, db, publisher, metrics, clock=clock)
     board = dashboard.Dashboard(settings, db)
 
@@ -84,7 +86,7 @@ def create_app(
     caller = authenticator(ApiKeys(db))
     app.include_router(router(settings, checks, caller))
     app.include_router(dashboard.router(board, caller))
-    app.include_router(ops.router(metrics, ops.readiness(connection, db)))
+    app.include_router(ops.router(ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
     app.add_middleware(CorrelationMiddleware)  # outermost: every line of a request carries its id

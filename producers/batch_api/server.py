@@ -1,8 +1,10 @@
 """Runs the batch API: opens the store and one broker connection, serves the app with uvicorn until cancelled.
 
-The connection carries the publisher's channel and the dashboard's (stats and queue depths).
+The connection carries the publisher's channel and the dashboard's (stats and queue depths).  With
+``RECALLS_API_METRICS_PORT`` set, a second uvicorn server answers ``/metrics`` on that port (bound to
+``RECALLS_API_METRICS_HOST``), counted by the API's own app: the API's port has no ``/metrics``.
 
-Cancelling :func:`serve` shuts the server down gracefully (requests in hand finish, batches being
+Cancelling :func:`serve` shuts the servers down gracefully (requests in hand finish, batches being
 published finish) before the store and the broker connection close.  uvicorn's access log is off:
 its lines would carry the query string, and with it an API key; the app logs requests itself.
 """
@@ -11,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
+from typing import Literal
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from producers import broker
 from producers.batch_api.app import create_app
+from producers.batch_api.ops import ApiMetrics, metrics_app
 from producers.publisher import Publisher
 from shared.settings import Settings
 from shared.store.database import Database
@@ -29,13 +35,41 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         db = await stack.enter_async_context(Database.connect(settings))
         connection = await stack.enter_async_context(await broker.connect(settings, name="recalls-api"))
         publisher = await stack.enter_async_context(Publisher.on_connection(connection, topology))
-        app = create_app(settings, db, publisher, connection=connection)
-        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None, lifespan="on")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        try:
-            await asyncio.shield(serving)
-        except asyncio.CancelledError:
+        metrics = ApiMetrics()
+        app = create_app(settings, db, publisher, connection=connection, metrics=metrics)
+        servers = [uvicorn.Server(_config(app, host, port, lifespan="on"))]
+        if settings.api_metrics_port is not None:
+            exposition = metrics_app(metrics)
+            where = (settings.api_metrics_host, settings.api_metrics_port)
+            servers.append(_Companion(_config(exposition, *where, lifespan="off")))
+        await _run(servers)
+
+
+class _Companion(uvicorn.Server):
+    """A server beside the API's that leaves the process's signals to it.
+
+    Two servers that each capture SIGINT and SIGTERM restore each other's handlers on the way out,
+    leaving a stopped server's handler in place; the API's server alone stops on a signal, and
+    :func:`_run` stops the others with it.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(app: ASGIApp, host: str, port: int, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None, lifespan=lifespan)
+
+
+async def _run(servers: list[uvicorn.Server]) -> None:
+    """Run ``servers`` until one stops (a signal, a failure) or this is cancelled, then stop them all."""
+    serving = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        await asyncio.shield(asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
+    finally:
+        for server in servers:
             server.should_exit = True
-            await serving
-            raise
+        await asyncio.wait(serving)
+    for task in serving:
+        task.result()  # a server that failed says why
