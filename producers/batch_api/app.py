@@ -83,9 +83,9 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    caller = authenticator(ApiKeys(db))
-    app.include_router(router(settings, checks, caller))
-    app.include_router(dashboard.router(board, caller))
+    keys = ApiKeys(db)
+    app.include_router(router(settings, checks, authenticator(keys, "batch")))
+    app.include_router(dashboard.router(board, authenticator(keys, "ops")))
     app.include_router(ops.router(ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)

@@ -1,7 +1,8 @@
 """Who is calling: the API key, from the ``key`` query parameter (CarsXE's way) or the ``x-api-key`` header.
 
-Keys are checked against the store's hashes on every request (a hash and one indexed read).  Neither
-an error message nor a log line ever holds the key presented.
+Keys are checked against the store's hashes on every request (a hash and one indexed read), and must
+hold the scope the route needs: ``batch`` for the batch API, ``ops`` for what shows the whole fleet;
+a key without it meets 403.  Neither an error message nor a log line ever holds the key presented.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ _IN_HEADER = APIKeyHeader(
 Caller = Callable[..., Awaitable[ApiKey]]
 
 
-def authenticator(keys: ApiKeys) -> Caller:
-    """A FastAPI dependency that answers the calling key, or refuses with 401."""
+def authenticator(keys: ApiKeys, scope: str) -> Caller:
+    """A FastAPI dependency that answers the calling key if it has ``scope``, or refuses with 401 or 403."""
 
     async def caller(
         in_query: Annotated[str | None, Security(_IN_QUERY)],
@@ -40,6 +41,9 @@ def authenticator(keys: ApiKeys) -> Caller:
         key = await keys.verify(presented)
         if key is None:
             raise ApiError(401, "USER_NOT_FOUND", "key: unknown or revoked API key")
+        if scope not in key.scopes:
+            message = f"key: lacks the {scope} scope (recalls api keys create NAME --scope {scope})"
+            raise ApiError(403, "INSUFFICIENT_SCOPE", message)
         return key
 
     return caller

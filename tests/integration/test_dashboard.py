@@ -51,6 +51,12 @@ async def published_stats(settings: Settings, *stats: WorkerStats, junk: bytes =
             await exchange.publish(aio_pika.Message(body), routing_key="")
 
 
+async def operator(api: Api) -> Api:
+    """``api`` with a key of its operators: ``ops`` to see the fleet, ``batch`` to submit batches."""
+    _, key = await ApiKeys(api.db).create("operators", scopes=("batch", "ops"))
+    return Api(api.http, key, api.db)
+
+
 async def snapshot_once(api: Api, ready: Any, key: str | None = None) -> dict[str, Any]:
     """The snapshot once ``ready(snapshot)`` holds (stats travel through RabbitMQ, and a second ends)."""
     async with asyncio.timeout(10):
@@ -92,14 +98,15 @@ async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batch
         worker="host-c:3", sent_at=now - 3600, interval=1.0, calls={"get": {"200": 7}}
     )
     try:
-        async with running_ops_api(settings) as api:
-            assert_error(await api.http.get("/dashboard/data"), 401, "MISSING_API_KEY")
+        async with running_ops_api(settings) as customer:
+            assert_error(await customer.http.get("/dashboard/data"), 401, "MISSING_API_KEY")
+            api = await operator(customer)
             accepted = await api.submit({"vins": [vin(1), vin(2)]})
             batch_id = accepted.json()["data"]["batchId"]
             await published_stats(settings, first, second, an_hour_behind, junk=b"not a WorkerStats")
             # Figures are shown once their second has ended: the wrong clock's are filed under arrival.
             snapshot = await snapshot_once(api, lambda got: sum(got["calls"]["get"]) > 0)
-            _, stranger = await ApiKeys(api.db).create("another team")
+            _, stranger = await ApiKeys(api.db).create("another team", scopes=("ops",))
             strangers = await snapshot_once(api, lambda _got: True, key=stranger)
     finally:
         await delete_topology(settings)
@@ -131,7 +138,8 @@ async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batch
 async def test_the_dashboard_follows_the_fleet_live(
     settings: Settings, channel: AbstractChannel, worker: Worker, tmp_path: Path
 ) -> None:
-    async with running_ops_api(settings) as api, headless_chromium() as browser:
+    async with running_ops_api(settings) as customer, headless_chromium() as browser:
+        api = await operator(customer)
         page = await browser.new_page(viewport={"width": 1280, "height": 1100})
         failures = watch_for_errors(page)
         await page.goto(f"{api.http.base_url}/dashboard?key={api.key}")

@@ -1,8 +1,9 @@
 """The dashboard's endpoints: the page (``/dashboard``), its snapshot (``/dashboard/data``), its assets.
 
-The page and the snapshot need an API key, like the batch API; the script, style and icon are the same
-for everyone and hold nothing, so they are served without one.  Everything is this package's own files:
-the network may be closed, and the policy header forbids anything from elsewhere.
+The page and the snapshot show the whole fleet, so they need a key with the ``ops`` scope; the script,
+style and icon are the same for everyone and hold nothing, so they are served without one.  Everything
+is this package's own files: the network may be closed, and the policy header forbids anything from
+elsewhere.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations (see ..routes).
