@@ -30,6 +30,7 @@ from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
 from shared.store.batches import BatchStatus
 from shared.store.database import Database
+from shared.store.sessions import Sessions
 
 log = logging.getLogger("recalls.api")
 
@@ -83,9 +84,9 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    keys = ApiKeys(db)
-    app.include_router(router(settings, checks, authenticator(keys, "batch")))
-    app.include_router(dashboard.router(board, authenticator(keys, "ops")))
+    keys, sessions = ApiKeys(db), Sessions(db)
+    app.include_router(router(settings, checks, authenticator(keys, sessions, "batch")))
+    app.include_router(dashboard.router(board, keys, sessions, public_url=settings.public_url))
     app.include_router(ops.router(ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)

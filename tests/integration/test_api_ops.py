@@ -106,7 +106,7 @@ async def test_serve_is_live_and_ready_with_its_broker_connection_and_store(
     assert len(ready.headers["x-correlation-id"]) == 32  # none sent: a new one, echoed
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "store": "ok"}}
-    assert dashboard.status_code == 401  # the page, like the batch API, needs a key
+    assert (dashboard.status_code, dashboard.headers["location"]) == (303, "dashboard/sign-in")  # no key
 
 
 async def test_readyz_names_each_failing_check_without_a_url(prefix: str, store_path: Path) -> None:
