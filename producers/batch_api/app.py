@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractConnection
 from fastapi import FastAPI, Request, Response
 
 from producers.batch_api import dashboard, errors, ops
-from producers.batch_api.auth import authenticator
+from producers.batch_api.auth import KeyInUrlDeprecation, authenticator
 from producers.batch_api.correlation import CorrelationMiddleware
 from producers.batch_api.jobs import BatchChecks
 from producers.batch_api.routes import router
@@ -37,8 +37,9 @@ log = logging.getLogger("recalls.api")
 DESCRIPTION = """Recall checks of many vehicles at once, in the shape of CarsXE's Recalls Batch API.
 
 Submit VINs, poll the status (or pass a webhookUrl), then fetch the results as JSON or CSV.  Every
-request carries an API key, as the `key` query parameter or the `x-api-key` header.  Every error
-answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `ErrorBody`).
+request carries an API key in the `x-api-key` header; the `key` query parameter still works but is
+deprecated (URLs end up in logs and histories), and answers to it carry a `Deprecation` header.  Every
+error answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `ErrorBody`).
 """
 
 
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(ops.router(ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
+    app.add_middleware(KeyInUrlDeprecation)
     app.add_middleware(CorrelationMiddleware)  # outermost: every line of a request carries its id
     return app
 

@@ -2,7 +2,8 @@
 
 The header is the documented way.  The ``key`` query parameter (CarsXE's way) is still heard where
 ``key_in_url`` allows it (the batch API, for now), and refused with 400 elsewhere (the dashboard): a
-URL stays in browser history, proxies' logs and Referer headers.  A session cookie (see
+URL stays in browser history, proxies' logs and Referer headers.  Every answer to a URL with a key
+says it is deprecated (:class:`KeyInUrlDeprecation`).  A session cookie (see
 ``dashboard.sign_in``) is heard on reads only (GET, HEAD): anything that changes state needs the key
 itself, so a page of another site can make no signed-in browser submit a batch.
 
@@ -13,11 +14,14 @@ holds the key or the session token presented.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the dependencies' annotations (see .routes).
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
+from starlette.datastructures import MutableHeaders, QueryParams
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.batch_api.errors import ApiError
 from shared.store.api_keys import ApiKey, ApiKeys
@@ -26,12 +30,17 @@ from shared.store.sessions import Sessions
 SESSION_COOKIE = "recalls_session"
 SIGN_IN = "/dashboard/sign-in"
 _READS = frozenset({"GET", "HEAD"})
+KEY_IN_URL_DEPRECATED = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+_DEPRECATION = (
+    ("Deprecation", f"@{int(KEY_IN_URL_DEPRECATED.timestamp())}"),  # an RFC 9651 date
+    ("Link", '</openapi.json>; rel="deprecation"; type="application/json"'),  # its securitySchemes say so
+)
 
 _IN_QUERY = APIKeyQuery(
     name="key",
     scheme_name="key",
     auto_error=False,
-    description="The API key as a query parameter.",
+    description="Deprecated (answers carry a Deprecation header): the API key as a query parameter.",
 )
 _IN_HEADER = APIKeyHeader(
     name="x-api-key", scheme_name="x-api-key", auto_error=False, description="The API key as a header."
@@ -103,3 +112,27 @@ def refuse_key_in_url(request: Request) -> None:
             f"sign in at {SIGN_IN}, or send the x-api-key header"
         )
         raise ApiError(400, "API_KEY_IN_URL", message)
+
+
+class KeyInUrlDeprecation:
+    """Marks every answer to a URL with a ``key`` parameter deprecated (RFC 9745), linking to the docs.
+
+    Pure ASGI, so that it marks every answer alike: errors, redirects and streamed CSV included.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "key" not in QueryParams(scope["query_string"]):
+            await self._app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _DEPRECATION:
+                    headers.append(name, value)
+            await send(message)
+
+        await self._app(scope, receive, sending)

@@ -4,6 +4,9 @@ Scopes: a customer's key (``batch`` only, the default) meets 403 on the dashboar
 which show the whole fleet; an operator's key (``ops`` only) meets 403 on the batch routes.  A refusal
 names what is missing and never holds the key.
 
+The key in the batch API's URL still works, but every answer to it says it is deprecated (RFC 9745's
+``Deprecation`` and a ``Link`` to the API's description); the header, the documented way, does not.
+
 Sign-in: a key in the dashboard's URL is refused and makes no session.  A sign-in from the dashboard's
 own origin with an ``ops`` key answers a session cookie (HttpOnly, SameSite=Strict, not the key) that
 the page and the feed accept alone, that reads the batch API but submits nothing, and that ends at
@@ -109,6 +112,30 @@ async def test_a_key_without_batch_meets_403_on_the_batch_routes(api: Api) -> No
     for answer in (submit, status):
         assert_error(answer, 403, "INSUFFICIENT_SCOPE", "key: lacks the batch scope", "--scope batch")
         assert operator not in answer.text
+
+
+# --- the key in a URL -----------------------------------------------------------------------------------
+
+
+async def test_a_key_in_the_batch_apis_url_still_works_but_every_answer_says_it_is_deprecated(
+    api: Api,
+) -> None:
+    accepted = await api.submit({"vins": [vin(1)]})  # the key as a query parameter
+    batch_id = accepted.json()["data"]["batchId"]
+    polled = await api.get("status", batch_id)
+    missing = await api.get("status", "no-such-batch")
+    refused = await api.http.get(f"{API}/status", params={"key": "", "batchId": batch_id})
+    in_header = await as_key(api.http, "GET", f"{API}/status", api.key, params={"batchId": batch_id})
+
+    assert (accepted.status_code, polled.status_code, missing.status_code) == (202, 200, 404)
+    assert_error(refused, 401, "MISSING_API_KEY")
+    for answer in (accepted, polled, missing, refused):
+        assert answer.headers["deprecation"] == "@1796601600"  # 2026-12-07, as an RFC 9651 date
+        assert answer.headers["link"] == '</openapi.json>; rel="deprecation"; type="application/json"'
+    assert in_header.status_code == 200
+    assert "deprecation" not in in_header.headers and "link" not in in_header.headers
+    described = (await api.http.get("/openapi.json")).json()["components"]["securitySchemes"]
+    assert described["key"]["description"].startswith("Deprecated")
 
 
 # --- sign-in --------------------------------------------------------------------------------------------
