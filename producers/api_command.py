@@ -1,7 +1,9 @@
 """``recalls api``: serve the batch API, and ``recalls api keys create|list|revoke`` to manage its keys.
 
-A key is printed once, when it is created; the store keeps only its SHA-256.  Failures print one
-``error: ...`` line: exit 2 for input the user must correct, 1 for a store or broker that is unavailable.
+``--ssl-certfile`` with ``--ssl-keyfile`` serves https; the pair is loaded once before anything starts,
+so a wrong file is a clear error rather than a failure inside uvicorn.  A key is printed once, when it
+is created; the store keeps only its SHA-256.  Failures print one ``error: ...`` line: exit 2 for
+input the user must correct, 1 for a store or broker that is unavailable.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from producers.batch_api.server import serve
+from producers.batch_api.server import Tls, serve
 from producers.command import InputError, ServiceError, cli_settings, run_with_broker
 from shared import logs
 from shared.settings import Settings
@@ -25,19 +29,49 @@ from shared.store.database import Database, StoreError
 _T = TypeVar("_T")
 
 
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--ssl-certfile", type=_PEM, help="PEM certificate chain: serve https (with --ssl-keyfile).")
+@click.option("--ssl-keyfile", type=_PEM, help="PEM private key of --ssl-certfile, unencrypted.")
 @click.pass_context
-def api(context: click.Context, host: str, port: int) -> None:
+def api(
+    context: click.Context, host: str, port: int, ssl_certfile: Path | None, ssl_keyfile: Path | None
+) -> None:
     """Serve the CarsXE-shaped batch API (POST /v1/recalls-batch/submit, status, results, download)."""
     if context.invoked_subcommand is not None:
         return
+    tls = _tls(ssl_certfile, ssl_keyfile)
     settings = cli_settings()
     logs.configure(settings)
-    click.echo(f"batch API on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
+    scheme = "http" if tls is None else "https"
+    click.echo(f"batch API on {scheme}://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped
-        run_with_broker(serve(settings, host, port), settings)
+        run_with_broker(serve(settings, host, port, tls=tls), settings)
+
+
+def _tls(certfile: Path | None, keyfile: Path | None) -> Tls | None:
+    """The pair to serve https with (``None``: neither given); an :class:`InputError` for half a pair."""
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None:
+        raise InputError("--ssl-certfile: required with --ssl-keyfile (the certificate of that key)")
+    if keyfile is None:
+        raise InputError("--ssl-keyfile: required with --ssl-certfile (that certificate's private key)")
+    try:
+        # A password callback, so that an encrypted key fails here instead of prompting on the terminal.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            certfile, keyfile, password=lambda: b""
+        )
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise InputError(
+            f"--ssl-certfile, --ssl-keyfile: not a PEM certificate and its unencrypted private key ({reason})"
+        ) from None
+    return Tls(certfile, keyfile)
 
 
 @api.group()

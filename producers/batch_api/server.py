@@ -1,8 +1,10 @@
 """Runs the batch API: opens the store and one broker connection, serves the app with uvicorn until cancelled.
 
-The connection carries the publisher's channel and the dashboard's (stats and queue depths).  With
-``RECALLS_API_METRICS_PORT`` set, a second uvicorn server answers ``/metrics`` on that port (bound to
-``RECALLS_API_METRICS_HOST``), counted by the API's own app: the API's port has no ``/metrics``.
+The connection carries the publisher's channel and the dashboard's (stats and queue depths).  Given
+:class:`Tls` files, the API answers https only, and every answer carries ``Strict-Transport-Security``
+so that browsers never try plain http on that host again.  With ``RECALLS_API_METRICS_PORT`` set, a
+second uvicorn server answers ``/metrics`` on that port (bound to ``RECALLS_API_METRICS_HOST``, plain
+http), counted by the API's own app: the API's port has no ``/metrics``.
 
 Cancelling :func:`serve` shuts the servers down gracefully (requests in hand finish, batches being
 published finish) before the store and the broker connection close.  uvicorn's access log is off:
@@ -14,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -27,9 +31,22 @@ from shared.settings import Settings
 from shared.store.database import Database
 from shared.topology import Topology
 
+HSTS = ("Strict-Transport-Security", "max-age=31536000")  # a year, the usual floor for preload lists
 
-async def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve the batch API on ``host``:``port`` until cancelled (or uvicorn stops on a signal)."""
+
+@dataclass(frozen=True)
+class Tls:
+    """The PEM files the API serves https with: a certificate chain and its (unencrypted) private key."""
+
+    certfile: Path
+    keyfile: Path
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        return {"ssl_certfile": str(self.certfile), "ssl_keyfile": str(self.keyfile), "headers": [HSTS]}
+
+
+async def serve(settings: Settings, host: str, port: int, *, tls: Tls | None = None) -> None:
+    """Serve the batch API on ``host``:``port`` (https with ``tls``) until cancelled or signalled."""
     topology = Topology(settings.prefix, settings.retry_tiers)
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(Database.connect(settings))
@@ -37,7 +54,8 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         publisher = await stack.enter_async_context(Publisher.on_connection(connection, topology))
         metrics = ApiMetrics()
         app = create_app(settings, db, publisher, connection=connection, metrics=metrics)
-        servers = [uvicorn.Server(_config(app, host, port, lifespan="on"))]
+        over_tls = tls.uvicorn_options() if tls is not None else {}
+        servers = [uvicorn.Server(_config(app, host, port, lifespan="on", **over_tls))]
         if settings.api_metrics_port is not None:
             exposition = metrics_app(metrics)
             where = (settings.api_metrics_host, settings.api_metrics_port)
@@ -58,8 +76,12 @@ class _Companion(uvicorn.Server):
         yield
 
 
-def _config(app: ASGIApp, host: str, port: int, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None, lifespan=lifespan)
+def _config(
+    app: ASGIApp, host: str, port: int, *, lifespan: Literal["on", "off"], **options: Any
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=host, port=port, access_log=False, log_config=None, lifespan=lifespan, **options
+    )
 
 
 async def _run(servers: list[uvicorn.Server]) -> None:

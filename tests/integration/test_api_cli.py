@@ -1,4 +1,5 @@
-"""``recalls api keys create|list|revoke`` against a SQLite store: what an operator types and sees."""
+"""``recalls api keys create|list|revoke`` against a SQLite store, and ``recalls api``'s TLS options:
+what an operator types and sees."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from tests.support.certificates import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +45,25 @@ def test_bad_input_names_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert code == 2 and "key_id" in error
     code, _, error = recalls("api", "keys", "create", "  ")
     assert code == 2 and "name" in error
+
+
+def test_half_a_tls_pair_or_a_mismatched_one_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    first, second = self_signed(tmp_path), self_signed(tmp_path)
+    code, _, error = recalls("api", "--ssl-certfile", str(first.certfile))
+    assert (code, error) == (
+        2,
+        "error: --ssl-keyfile: required with --ssl-certfile (that certificate's private key)\n",
+    )
+    code, _, error = recalls("api", "--ssl-keyfile", str(first.keyfile))
+    assert (code, error) == (
+        2,
+        "error: --ssl-certfile: required with --ssl-keyfile (the certificate of that key)\n",
+    )
+    code, _, error = recalls(
+        "api", "--ssl-certfile", str(first.certfile), "--ssl-keyfile", str(second.keyfile)
+    )
+    assert (code, error) == (
+        2,
+        "error: --ssl-certfile, --ssl-keyfile: not a PEM certificate and its unencrypted private key "
+        "(KEY_VALUES_MISMATCH)\n",
+    )
