@@ -1,9 +1,14 @@
-"""``recalls api``: serve the batch API, and ``recalls api keys create|list|revoke`` to manage its keys.
+"""``recalls api``: serve the batch API, and ``recalls api keys ...`` to manage its keys.
 
 ``--ssl-certfile`` with ``--ssl-keyfile`` serves https; the pair is loaded once before anything starts,
 so a wrong file is a clear error rather than a failure inside uvicorn.  A key is printed once, when it
 is created; the store keeps only its SHA-256.  Failures print one ``error: ...`` line: exit 2 for
 input the user must correct, 1 for a store or broker that is unavailable.
+
+A key has scopes (``--scope batch``: its own batch checks; ``--scope ops``: the fleet-wide dashboard)
+and a webhook secret of its own, which signs its batches' webhooks: ``create`` prints the key (stdout)
+and the secret (stderr, beside the note; both on stdout with ``--json``), ``rotate-webhook-secret`` a
+new secret, each only this once.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from producers.batch_api.server import Tls, serve
 from producers.command import InputError, ServiceError, cli_settings, run_with_broker
 from shared import logs
 from shared.settings import Settings
-from shared.store.api_keys import ApiKey, ApiKeys
+from shared.store.api_keys import SCOPES, ApiKey, ApiKeys
 from shared.store.database import Database, StoreError
 
 _T = TypeVar("_T")
@@ -76,26 +81,54 @@ def _tls(certfile: Path | None, keyfile: Path | None) -> Tls | None:
 
 @api.group()
 def keys() -> None:
-    """Create, list and revoke the batch API's keys."""
+    """Create, list and revoke the batch API's keys; rotate their webhook secrets."""
 
 
 @keys.command()
 @click.argument("name")
-def create(name: str) -> None:
-    """Create a key named NAME and print it (it is shown only this once)."""
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(SCOPES),
+    multiple=True,
+    default=("batch",),
+    show_default=True,
+    help="What the key may do: batch (its own batch checks), ops (the fleet-wide dashboard). Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the key, its webhook secret and record as JSON.")
+def create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Create a key named NAME and print it, and its webhook secret (both shown only this once)."""
     settings = cli_settings()
+
+    async def created(db: Database) -> tuple[ApiKey, str, str]:
+        api_keys = ApiKeys(db)
+        record, key = await api_keys.create(name, scopes)
+        secret = await api_keys.webhook_secret(record.id)
+        assert secret is not None  # drawn with the key
+        return record, key, secret
+
     try:
-        record, key = _with_store(settings, lambda db: ApiKeys(db).create(name))
+        record, key, secret = _with_store(settings, created)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    click.echo(f"key {record.id} ({record.name}) created; keep it now, it is not shown again:", err=True)
+    if as_json:
+        click.echo(json.dumps({**_shown(record), "key": key, "webhook_secret": secret}, indent=2))
+        return
+    scopes_shown = " ".join(record.scopes)
+    click.echo(
+        f"key {record.id} ({record.name}, scopes {scopes_shown}) created; keep it and its webhook secret "
+        "now, neither is shown again",
+        err=True,
+    )
+    # The key alone on stdout, as ever, so that KEY=$(recalls api keys create NAME) goes on working.
+    click.echo(f"webhook secret (signs this key's batch webhooks): {secret}", err=True)
     click.echo(key)
 
 
 @keys.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 def list_(as_json: bool) -> None:
-    """List the keys (names and dates; never the keys themselves)."""
+    """List the keys (names, scopes and dates; never the keys themselves)."""
     found = _with_store(cli_settings(), lambda db: ApiKeys(db).list())
     if as_json:
         click.echo(json.dumps([_shown(key) for key in found], indent=2))
@@ -104,7 +137,8 @@ def list_(as_json: bool) -> None:
         click.echo("no keys yet: recalls api keys create NAME")
     for key in found:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-        click.echo(f"{key.id}  {key.name}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+        scopes = ",".join(key.scopes)
+        click.echo(f"{key.id}  {key.name}  scopes {scopes}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
 
 
 @keys.command()
@@ -112,14 +146,30 @@ def list_(as_json: bool) -> None:
 def revoke(key_id: str) -> None:
     """Revoke the key with id KEY_ID (the part after rk_): its requests are refused from now on."""
     if not _with_store(cli_settings(), lambda db: ApiKeys(db).revoke(key_id)):
-        raise InputError(f"key_id: no key {key_id!r} (recalls api keys list shows them)")
+        raise _no_key(key_id)
     click.echo(f"key {key_id} revoked")
 
 
-def _shown(key: ApiKey) -> dict[str, str | None]:
+@keys.command(name="rotate-webhook-secret")
+@click.argument("key_id")
+def rotate_webhook_secret(key_id: str) -> None:
+    """Give the key KEY_ID a new webhook secret and print it (the old one stops signing at once)."""
+    secret = _with_store(cli_settings(), lambda db: ApiKeys(db).rotate_webhook_secret(key_id))
+    if secret is None:
+        raise _no_key(key_id)
+    click.echo(f"key {key_id}: new webhook secret; keep it now, it is not shown again:", err=True)
+    click.echo(secret)
+
+
+def _no_key(key_id: str) -> InputError:
+    return InputError(f"key_id: no key {key_id!r} (recalls api keys list shows them)")
+
+
+def _shown(key: ApiKey) -> dict[str, str | list[str] | None]:
     return {
         "id": key.id,
         "name": key.name,
+        "scopes": list(key.scopes),
         "created_at": key.created_at.isoformat(),
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
     }
