@@ -7,8 +7,8 @@ then creates are published and a batch check is submitted, and the page, refresh
 real worker applies them to the sandbox, must show create calls per second above zero, the worker,
 its token, queue depths, and the batch's progress bar full with its download links (which work with
 the session alone).  No URL the page requests holds the key, and its session cookie is HttpOnly and
-SameSite=Strict.  A screenshot is saved to ``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and its
-path printed.
+SameSite=Strict.  Screenshots of the refused sign-in and of the dashboard are saved to
+``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and their paths printed.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ async def test_the_dashboard_follows_the_fleet_live(
         page = await browser.new_page(viewport={"width": 1280, "height": 1100})
         failures = watch_for_errors(page)
         requested = watch_requests(page)
-        await sign_in_through_the_form(page, api, failures)
+        await sign_in_through_the_form(page, api, failures, tmp_path)
         await expect(page.locator("#status")).to_have_text("live")
         create_now = page.locator('#verbs tr[data-verb="create"] td.calls-now')
         await expect(create_now).to_have_text("0.0")  # nothing has flowed yet
@@ -183,7 +183,7 @@ async def test_the_dashboard_follows_the_fleet_live(
     assert len(requested) > 10 and [url for url in requested if api.key in url] == []
 
 
-async def sign_in_through_the_form(page: Page, api: Api, failures: list[str]) -> None:
+async def sign_in_through_the_form(page: Page, api: Api, failures: list[str], tmp_path: Path) -> None:
     """Open the dashboard without a session, meet the sign-in page, refused once, then sign in."""
     await page.goto(f"{api.http.base_url}/dashboard")
     await expect(page).to_have_url(re.compile(r"/dashboard/sign-in$"))
@@ -191,6 +191,7 @@ async def sign_in_through_the_form(page: Page, api: Api, failures: list[str]) ->
     await key.fill(f"rk_00000000_{'A' * 32}")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#problem")).to_have_text("key: unknown or revoked API key")
+    await save_screenshot(page, tmp_path, "sign-in")
     assert [failure for failure in failures if "401" not in failure] == []  # the browser logs the 401
     failures.clear()
     await key.fill(api.key)
@@ -232,7 +233,7 @@ async def check_links(page: Page, batch_id: str, key: str) -> None:
     assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
 
 
-async def save_screenshot(page: Page, tmp_path: Path) -> None:
-    path = screenshot_dir(tmp_path) / "dashboard.png"
+async def save_screenshot(page: Page, tmp_path: Path, name: str = "dashboard") -> None:
+    path = screenshot_dir(tmp_path) / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
-    print(f"dashboard screenshot: {path}")
+    print(f"{name} screenshot: {path}")
