@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from starlette.datastructures import MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,12 +45,6 @@ _IN_QUERY = APIKeyQuery(
 _IN_HEADER = APIKeyHeader(
     name="x-api-key", scheme_name="x-api-key", auto_error=False, description="The API key as a header."
 )
-_IN_SESSION = APIKeyCookie(
-    name=SESSION_COOKIE,
-    scheme_name="session",
-    auto_error=False,
-    description=f"A dashboard session (sign in at {SIGN_IN}); GET requests only.",
-)
 
 Caller = Callable[..., Awaitable[ApiKey]]
 Identify = Callable[..., Awaitable[ApiKey | None]]
@@ -63,7 +57,6 @@ def identifier(keys: ApiKeys, sessions: Sessions, *, key_in_url: bool) -> Identi
         request: Request,
         in_query: Annotated[str | None, Security(_IN_QUERY)],
         in_header: Annotated[str | None, Security(_IN_HEADER)],
-        in_session: Annotated[str | None, Security(_IN_SESSION)],
     ) -> ApiKey | None:
         if not key_in_url:
             refuse_key_in_url(request)
@@ -73,6 +66,8 @@ def identifier(keys: ApiKeys, sessions: Sessions, *, key_in_url: bool) -> Identi
             if key is None:
                 raise ApiError(401, "USER_NOT_FOUND", "key: unknown or revoked API key")
             return key
+        # Read here rather than declared: the session is the dashboard's, not part of the API's description.
+        in_session = request.cookies.get(SESSION_COOKIE)
         if in_session and request.method in _READS:
             key = await sessions.key(in_session)
             if key is None:
