@@ -4,8 +4,8 @@
 the broker connection the dashboard reads the fleet's figures from) and opens nothing itself.  Old
 batches are purged as the app starts and hourly while it runs; at shutdown it waits for the batches
 still being published.  Requests are logged by method, path and status only: the query string may hold
-an API key.  Besides the batch API it serves the operations surface (``/metrics``, ``/healthz``,
-``/readyz``) and the live dashboard (``/dashboard``).
+an API key.  Besides the batch API it serves the probes (``/healthz``, ``/readyz``) and the live
+dashboard (``/dashboard``); its metrics are counted into ``metrics``, served apart (see ``ops``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractConnection
 from fastapi import FastAPI, Request, Response
 
 from producers.batch_api import dashboard, errors, ops
-from producers.batch_api.auth import authenticator
+from producers.batch_api.auth import KeyInUrlDeprecation, authenticator
 from producers.batch_api.correlation import CorrelationMiddleware
 from producers.batch_api.jobs import BatchChecks
 from producers.batch_api.routes import router
@@ -30,14 +30,16 @@ from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
 from shared.store.batches import BatchStatus
 from shared.store.database import Database
+from shared.store.sessions import Sessions
 
 log = logging.getLogger("recalls.api")
 
 DESCRIPTION = """Recall checks of many vehicles at once, in the shape of CarsXE's Recalls Batch API.
 
 Submit VINs, poll the status (or pass a webhookUrl), then fetch the results as JSON or CSV.  Every
-request carries an API key, as the `key` query parameter or the `x-api-key` header.  Every error
-answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `ErrorBody`).
+request carries an API key in the `x-api-key` header; the `key` query parameter still works but is
+deprecated (URLs end up in logs and histories), and answers to it carry a `Deprecation` header.  Every
+error answers `{"success": false, "error": NAME, "message": "field: reason"}` (see `ErrorBody`).
 """
 
 
@@ -47,15 +49,17 @@ def create_app(
     publisher: Publisher,
     *,
     connection: AbstractConnection | None = None,
+    metrics: ops.ApiMetrics | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> FastAPI:
     """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller.
 
     ``connection``: the broker connection, also the caller's, that the dashboard reads the workers'
     stats and the queue depths on and ``/readyz`` checks; without one the dashboard shows batches only
-    and ``/readyz`` answers 503.
+    and ``/readyz`` answers 503.  ``metrics``: where the app counts its requests and batches (the
+    caller serves them with :func:`ops.metrics_app`); none given, a registry of its own that nobody reads.
     """
-    metrics = ops.ApiMetrics()
+    metrics = metrics or ops.ApiMetrics()
     checks = _CountedChecks(settings, db, publisher, metrics, clock=clock)
     board = dashboard.Dashboard(settings, db)
 
@@ -81,12 +85,13 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    caller = authenticator(ApiKeys(db))
-    app.include_router(router(settings, checks, caller))
-    app.include_router(dashboard.router(board, caller))
-    app.include_router(ops.router(metrics, ops.readiness(connection, db)))
+    keys, sessions = ApiKeys(db), Sessions(db)
+    app.include_router(router(settings, checks, authenticator(keys, sessions, "batch")))
+    app.include_router(dashboard.router(board, keys, sessions, public_url=settings.public_url))
+    app.include_router(ops.router(ops.readiness(connection, db)))
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
+    app.add_middleware(KeyInUrlDeprecation)
     app.add_middleware(CorrelationMiddleware)  # outermost: every line of a request carries its id
     return app
 

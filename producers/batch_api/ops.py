@@ -1,5 +1,7 @@
 """The API's operations surface: metrics (``/metrics``), liveness (``/healthz``), readiness (``/readyz``).
 
+The probes answer on the API's port; the metrics have an app of their own (:func:`metrics_app`), which
+``recalls api`` serves on ``RECALLS_API_METRICS_PORT`` only, so a customer's key reaches none of them.
 The metrics live in a registry the app owns (never prometheus_client's global one), so two apps in one
 process, as in tests, count apart.  Requests are labelled by route template, never by raw path or query
 string: the query may hold an API key, and raw paths would make labels unbounded.  Readiness names each
@@ -18,6 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.store.database import Database
@@ -115,13 +120,18 @@ async def _store(db: Database) -> str:
     return "ok"
 
 
-def router(metrics: ApiMetrics, checks: Readiness) -> APIRouter:
-    """``/metrics``, ``/healthz`` and ``/readyz``, open to any caller (they hold no key and no data)."""
-    ops = APIRouter(include_in_schema=False)
+def metrics_app(metrics: ApiMetrics) -> Starlette:
+    """``/metrics`` alone, for a port apart from the API's."""
 
-    @ops.get("/metrics")
-    async def exposition() -> Response:
+    async def exposition(_request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", exposition)])
+
+
+def router(checks: Readiness) -> APIRouter:
+    """``/healthz`` and ``/readyz``, open to any caller: probes send no key, and the answers hold no data."""
+    ops = APIRouter(include_in_schema=False)
 
     @ops.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -44,7 +44,8 @@ class ApiKey:
     scopes: tuple[str, ...] = ("batch",)
 
 
-def _record(row: Row[Any]) -> ApiKey:
+def key_record(row: Row[Any]) -> ApiKey:
+    """The :class:`ApiKey` of an ``api_keys`` row."""
     return ApiKey(
         id=row.id,
         name=row.name,
@@ -58,8 +59,9 @@ def _new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(_WEBHOOK_SECRET_BYTES)).decode()
 
 
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+def digest(secret: str) -> str:
+    """What the store keeps of a secret it must recognise but never show: its SHA-256, in hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class ApiKeys:
@@ -85,7 +87,7 @@ class ApiKeys:
             row = {
                 "id": key_id,
                 "name": name,
-                "key_hash": _hash(key),
+                "key_hash": digest(key),
                 "created_at": self._clock(),
                 "scopes": " ".join(scope for scope in SCOPES if scope in scopes),
                 "webhook_secret": _new_webhook_secret(),
@@ -93,7 +95,7 @@ class ApiKeys:
             async with self._db.writing() as connection:
                 created = (await connection.execute(new, row)).first()
             if created is not None:
-                return _record(created), key
+                return key_record(created), key
 
     async def verify(self, presented: str) -> ApiKey | None:
         """The key's record if ``presented`` is a key in force (``None``: malformed, unknown or revoked)."""
@@ -103,9 +105,9 @@ class ApiKeys:
         async with self._db.reading() as connection:
             query = select(api_keys).where(api_keys.c.id == parsed.group(1))
             row = (await connection.execute(query)).first()
-        if row is None or not hmac.compare_digest(row.key_hash, _hash(presented)):
+        if row is None or not hmac.compare_digest(row.key_hash, digest(presented)):
             return None
-        return None if row.revoked_at is not None else _record(row)
+        return None if row.revoked_at is not None else key_record(row)
 
     async def list(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first (names and ids; never a key or its hash)."""
@@ -118,7 +120,7 @@ class ApiKeys:
         )
         query = select(*columns).order_by(api_keys.c.created_at, api_keys.c.id)
         async with self._db.reading() as connection:
-            return [_record(row) for row in await connection.execute(query)]
+            return [key_record(row) for row in await connection.execute(query)]
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke the key (a revoked one keeps its first revocation time); ``False``: no such key."""

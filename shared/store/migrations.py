@@ -117,6 +117,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE api_keys ADD COLUMN webhook_secret VARCHAR(128)",
         ),
     ),
+    Migration(
+        5,
+        "dashboard sign-in sessions",
+        (
+            """CREATE TABLE sessions (
+                token_hash VARCHAR(64) NOT NULL PRIMARY KEY,
+                key_id VARCHAR(16) NOT NULL REFERENCES api_keys (id),
+                created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                expires_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+            "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
+        ),
+    ),
 )
 
 

@@ -111,6 +111,16 @@ api_keys = Table(
     Column("webhook_secret", String(128)),  # signs this key's webhooks; kept in clear to sign with
 )
 
+# The dashboard's sign-in sessions: each stands for the key that signed in, until it expires or ends.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the cookie's token, never the token
+    Column("key_id", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
 # The newest whole answer DVSA gave about each vehicle (a get naming no campaign): the batch API's cache.
 vin_checks = Table(
     "vin_checks",

@@ -1,7 +1,8 @@
 """The API's operations surface over real HTTP: /metrics by route template, /healthz, /readyz.
 
-Metrics count requests by method, route template and status (never a raw path or a query, which may
-hold a key), time them, and count batches and VINs submitted, in a registry of the app's own.
+Metrics are served by ``serve`` on ``RECALLS_API_METRICS_PORT``, never on the API's port.  They count
+requests by method, route template and status (never a raw path or a query, which may hold a key),
+time them, and count batches and VINs submitted, in a registry of the app's own.
 Readiness answers 200 through ``serve`` (the broker connection it opens and the store) and 503 naming
 each failing check, without a URL or password, when the broker connection is closed and the store is
 unreachable.
@@ -9,8 +10,6 @@ unreachable.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 
 import aio_pika
@@ -19,13 +18,16 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.batch_api import create_app, serve
+from producers.batch_api import create_app
 from producers.publisher import Publisher
+from shared.store.api_keys import ApiKeys
 from shared.store.database import Database
 from shared.topology import Topology
 from tests.integration.conftest import base_settings
-from tests.support.batch_api import API, LIGHT, UvicornStarted, delete_topology, running_ops_api, serving
+from tests.support.api_server import served
+from tests.support.batch_api import API, LIGHT, delete_topology, serving
 from tests.support.commands import vin
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +45,35 @@ def labels(**pairs: str) -> frozenset[tuple[str, str]]:
     return frozenset(pairs.items())
 
 
-async def test_metrics_count_requests_by_route_template_and_the_batches_submitted(
+async def test_metrics_leave_the_api_port_for_their_own_and_count_by_route_template(
     prefix: str, store_path: Path
 ) -> None:
-    settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
+    metrics_port = free_port()
+    settings = base_settings(prefix, sqlite_path=store_path, api_metrics_port=metrics_port, **LIGHT)
+    async with Database.connect(settings) as db:
+        _, key = await ApiKeys(db).create("fleet team")
     try:
-        async with running_ops_api(settings) as api:
-            accepted = await api.submit({"vins": [vin(1), vin(2), vin(2)]})  # two distinct VINs
-            assert accepted.status_code == 202, accepted.text
-            batch_id = accepted.json()["data"]["batchId"]
-            assert (await api.get("status", batch_id)).status_code == 200
-            assert (await api.get("status", "no-such-batch")).status_code == 404
-            assert (await api.http.get(f"/made-up/{batch_id}", params={"key": api.key})).status_code == 404
-            response = await api.http.get("/metrics")
+        async with served(settings, servers=2) as urls:
+            [api_url] = [url for url in urls if not url.endswith(f":{metrics_port}")]
+            async with httpx.AsyncClient(base_url=api_url, headers={"x-api-key": key}) as http:
+                accepted = await http.post(f"{API}/submit", json={"vins": [vin(1), vin(2), vin(2)]})
+                assert accepted.status_code == 202, accepted.text  # two distinct VINs
+                batch_id = accepted.json()["data"]["batchId"]
+                for asked, status in ((batch_id, 200), ("no-such-batch", 404)):
+                    answer = await http.get(f"{API}/status", params={"batchId": asked})
+                    assert answer.status_code == status, answer.text
+                assert (await http.get(f"/made-up/{batch_id}")).status_code == 404
+                on_the_api_port = await http.get("/metrics")
+            async with httpx.AsyncClient() as http:
+                response = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         await delete_topology(settings)
 
+    assert on_the_api_port.status_code == 404, on_the_api_port.text
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    for secret_or_raw in (api.key, batch_id, "no-such-batch", "made-up"):
+    for secret_or_raw in (key, batch_id, "no-such-batch", "made-up"):
         assert secret_or_raw not in text
     found = samples(text)
     requests = "recalls_api_requests_total"
@@ -70,7 +81,7 @@ async def test_metrics_count_requests_by_route_template_and_the_batches_submitte
     assert found[requests, labels(method="POST", route=f"{API}/submit", status="202")] == 1
     assert found[requests, labels(method="GET", route=status_route, status="200")] == 1
     assert found[requests, labels(method="GET", route=status_route, status="404")] == 1
-    assert found[requests, labels(method="GET", route="unmatched", status="404")] == 1
+    assert found[requests, labels(method="GET", route="unmatched", status="404")] == 2  # and /metrics
     duration = "recalls_api_request_duration_seconds_count"
     assert found[duration, labels(route=status_route)] == 2
     assert found["recalls_batches_submitted_total", labels()] == 1
@@ -83,29 +94,19 @@ async def test_serve_is_live_and_ready_with_its_broker_connection_and_store(
     prefix: str, store_path: Path
 ) -> None:
     settings = base_settings(prefix, sqlite_path=store_path, **LIGHT)
-    started = UvicornStarted()
-    logger = logging.getLogger("uvicorn.error")
-    logger.addHandler(started)
-    logger.setLevel(logging.INFO)
-    serving_task = asyncio.create_task(serve(settings, "127.0.0.1", 0))
     try:
-        async with asyncio.timeout(30):
-            await started.event.wait()
-        async with httpx.AsyncClient(base_url=started.url) as http:
+        async with served(settings) as [url], httpx.AsyncClient(base_url=url) as http:
             live = await http.get("/healthz", headers={"x-correlation-id": "probe-1"})
             ready = await http.get("/readyz")
             dashboard = await http.get("/dashboard")
     finally:
-        serving_task.cancel()
-        await asyncio.gather(serving_task, return_exceptions=True)
-        logger.removeHandler(started)
         await delete_topology(settings)
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
     assert live.headers["x-correlation-id"] == "probe-1"
     assert len(ready.headers["x-correlation-id"]) == 32  # none sent: a new one, echoed
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "store": "ok"}}
-    assert dashboard.status_code == 401  # the page, like the batch API, needs a key
+    assert (dashboard.status_code, dashboard.headers["location"]) == (303, "dashboard/sign-in")  # no key
 
 
 async def test_readyz_names_each_failing_check_without_a_url(prefix: str, store_path: Path) -> None:

@@ -1,12 +1,14 @@
 """The live dashboard: its snapshot adds up the workers' stats; the page in a real headless Chromium.
 
 The snapshot test publishes known stats as three workers would (one with a clock an hour wrong) and
-reads the sums back, and the batches of the calling key only.  The page test loads the page before
-anything flows; then creates are published and a batch check is submitted, and the page, refreshing
-by itself while a real worker applies them to the sandbox, must show create calls per second above
-zero, the worker, its token, queue depths, and the batch's progress bar full with its download links
-(which work).  A screenshot is saved to ``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and its
-path printed.
+reads the sums back, and the batches of the calling key only.  The page test opens the page, meets
+the sign-in form, is refused a wrong key and signs in with an operator's key before anything flows;
+then creates are published and a batch check is submitted, and the page, refreshing by itself while a
+real worker applies them to the sandbox, must show create calls per second above zero, the worker,
+its token, queue depths, and the batch's progress bar full with its download links (which work with
+the session alone).  No URL the page requests holds the key, and its session cookie is HttpOnly and
+SameSite=Strict.  Screenshots of the refused sign-in and of the dashboard are saved to
+``RECALLS_SCREENSHOT_DIR`` (else the test's directory) and their paths printed.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aio_pika
-import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
 from playwright.async_api import ConsoleMessage, Page, expect
 
+from producers.batch_api.auth import SESSION_COOKIE
 from shared.contracts import VERBS
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
@@ -51,11 +54,17 @@ async def published_stats(settings: Settings, *stats: WorkerStats, junk: bytes =
             await exchange.publish(aio_pika.Message(body), routing_key="")
 
 
+async def operator(api: Api) -> Api:
+    """``api`` with a key of its operators: ``ops`` to see the fleet, ``batch`` to submit batches."""
+    _, key = await ApiKeys(api.db).create("operators", scopes=("batch", "ops"))
+    return Api(api.http, key, api.db)
+
+
 async def snapshot_once(api: Api, ready: Any, key: str | None = None) -> dict[str, Any]:
     """The snapshot once ``ready(snapshot)`` holds (stats travel through RabbitMQ, and a second ends)."""
     async with asyncio.timeout(10):
         while True:
-            response = await api.http.get("/dashboard/data", params={"key": key or api.key})
+            response = await api.http.get("/dashboard/data", headers={"x-api-key": key or api.key})
             assert response.status_code == 200, response.text
             snapshot: dict[str, Any] = response.json()
             if ready(snapshot):
@@ -92,14 +101,15 @@ async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batch
         worker="host-c:3", sent_at=now - 3600, interval=1.0, calls={"get": {"200": 7}}
     )
     try:
-        async with running_ops_api(settings) as api:
-            assert_error(await api.http.get("/dashboard/data"), 401, "MISSING_API_KEY")
+        async with running_ops_api(settings) as customer:
+            assert_error(await customer.http.get("/dashboard/data"), 401, "MISSING_API_KEY")
+            api = await operator(customer)
             accepted = await api.submit({"vins": [vin(1), vin(2)]})
             batch_id = accepted.json()["data"]["batchId"]
             await published_stats(settings, first, second, an_hour_behind, junk=b"not a WorkerStats")
             # Figures are shown once their second has ended: the wrong clock's are filed under arrival.
             snapshot = await snapshot_once(api, lambda got: sum(got["calls"]["get"]) > 0)
-            _, stranger = await ApiKeys(api.db).create("another team")
+            _, stranger = await ApiKeys(api.db).create("another team", scopes=("ops",))
             strangers = await snapshot_once(api, lambda _got: True, key=stranger)
     finally:
         await delete_topology(settings)
@@ -131,10 +141,12 @@ async def test_the_snapshot_adds_up_every_workers_stats_and_shows_the_keys_batch
 async def test_the_dashboard_follows_the_fleet_live(
     settings: Settings, channel: AbstractChannel, worker: Worker, tmp_path: Path
 ) -> None:
-    async with running_ops_api(settings) as api, headless_chromium() as browser:
+    async with running_ops_api(settings) as customer, headless_chromium() as browser:
+        api = await operator(customer)
         page = await browser.new_page(viewport={"width": 1280, "height": 1100})
         failures = watch_for_errors(page)
-        await page.goto(f"{api.http.base_url}/dashboard?key={api.key}")
+        requested = watch_requests(page)
+        await sign_in_through_the_form(page, api, failures, tmp_path)
         await expect(page.locator("#status")).to_have_text("live")
         create_now = page.locator('#verbs tr[data-verb="create"] td.calls-now')
         await expect(create_now).to_have_text("0.0")  # nothing has flowed yet
@@ -160,9 +172,38 @@ async def test_the_dashboard_follows_the_fleet_live(
         await expect(bar).to_have_attribute("aria-valuemax", "3")
         await expect(bar).to_have_attribute("aria-valuenow", "3", timeout=SLOW)
         await expect(batch.locator("td.state")).to_have_text("completed")
-        await check_links(page, batch_id, api.http)
+        await check_links(page, batch_id, api.key)
         await save_screenshot(page, tmp_path)
+        [session] = [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page).to_have_url(re.compile(r"/dashboard/sign-in$"))
         assert failures == []
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert api.key not in session["value"]
+    assert len(requested) > 10 and [url for url in requested if api.key in url] == []
+
+
+async def sign_in_through_the_form(page: Page, api: Api, failures: list[str], tmp_path: Path) -> None:
+    """Open the dashboard without a session, meet the sign-in page, refused once, then sign in."""
+    await page.goto(f"{api.http.base_url}/dashboard")
+    await expect(page).to_have_url(re.compile(r"/dashboard/sign-in$"))
+    key = page.get_by_label("API key")
+    await key.fill(f"rk_00000000_{'A' * 32}")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#problem")).to_have_text("key: unknown or revoked API key")
+    await save_screenshot(page, tmp_path, "sign-in")
+    assert [failure for failure in failures if "401" not in failure] == []  # the browser logs the 401
+    failures.clear()
+    await key.fill(api.key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(re.compile(r"/dashboard$"))
+
+
+def watch_requests(page: Page) -> list[str]:
+    """The URL of every request the page makes from now on (navigations, scripts, fetches)."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    return urls
 
 
 def watch_for_errors(page: Page) -> list[str]:
@@ -178,20 +219,21 @@ def watch_for_errors(page: Page) -> list[str]:
     return failures
 
 
-async def check_links(page: Page, batch_id: str, http: httpx.AsyncClient) -> None:
-    """The batch's JSON and CSV links answer its results."""
+async def check_links(page: Page, batch_id: str, key: str) -> None:
+    """The batch's JSON and CSV links hold no key and answer its results to the signed-in browser."""
     batch = page.locator(f'#batches tr[data-batch="{batch_id}"]')
     results = await batch.get_by_role("link", name="JSON").get_attribute("href")
     download = await batch.get_by_role("link", name="CSV").get_attribute("href")
     assert results is not None and download is not None
-    answer = await http.get(results)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["data"]["job"]["batchId"] == batch_id
-    csv = await http.get(download)
-    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert key not in results and key not in download
+    answer = await page.request.get(urljoin(page.url, results))  # the browser's cookies, and no key
+    assert answer.status == 200, await answer.text()
+    assert (await answer.json())["data"]["job"]["batchId"] == batch_id
+    csv = await page.request.get(urljoin(page.url, download))
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
 
 
-async def save_screenshot(page: Page, tmp_path: Path) -> None:
-    path = screenshot_dir(tmp_path) / "dashboard.png"
+async def save_screenshot(page: Page, tmp_path: Path, name: str = "dashboard") -> None:
+    path = screenshot_dir(tmp_path) / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
-    print(f"dashboard screenshot: {path}")
+    print(f"{name} screenshot: {path}")

@@ -3,8 +3,9 @@
 It shows the fleet's DVSA calls per second per verb against the rate limit, throttling, queue depths,
 retries, dead letters, the token, the workers, and the caller's batch checks, refreshed every second.
 Modules: ``window`` (the stats of the last minutes, added up per second), ``feed`` (reading them and
-the queue depths from RabbitMQ), ``batches`` (a key's recent batches), ``board`` (the snapshot),
-``routes`` (the endpoints); ``page.html``, ``dashboard.js`` and ``dashboard.css`` are the page.
+the queue depths from RabbitMQ), ``board`` (the snapshot), ``routes`` (the endpoints), ``sign_in``
+(a key in once, a session cookie after), ``assets`` (the files below); ``page.html``,
+``dashboard.js`` and ``dashboard.css`` are the page, ``sign-in.html`` and ``sign-in.js`` its door.
 """
 
 from producers.batch_api.dashboard.board import Dashboard

@@ -1,5 +1,6 @@
 // The live dashboard: fetches /dashboard/data every second and redraws.  Plain JS, no library:
 // the page must work on a closed network.  Every value from the server is set as text, never as HTML.
+// The session cookie of the sign-in goes with every request by itself: no URL here holds a key.
 "use strict";
 
 (function () {
@@ -9,7 +10,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const CHART = { width: 900, height: 260, left: 44, right: 12, top: 12, bottom: 28 };
   const EVERY_MS = 1000;
-  const key = new URLSearchParams(window.location.search).get("key") || "";
+  const SIGN_IN = "dashboard/sign-in";
 
   function $(id) {
     return document.getElementById(id);
@@ -140,7 +141,7 @@
   }
 
   function link(text, path, batchId) {
-    const query = new URLSearchParams({ batchId: batchId, key: key });
+    const query = new URLSearchParams({ batchId: batchId });
     return element("a", { href: "/v1/recalls-batch/" + path + "?" + query.toString() }, text);
   }
 
@@ -178,8 +179,11 @@
 
   async function refresh() {
     try {
-      const response = await fetch("dashboard/data?" + new URLSearchParams({ key: key }).toString(),
-        { cache: "no-store" });
+      const response = await fetch("dashboard/data", { cache: "no-store" });
+      if (response.status === 401) {  // the session ended: sign in again
+        window.location.assign(SIGN_IN);
+        return;
+      }
       const body = await response.json();
       if (!response.ok) {
         show("error", body.message || "HTTP " + response.status);
