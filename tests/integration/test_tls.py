@@ -1,7 +1,7 @@
 """The fleet over TLS: amqps://, rediss:// and PostgreSQL's sslmode, each through a real handshake.
 
 The machine's services speak plain TCP, so each is reached through a TLS proxy on loopback whose
-certificate a throwaway authority signed (tests/support/tls.py); the fleet trusts that authority the
+certificate is a throwaway self-signed one (tests/support/certificates.py); the fleet trusts it the
 way an operator would, in the URL.
 """
 
@@ -21,8 +21,9 @@ from shared.settings import Settings, load_settings
 from shared.store.database import Database, StoreError
 from shared.store.ledger import Ledger
 from tests.integration.conftest import Events, publish, running_worker
+from tests.support.certificates import Certificate, self_signed
 from tests.support.commands import create, vin
-from tests.support.tls import Authority, make_authority, tls_proxy
+from tests.support.tls import tls_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,8 @@ PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
-def authority(tmp_path: Path) -> Authority:
-    return make_authority(tmp_path)
+def certificate(tmp_path: Path) -> Certificate:
+    return self_signed(tmp_path, "localhost", "127.0.0.1")
 
 
 @pytest.fixture
@@ -50,13 +51,13 @@ async def database() -> AsyncIterator[str]:
 
 
 async def test_a_worker_uses_broker_redis_and_store_over_tls(
-    authority: Authority, database: str, settings: Settings, channel: AbstractChannel, events: Events
+    certificate: Certificate, database: str, settings: Settings, channel: AbstractChannel, events: Events
 ) -> None:
-    ca = authority.ca_file
+    ca = certificate.certfile
     async with (
-        tls_proxy(authority, 5672) as broker,
-        tls_proxy(authority, 6379) as redis,
-        tls_proxy(authority, 5432, postgres=True) as store,
+        tls_proxy(certificate, 5672) as broker,
+        tls_proxy(certificate, 6379) as redis,
+        tls_proxy(certificate, 5432, postgres=True) as store,
     ):
         over_tls = settings.model_copy(
             update={
@@ -81,10 +82,10 @@ async def test_a_worker_uses_broker_redis_and_store_over_tls(
 
 @pytest.mark.parametrize("mode", ["require", "verify-ca"])
 async def test_a_store_url_in_libpq_form_with_sslmode_is_accepted(
-    authority: Authority, database: str, mode: str
+    certificate: Certificate, database: str, mode: str
 ) -> None:
-    async with tls_proxy(authority, 5432, postgres=True) as store:
-        root = f"&sslrootcert={authority.ca_file}" if mode == "verify-ca" else ""
+    async with tls_proxy(certificate, 5432, postgres=True) as store:
+        root = f"&sslrootcert={certificate.certfile}" if mode == "verify-ca" else ""
         url = f"postgresql://postgres@127.0.0.1:{store.port}/{database}?sslmode={mode}{root}"
         async with Database.connect(load_settings(database_url=url)) as db:
             await db.ping()
@@ -92,14 +93,13 @@ async def test_a_store_url_in_libpq_form_with_sslmode_is_accepted(
 
 
 async def test_a_store_whose_certificate_is_not_trusted_is_not_used(
-    authority: Authority, database: str, tmp_path: Path
+    certificate: Certificate, database: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "other").mkdir()
-    stranger = make_authority(tmp_path / "other")
+    stranger = self_signed(tmp_path, "localhost", "127.0.0.1")
     async with tls_proxy(stranger, 5432, postgres=True) as store:
         url = (
             f"postgresql://postgres@localhost:{store.port}/{database}"
-            f"?sslmode=verify-full&sslrootcert={authority.ca_file}"
+            f"?sslmode=verify-full&sslrootcert={certificate.certfile}"
         )
         with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
             async with Database.connect(load_settings(database_url=url)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import socket
 import ssl
@@ -20,10 +19,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from producers.csv_url import (
     FETCH_FAILED,
@@ -41,6 +36,7 @@ from producers.csv_url import (
 from shared.settings import Settings, load_settings
 from shared.url_safety import HostNotAllowed, UnsafeUrl, check_url, resolve_checked
 from tests.support.aiohttp_app import serving
+from tests.support.certificates import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -49,33 +45,6 @@ MAX_BYTES = 1000
 NOT_FETCHED = "csvUrl: could not be fetched"
 BOMB_BYTES = 100_000_000  # what the gzip bomb inflates to; it is about 100 KB on the wire
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A certificate for the host ``name`` only (no address in it), and its key: (cert, key) files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
 
 
 def private(**overrides: Any) -> Settings:
@@ -441,7 +410,8 @@ async def test_tls_is_checked_against_the_urls_host_name(
 ) -> None:
     """The connection goes to the address that was checked, but the certificate must be the host name's."""
     caplog.set_level(logging.INFO)
-    cert, key = self_signed(tmp_path, "localhost")
+    made = self_signed(tmp_path, "localhost")  # the host name only, no address
+    cert, key = made.certfile, made.keyfile
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the fetch's only trusted certificate
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)

@@ -1,78 +1,26 @@
-"""TLS on loopback for tests: a throwaway certificate authority, and a proxy that speaks TLS to its
-clients and plain TCP to a service behind it (RabbitMQ, Redis, PostgreSQL), so the fleet's TLS settings
-meet a real handshake without reconfiguring the machine's services."""
+"""A proxy on loopback that speaks TLS to its clients and plain TCP to a service behind it (RabbitMQ,
+Redis, PostgreSQL), so the fleet's TLS settings meet a real handshake without reconfiguring the
+machine's services.  Its certificate comes from :mod:`tests.support.certificates`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import ssl
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.support.certificates import Certificate
 
 _PG_SSL_REQUEST = 80877103  # PostgreSQL's SSLRequest code; the server answers one byte, then TLS starts
 _PG_GSS_REQUEST = 80877104
 
 
-@dataclass(frozen=True)
-class Authority:
-    """A CA certificate file and a server certificate for ``localhost`` and 127.0.0.1 that it signed."""
-
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def make_authority(folder: Path) -> Authority:
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder(subject_name=_name("recalls test CA"), issuer_name=_name("recalls test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder(subject_name=_name("localhost"), issuer_name=ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    authority = Authority(folder / "ca.pem", folder / "server.pem", folder / "server-key.pem")
-    authority.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    authority.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    authority.key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return authority
+def server_context(certificate: Certificate) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate.certfile, certificate.keyfile)
+    return context
 
 
 @dataclass
@@ -85,10 +33,10 @@ class TlsProxy:
 
 @contextlib.asynccontextmanager
 async def tls_proxy(
-    authority: Authority, upstream_port: int, *, postgres: bool = False
+    certificate: Certificate, upstream_port: int, *, postgres: bool = False
 ) -> AsyncIterator[TlsProxy]:
     """TLS on a free loopback port in front of ``upstream_port``; ``postgres``: TLS after SSLRequest."""
-    context = authority.server_context()
+    context = server_context(certificate)
     proxy = TlsProxy(0)
     pipes: set[asyncio.Task[None]] = set()
 
