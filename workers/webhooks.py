@@ -38,7 +38,7 @@ import msgspec
 
 from shared.contracts import utc_now
 from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
+from shared.store.api_keys import WEBHOOK_SECRET_PREFIX, ApiKeys
 from shared.store.batches import Batches, BatchStatus, WebhookDue
 from shared.store.database import Database
 from shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_stream
@@ -49,7 +49,6 @@ EVENT = "bulk_recall_batch_complete"
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
-SECRET_PREFIX = "whsec_"  # noqa: S105 (how a webhook secret starts, as ApiKeys writes it; no secret)
 # The wait after each failed attempt; a call that fails once more after the last is given up.
 BACKOFF = tuple(dt.timedelta(seconds=seconds) for seconds in (10, 60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600))
 POLL_INTERVAL = 1.0
@@ -63,7 +62,7 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     ``secret``: ``whsec_`` and the key in base64 (the prefix may be left off).  Raises ``ValueError``
     (``binascii.Error``) when the rest is not base64.
     """
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
     digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 

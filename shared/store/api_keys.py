@@ -33,6 +33,7 @@ _KEY = re.compile(r"rk_([0-9a-f]{8})_([A-Za-z0-9_-]{32})")
 _SECRET_BYTES = 24  # 32 characters of URL-safe base64
 SCOPES = ("batch", "ops")
 _WEBHOOK_SECRET_BYTES = 32
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (how a webhook secret starts, as Standard Webhooks write it)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def key_record(row: Row[Any]) -> ApiKey:
 
 
 def _new_webhook_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(_WEBHOOK_SECRET_BYTES)).decode()
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_WEBHOOK_SECRET_BYTES)).decode()
 
 
 def digest(secret: str) -> str:

@@ -173,7 +173,7 @@ async def run(fleet: FaultRun, mode: Mode) -> ApiResult:
                 "sqlite_path": Path(scratch) / "store.db",
                 "batch_max_vins": MAX_VINS,
                 "csv_url_allowed_hosts": (f"csv-{uuid.uuid4().hex}.invalid",),
-                "webhook_secret": None,
+                "public_url": None,  # webhooks off
             }
         )
         async with _serving(settings) as (http, key):
