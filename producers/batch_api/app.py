@@ -6,6 +6,8 @@ batches are purged as the app starts and hourly while it runs; at shutdown it wa
 still being published.  Requests are logged by method, path and status only: the query string may hold
 an API key.  Besides the batch API it serves the operations surface (``/metrics``, ``/healthz``,
 ``/readyz``) and the live dashboard (``/dashboard``).
+
+A body larger than ``api_max_body`` is refused before anything else reads it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi import FastAPI, Request, Response
 
 from producers.batch_api import dashboard, errors, ops
 from producers.batch_api.auth import authenticator
+from producers.batch_api.body_limit import BodyLimit
 from producers.batch_api.correlation import CorrelationMiddleware
 from producers.batch_api.jobs import BatchChecks
 from producers.batch_api.routes import router
@@ -85,6 +88,7 @@ def create_app(
     app.include_router(router(settings, checks, caller))
     app.include_router(dashboard.router(board, caller))
     app.include_router(ops.router(metrics, ops.readiness(connection, db)))
+    app.add_middleware(BodyLimit, most=settings.api_max_body)  # innermost: its 413 is logged and counted
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
     app.add_middleware(CorrelationMiddleware)  # outermost: every line of a request carries its id

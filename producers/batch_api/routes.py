@@ -50,7 +50,7 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         status_code=202,
         response_model=Reply[Job],
         response_model_exclude_unset=True,
-        responses=error_responses(400, 401, 500, 502),
+        responses=error_responses(400, 401, 413, 500, 502),
         summary="Submit VINs for a recall check",
     )
     async def submit(

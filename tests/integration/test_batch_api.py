@@ -3,6 +3,8 @@
 Every error answers in the one shape with CarsXE's status and name; a batch is only its key's; a batch
 goes uploading -> processing -> completed, its results match what the sandbox holds, and the same VINs
 submitted again are answered from the cache in the submit response itself.
+
+A body over the limit is refused before it is read, on every route.
 """
 
 from __future__ import annotations
@@ -540,6 +542,59 @@ async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache
         served = (await api.get("results", data["batchId"])).json()["data"]["results"]
         assert by_vin(served) == by_vin(list(expected.values()))
     assert (await sandbox.stats())["get"]["count"] == 12  # the second batch cost DVSA nothing
+
+
+# --- the body limit -------------------------------------------------------------------------------------
+
+LIMIT = 2_000_000  # RECALLS_API_MAX_BODY's default
+MB = 1_000_000
+
+
+def vins_body(size: int) -> bytes:
+    """A JSON submit of about ``size`` bytes: one VIN over and over, then another."""
+    item = f'"{vin(1)}",'.encode()
+    return b'{"vins": [' + item * (size // len(item)) + f'"{vin(2)}"]}}'.encode()
+
+
+async def test_a_chunked_upload_is_stopped_once_it_passes_the_limit(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        body = vins_body(3 * MB)
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    # No Content-Length: httpx sends a generator's bytes chunked, so only counting can stop them.
+    response = await api.http.post(
+        f"{API}/submit",
+        params={"key": api.key},
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert_error(response, 413, "BULK_RECALL_BATCH_TOO_LARGE", f"body: larger than {LIMIT} bytes")
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(api: Api) -> None:
+    for path in (f"{API}/submit", "/no/such/route"):  # every route: the limit comes before routing
+        reader, writer = await asyncio.open_connection(api.http.base_url.host, api.http.base_url.port)
+        head = f"POST {path} HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {20 * MB}\r\n\r\n".encode())  # and not one byte of the body
+        try:
+            async with asyncio.timeout(10):  # a server that waits for the body never answers
+                answer = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+
+
+async def test_a_body_within_the_limit_is_read_whole(api: Api) -> None:
+    response = await api.http.post(
+        f"{API}/submit",
+        params={"key": api.key},
+        content=vins_body(LIMIT - 100),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["data"]["totalVins"] == 2
 
 
 # --- serve ----------------------------------------------------------------------------------------------
