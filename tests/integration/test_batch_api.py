@@ -4,7 +4,8 @@ Every error answers in the one shape with CarsXE's status and name; a batch is o
 goes uploading -> processing -> completed, its results match what the sandbox holds, and the same VINs
 submitted again are answered from the cache in the submit response itself.
 
-A body over the limit is refused before it is read, on every route.
+A body over the limit is refused before it is read, on every route; a CSV download quotes a cell that a
+spreadsheet would run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
-from shared.store.batches import CHECK_KIND, Batches
+from shared.store.batches import CHECK_KIND, Batches, check_message_id
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from tests.integration.conftest import Sandbox, base_settings, running_worker
@@ -595,6 +596,37 @@ async def test_a_body_within_the_limit_is_read_whole(api: Api) -> None:
     )
     assert response.status_code == 202, response.text
     assert response.json()["data"]["totalVins"] == 2
+
+
+# --- CSV that a spreadsheet cannot run ------------------------------------------------------------------
+
+
+def check(batch_id: str, n: int) -> GetCommand:
+    """The batch's get of ``vin(n)``, as the API published it."""
+    return GetCommand(vin=vin(n), message_id=check_message_id(batch_id, vin(n)))
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example")', "+1+2", "-3+4", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+async def test_csv_cells_that_could_run_as_formulas_are_quoted_and_json_keeps_them(api: Api) -> None:
+    batch_id = (await api.submit({"vins": [vin(1), vin(2)]})).json()["data"]["batchId"]
+    await api.status_until(batch_id, "processing")
+    recalls = [Recall(manufacturer_campaign_reference=value, repair_status="NOT_FIXED") for value in FORMULAS]
+    await Batches(api.db).record(
+        outcome(check(batch_id, 1), "applied", recalls=recalls),
+        outcome(check(batch_id, 2), "failed", reason="=1+1 DVSA said no"),
+    )
+
+    rows = list(csv.DictReader(io.StringIO((await api.get("download", batch_id)).text)))
+    references = sorted(row["manufacturerCampaignReference"] for row in rows if row["vin"] == vin(1))
+    assert references == sorted("'" + value for value in FORMULAS)
+    assert next(row["error"] for row in rows if row["vin"] == vin(2)) == "'=1+1 DVSA said no"
+    assert {row["recallCount"] for row in rows} == {"6", "0"}  # other cells as they were
+
+    results = by_vin((await api.get("results", batch_id)).json()["data"]["results"])
+    shown = sorted(recall["manufacturerCampaignReference"] for recall in results[vin(1)]["recalls"])
+    assert shown == sorted(FORMULAS) and results[vin(2)]["error"] == "=1+1 DVSA said no"
 
 
 # --- serve ----------------------------------------------------------------------------------------------
