@@ -1,10 +1,11 @@
 """Batch checks: a submit's VINs become a batch, answered from the cache or checked through the fleet.
 
-A VIN whose DVSA answer the store holds from within ``check_freshness`` is answered at once
-(``Batches.add_cached``); the others become ``get`` commands, journaled and then published on the bulk
-lane by a background task, so the client has its 202 before the broker has confirmed thousands of
-messages.  The batch shows ``uploading`` until publishing is closed; one served wholly from the cache
-is completed before the submit answers.  Old batches are purged at start and then hourly.
+A VIN whose DVSA answer the store holds from within ``check_freshness`` is answered at once; the
+others become ``get`` commands, journaled with the batch in one transaction (within the key's quota)
+and then published on the bulk lane by a background task, so the client has its 202 before the broker
+has confirmed thousands of messages.  The batch shows ``uploading`` until publishing is closed; one
+served wholly from the cache is completed before the submit answers.  Old batches are purged at start
+and then hourly.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 
+from producers.batch_api.quotas import Quota
 from producers.publisher import Publisher
-from shared.contracts import Command, GetCommand, utc_now
+from shared.contracts import Command, utc_now
 from shared.settings import Settings
-from shared.store.batches import CHECK_KIND, Batches, BatchStatus, check_message_id
+from shared.store.batches import Batches, BatchStatus, check_command
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 
@@ -42,32 +44,30 @@ class BatchChecks:
         self._checks = VinChecks(db)
         self._publisher = publisher
         self._clock = clock
+        self._quota = Quota(settings.api_rate_limit, settings.api_max_open_batches)
         self._publishing: set[asyncio.Task[None]] = set()
 
     @property
     def batches(self) -> Batches:
         return self._batches
 
+    async def admit(self, owner: str) -> None:
+        """Refuse (429) a key over its quota before its VINs are read (:meth:`submit` counts again)."""
+        admission = self._quota.admission
+        admission.check(await self._batches.usage(owner, admission.window))
+
     async def submit(self, vins: Sequence[str], *, owner: str, webhook_url: str | None) -> BatchStatus:
         """Start a batch of ``vins`` (distinct, valid, upper-case) for the key ``owner``; its status."""
-        batch_id = await self._batches.start(CHECK_KIND, "api", webhook_url=webhook_url, owner=owner)
-        now = self._clock()
-        since = now - dt.timedelta(seconds=self._settings.check_freshness)
+        since = self._clock() - dt.timedelta(seconds=self._settings.check_freshness)
         cached = await self._checks.fresh(vins, since)
-        if cached:
-            await self._batches.add_cached(batch_id, cached, now)
-        commands: list[Command] = [
-            GetCommand(vin=vin, correlation_id=batch_id, message_id=check_message_id(batch_id, vin))
-            for vin in vins
-            if vin not in cached
-        ]
-        claimed = await self._batches.claim(batch_id, commands)
-        if not claimed:
-            await self._batches.close_publishing(batch_id, rejected=0, skipped=0)
+        batch_id = await self._batches.start_check(
+            vins, cached, owner=owner, webhook_url=webhook_url, admission=self._quota.admission
+        )
         status = await self._batches.status(batch_id)
         assert status is not None  # started above; only the purge of batches a month old removes one
-        if claimed:  # after the status is read, so that the answer says uploading, whatever the broker's pace
-            self._in_background(self._publish(batch_id, claimed))
+        if status.status == "publishing":  # after the status is read, so that it says uploading
+            commands: list[Command] = [check_command(batch_id, vin) for vin in vins if vin not in cached]
+            self._in_background(self._publish(batch_id, commands))
         return status
 
     def _in_background(self, work: Coroutine[None, None, None]) -> None:

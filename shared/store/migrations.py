@@ -117,6 +117,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE api_keys ADD COLUMN webhook_secret VARCHAR(128)",
         ),
     ),
+    Migration(6, "batches by key", ("CREATE INDEX batches_by_owner ON batches (owner, created_at)",)),
 )
 
 

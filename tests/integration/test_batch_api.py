@@ -5,18 +5,20 @@ goes uploading -> processing -> completed, its results match what the sandbox ho
 submitted again are answered from the cache in the submit response itself.
 
 A body over the limit is refused before it is read, on every route; a CSV download quotes a cell that a
-spreadsheet would run.
+spreadsheet would run; a key keeps to its quota, counted in the store, so two instances share it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import io
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from bench.faults.harness import fresh_database
-from producers.batch_api import serve
+from producers.batch_api import create_app, serve
+from producers.publisher import Publisher
 from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
 from shared.settings import Settings
@@ -50,6 +53,7 @@ from tests.support.batch_api import (
     expected_results,
     outcome,
     running_api,
+    serving,
 )
 from tests.support.commands import vin
 
@@ -627,6 +631,74 @@ async def test_csv_cells_that_could_run_as_formulas_are_quoted_and_json_keeps_th
     results = by_vin((await api.get("results", batch_id)).json()["data"]["results"])
     shown = sorted(recall["manufacturerCampaignReference"] for recall in results[vin(1)]["recalls"])
     assert shown == sorted(FORMULAS) and results[vin(2)]["error"] == "=1+1 DVSA said no"
+
+
+# --- quotas ---------------------------------------------------------------------------------------------
+
+LIMITED = "BULK_RECALL_BATCH_RATE_LIMITED"
+
+
+@dataclass
+class TwoApis:
+    """Two API instances on one store, each with its own engine and broker connection, as two processes."""
+
+    https: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    db: Database
+
+    async def submit(self, n: int, key: str) -> httpx.Response:
+        """Submit ``vin(n)`` for ``key``, odd numbers to the second instance."""
+        return await self.https[n % 2].post(f"{API}/submit", params={"key": key}, json={"vins": [vin(n)]})
+
+
+@contextlib.asynccontextmanager
+async def two_apis(settings: Settings) -> AsyncIterator[TwoApis]:
+    async with contextlib.AsyncExitStack() as stack:
+        https = []
+        for _ in range(2):
+            db = await stack.enter_async_context(Database.connect(settings))
+            publisher = await stack.enter_async_context(Publisher.connect(settings))
+            https.append(await stack.enter_async_context(serving(create_app(settings, db, publisher))))
+        yield TwoApis((https[0], https[1]), db)
+
+
+async def test_the_11th_submit_in_a_minute_is_refused_across_instances_while_another_key_submits(
+    prefix: str, store_path: Path, store_url: str | None
+) -> None:
+    settings = base_settings(
+        prefix, sqlite_path=store_path, database_url=store_url, api_max_open_batches=100, **LIGHT
+    )
+    try:
+        async with two_apis(settings) as apis:
+            keys = ApiKeys(apis.db)
+            (_, busy), (_, other) = await keys.create("busy team"), await keys.create("other team")
+            # All at once, half through each instance: the store counts them in turn all the same.
+            answers = await asyncio.gather(*(apis.submit(n, busy) for n in range(15)))
+            eleventh = await apis.submit(15, busy)
+            theirs = await apis.submit(16, other)
+    finally:
+        await delete_topology(settings)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [202] * 10 + [429] * 5, [answer.text for answer in answers]
+    for refused in [answer for answer in answers if answer.status_code == 429] + [eleventh]:
+        assert_error(refused, 429, LIMITED, "key: 10 batches submitted in the last minute")
+        # The first submit leaves the window within the minute: never more to wait, never less than 1 s.
+        assert 1 <= int(refused.headers["retry-after"]) <= 60, refused.headers
+    assert theirs.status_code == 202, theirs.text
+
+
+@pytest.mark.settings(api_rate_limit=100)
+async def test_the_6th_open_batch_is_refused_until_one_completes(api: Api) -> None:
+    accepted = [await api.submit({"vins": [vin(n)]}) for n in range(5)]
+    assert [answer.status_code for answer in accepted] == [202] * 5
+    sixth = await api.submit({"vins": [vin(5)]})
+    assert_error(sixth, 429, LIMITED, "key: 5 batches still open, the most allowed is 5")
+    assert sixth.headers["retry-after"] == "60"
+
+    first = accepted[0].json()["data"]["batchId"]
+    await api.status_until(first, "processing")
+    assert await Batches(api.db).record(outcome(check(first, 0), "applied", recalls=[]))
+    assert (await api.get("status", first)).json()["data"]["status"] == "completed"
+    assert (await api.submit({"vins": [vin(5)]})).status_code == 202
 
 
 # --- serve ----------------------------------------------------------------------------------------------
