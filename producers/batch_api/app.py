@@ -7,7 +7,8 @@ still being published.  Requests are logged by method, path and status only: the
 an API key.  Besides the batch API it serves the operations surface (``/metrics``, ``/healthz``,
 ``/readyz``) and the live dashboard (``/dashboard``).
 
-A body larger than ``api_max_body`` is refused before anything else reads it.
+Batches whose publisher died are resumed as the app starts and every few seconds, and a body larger
+than ``api_max_body`` is refused before anything else reads it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from producers.batch_api import dashboard, errors, ops
 from producers.batch_api.auth import authenticator
 from producers.batch_api.body_limit import BodyLimit
 from producers.batch_api.correlation import CorrelationMiddleware
-from producers.batch_api.jobs import BatchChecks
+from producers.batch_api.jobs import PURGE_EVERY, RESUME_EVERY, BatchChecks, every
 from producers.batch_api.routes import router
 from producers.publisher import Publisher
 from shared.contracts import utc_now
@@ -65,14 +66,19 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await checks.purge()
-        purging = asyncio.create_task(checks.purge_every(), name="batch-purge")
+        await checks.resume()
+        chores = [
+            asyncio.create_task(every(PURGE_EVERY, checks.purge), name="batch-purge"),
+            asyncio.create_task(every(RESUME_EVERY, checks.resume), name="batch-resume"),
+        ]
         await board.start(connection)
         try:
             yield
         finally:
             await board.stop()
-            purging.cancel()
-            await asyncio.gather(purging, return_exceptions=True)
+            for chore in chores:
+                chore.cancel()
+            await asyncio.gather(*chores, return_exceptions=True)
             await checks.drain()
 
     app = FastAPI(

@@ -15,7 +15,10 @@ removed with :meth:`Batches.purge`.
 
 A batch check is started with its whole journal in one transaction (:meth:`Batches.start_check`), so
 one that exists has every VIN journaled, and within the quota of its key, counted under that key's
-lock from the batches themselves: what several API processes share is the store.
+lock from the batches themselves: what several API processes share is the store.  Its publishing is
+*leased* to the process that started it, which renews the lease while it publishes; a batch still
+publishing when its lease has run out lost its publisher, and :meth:`Batches.take_over` hands it to
+one other process.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    or_,
     select,
     update,
 )
@@ -151,14 +155,16 @@ class Batches:
         *,
         owner: str,
         webhook_url: str | None,
+        lease: dt.timedelta,
         admission: Admission,
     ) -> str:
         """A new batch check of ``vins`` (distinct, upper-case) for the key ``owner``, journaled whole.
 
-        The VINs in ``cached`` are journaled with the cache's answers, the others as gets to publish;
-        with none to publish the batch completes at once.  ``admission`` sees the key's usage under
-        the key's row lock (PostgreSQL; SQLite has one writer at a time), so two submits of one key
-        are counted in turn, however many processes serve them; what it raises leaves nothing behind.
+        The VINs in ``cached`` are journaled with the cache's answers, the others as gets to publish,
+        leased to the caller for ``lease`` (:meth:`renew` keeps it); with none to publish the batch
+        completes at once.  ``admission`` sees the key's usage under the key's row lock (PostgreSQL;
+        SQLite has one writer at a time), so two submits of one key are counted in turn, however many
+        processes serve them; what it raises leaves nothing behind.
         """
         batch_id = uuid.uuid4().hex
         unpublished = [
@@ -177,7 +183,7 @@ class Batches:
             connection.execute(select(api_keys.c.id).where(api_keys.c.id == owner).with_for_update())
             now = self._clock()  # once the lock is held: the batches counted all started before
             admission.check(_usage(connection, owner, now, admission.window))
-            times = {"created_at": now, "updated_at": now}
+            times = {"created_at": now, "updated_at": now, "lease_until": now + lease}
             connection.execute(batches.insert().values(**row, **times))
             journal = [_cached_row(batch_id, vin, recalls, now) for vin, recalls in cached.items()]
             for rows in (journal, unpublished):  # apart: one executemany takes rows of one shape
@@ -192,6 +198,40 @@ class Batches:
     async def usage(self, owner: str, window: dt.timedelta) -> KeyUsage:
         """What the key ``owner`` has under way now: its batches started within ``window``, and those open."""
         return await self._db.run(partial(_usage, owner=owner, at=self._clock(), window=window), write=False)
+
+    async def unpublished_checks(self, batch_id: str, limit: int) -> list[GetCommand]:
+        """Up to ``limit`` of a batch check's gets not yet published, by message_id."""
+        journal = batch_commands.c
+        query = (
+            select(journal.message_id, journal.vin)
+            .where(journal.batch_id == batch_id, journal.published.is_(False))
+            .order_by(journal.message_id)
+            .limit(limit)
+        )
+        async with self._db.reading() as connection:
+            rows = (await connection.execute(query)).all()
+        return [check_command(batch_id, row.vin, row.message_id) for row in rows]
+
+    async def renew(self, batch_id: str, lease: dt.timedelta) -> None:
+        """The caller still publishes the batch: its lease runs ``lease`` from now."""
+        publishing = and_(batches.c.id == batch_id, batches.c.status == "publishing")
+        async with self._db.writing() as connection:
+            await connection.execute(
+                update(batches).where(publishing).values(lease_until=self._clock() + lease)
+            )
+
+    async def take_over(self, lease: dt.timedelta) -> list[str]:
+        """The batch checks still publishing whose lease ran out, now leased to the caller for ``lease``.
+
+        One statement takes them, so each goes to one caller however many ask at once: on PostgreSQL
+        a second update waits for the first's row lock, then finds the lease renewed; SQLite has one
+        writer at a time.  A batch from before leases (none set) is taken too.
+        """
+        now = self._clock()
+        lapsed = or_(batches.c.lease_until.is_(None), batches.c.lease_until < now)
+        orphaned = and_(batches.c.kind == CHECK_KIND, batches.c.status == "publishing", lapsed)
+        taking = update(batches).where(orphaned).values(lease_until=now + lease).returning(batches.c.id)
+        return await self._db.run(lambda connection: list(connection.execute(taking).scalars()), write=True)
 
     async def claim(self, batch_id: str, commands: Sequence[Command]) -> list[Command]:
         """Journal ``commands``; those to publish now, in order (new, or left unpublished by a past run)."""

@@ -117,7 +117,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE api_keys ADD COLUMN webhook_secret VARCHAR(128)",
         ),
     ),
-    Migration(6, "batches by key", ("CREATE INDEX batches_by_owner ON batches (owner, created_at)",)),
+    Migration(
+        6,
+        "batch checks: a lease on their publishing; batches by key and by state",
+        (
+            "ALTER TABLE batches ADD COLUMN lease_until TIMESTAMP WITH TIME ZONE",
+            "CREATE INDEX batches_by_owner ON batches (owner, created_at)",
+            "CREATE INDEX batches_by_status ON batches (status, lease_until)",
+        ),
+    ),
 )
 
 
