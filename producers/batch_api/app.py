@@ -6,6 +6,9 @@ batches are purged as the app starts and hourly while it runs; at shutdown it wa
 still being published.  Requests are logged by method, path and status only: the query string may hold
 an API key.  Besides the batch API it serves the probes (``/healthz``, ``/readyz``) and the live
 dashboard (``/dashboard``); its metrics are counted into ``metrics``, served apart (see ``ops``).
+
+Batches whose publisher died are resumed as the app starts and every few seconds, and a body larger
+than ``api_max_body`` is refused before anything else reads it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from fastapi import FastAPI, Request, Response
 
 from producers.batch_api import dashboard, errors, ops
 from producers.batch_api.auth import KeyInUrlDeprecation, authenticator
+from producers.batch_api.body_limit import BodyLimit
 from producers.batch_api.correlation import CorrelationMiddleware
-from producers.batch_api.jobs import BatchChecks
+from producers.batch_api.jobs import PURGE_EVERY, RESUME_EVERY, BatchChecks, every
 from producers.batch_api.routes import router
 from producers.publisher import Publisher
 from shared.contracts import utc_now
@@ -66,14 +70,19 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await checks.purge()
-        purging = asyncio.create_task(checks.purge_every(), name="batch-purge")
+        await checks.resume()
+        chores = [
+            asyncio.create_task(every(PURGE_EVERY, checks.purge), name="batch-purge"),
+            asyncio.create_task(every(RESUME_EVERY, checks.resume), name="batch-resume"),
+        ]
         await board.start(connection)
         try:
             yield
         finally:
             await board.stop()
-            purging.cancel()
-            await asyncio.gather(purging, return_exceptions=True)
+            for chore in chores:
+                chore.cancel()
+            await asyncio.gather(*chores, return_exceptions=True)
             await checks.drain()
 
     app = FastAPI(
@@ -89,6 +98,7 @@ def create_app(
     app.include_router(router(settings, checks, authenticator(keys, sessions, "batch")))
     app.include_router(dashboard.router(board, keys, sessions, public_url=settings.public_url))
     app.include_router(ops.router(ops.readiness(connection, db)))
+    app.add_middleware(BodyLimit, most=settings.api_max_body)  # innermost: its 413 is logged and counted
     app.middleware("http")(_log_request)
     app.add_middleware(ops.MetricsMiddleware, metrics=metrics)
     app.add_middleware(KeyInUrlDeprecation)

@@ -1,8 +1,9 @@
 """The batch API's one error shape, ``{"success": false, "error": NAME, "message": "field: reason"}``.
 
 Every failure a client can meet leaves through here with CarsXE's status code and name: the API's own
-refusals (:class:`ApiError`), FastAPI's request validation (400, naming the field), routing's 404 and
-405, and the store's failures (500).  Messages name the field and the reason and never hold a key.
+refusals (:class:`ApiError`, a body too large and a key over its quota among them), FastAPI's request
+validation (400, naming the field), routing's 404 and 405, and the store's failures (500).  Messages
+name the field and the reason and never hold a key.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ ErrorName = Literal[
     "BULK_RECALL_BATCH_NOT_COMPLETE",
     "BULK_RECALL_BATCH_STORAGE_ERROR",
     "BULK_RECALL_BATCH_CSV_URL_FETCH_FAILED",
+    "BULK_RECALL_BATCH_TOO_LARGE",
+    "BULK_RECALL_BATCH_RATE_LIMITED",
 ]
 SUBMIT_PATH = "/v1/recalls-batch/submit"
 
@@ -55,18 +58,26 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    """A refusal to answer with ``status`` and the error shape."""
+    """A refusal to answer with ``status``, the error shape and ``headers`` (e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, name: str, message: str) -> None:
+    def __init__(
+        self, status: int, name: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{name}: {message}")
         self.status = status
         self.name = name
         self.message = message
+        self.headers = headers
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses an endpoint can answer with."""
-    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses}
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": _RETRY_AFTER}
+    return responses
 
 
 _DESCRIPTIONS = {
@@ -75,9 +86,13 @@ _DESCRIPTIONS = {
     401: "No API key (MISSING_API_KEY) or an unknown or revoked one (USER_NOT_FOUND).",
     404: "No such batch for this key (BULK_RECALL_BATCH_NOT_FOUND).",
     409: "The batch is still running (BULK_RECALL_BATCH_NOT_COMPLETE).",
+    413: "The body is larger than this API accepts (BULK_RECALL_BATCH_TOO_LARGE).",
+    429: "The key submitted its most batches a minute, or has its most batches open "
+    "(BULK_RECALL_BATCH_RATE_LIMITED); retry after Retry-After seconds.",
     500: "The store failed (BULK_RECALL_BATCH_STORAGE_ERROR); retry later.",
     502: "The csvUrl could not be fetched (BULK_RECALL_BATCH_CSV_URL_FETCH_FAILED).",
 }
+_RETRY_AFTER = {"description": "Seconds to wait before submitting again.", "schema": {"type": "integer"}}
 
 
 def install(app: FastAPI) -> None:
@@ -95,9 +110,14 @@ def _answer(status: int, name: str, message: str, headers: Mapping[str, str] | N
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def response_for(error: ApiError) -> JSONResponse:
+    """The answer to ``error``, for a refusal made outside FastAPI's handlers (a middleware's)."""
+    return _answer(error.status, error.name, error.message, error.headers)
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _answer(exc.status, exc.name, exc.message)
+    return response_for(exc)
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 Every endpoint needs an API key; a batch is visible only to the key that submitted it (any other key
 meets 404, as if it did not exist).  Results and download answer 409 until the batch has finished.
+A key over its quota (:mod:`producers.batch_api.quotas`) is refused before its VINs are read.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, which name the
@@ -50,13 +51,14 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         status_code=202,
         response_model=Reply[Job],
         response_model_exclude_unset=True,
-        responses=error_responses(400, 401, 500, 502),
+        responses=error_responses(400, 401, 413, 429, 500, 502),
         summary="Submit VINs for a recall check",
     )
     async def submit(
         key: Annotated[ApiKey, by_key], request: Annotated[SubmitRequest | None, Body()] = None
     ) -> Reply[Job]:
         """Merge the VINs of ``vins``, ``csv`` and ``csvUrl`` into one batch (GET: 405 ONLY_POST_ALLOWED)."""
+        await checks.admit(key.id)
         request = request or SubmitRequest()
         webhook_url = checked_webhook(request, settings)
         vins = await requested_vins(request, settings)

@@ -4,6 +4,11 @@ The store's states map to CarsXE's: publishing -> uploading, running -> processi
 completed (partial when any VIN's check failed), failed and cancelled -> failed.  A VIN has recalls
 (``hasRecalls``, decided by the store) when DVSA reports one that is not FIXED; ``recallCount`` counts
 every recall reported.  The models are the OpenAPI description too; fields not set are left out.
+
+A CSV cell that a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return) is written with a leading ``'``, as OWASP advises against CSV injection: a
+campaign reference or an error comes from outside and must not run in the reader's spreadsheet.  JSON
+carries every value as it is.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ _RECALL_FIELDS = (
     "recall_campaign_start_date",
     "repair_status",
 )
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 T = TypeVar("T")
 
@@ -168,5 +175,10 @@ async def csv_lines(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
 
 def _line(cells: Iterable[object]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(list(cells))
+    csv.writer(buffer, lineterminator="\r\n").writerow([_inert(str(cell)) for cell in cells])
     return buffer.getvalue()
+
+
+def _inert(cell: str) -> str:
+    """``cell`` as a spreadsheet shows it as text: one that could start a formula is quoted."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell

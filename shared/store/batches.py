@@ -12,6 +12,13 @@ when it was given a webhook URL, owes one webhook call once it ends: a ``webhook
 written in the transaction that ends it, which a sender takes with :meth:`Batches.due_webhooks` and
 settles with :meth:`Batches.webhook_delivered` or :meth:`Batches.webhook_failed`.  Old batch checks are
 removed with :meth:`Batches.purge`.
+
+A batch check is started with its whole journal in one transaction (:meth:`Batches.start_check`), so
+one that exists has every VIN journaled, and within the quota of its key, counted under that key's
+lock from the batches themselves: what several API processes share is the store.  Its publishing is
+*leased* to the process that started it, which renews the lease while it publishes; a batch still
+publishing when its lease has run out lost its publisher, and :meth:`Batches.take_over` hands it to
+one other process.
 """
 
 from __future__ import annotations
@@ -34,18 +41,20 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import Command, OutcomeEvent, Recall, utc_now
+from shared.contracts import Command, GetCommand, OutcomeEvent, Recall, utc_now
 from shared.message_ids import content_id
 from shared.store.database import Database
-from shared.store.tables import batch_commands, batches, webhook_deliveries
+from shared.store.tables import api_keys, batch_commands, batches, webhook_deliveries
 
 BatchState = Literal["publishing", "running", "completed", "failed", "cancelled"]
+OPEN_STATES: tuple[BatchState, ...] = ("publishing", "running")
 CHECK_KIND = "check"  # the batch API's jobs: the only kind purge removes unless told otherwise
 FAILURE_SAMPLE = 20
 # How long a webhook handed out by due_webhooks is not handed out again: longer than one delivery takes.
@@ -89,6 +98,23 @@ class BatchStatus:
 
 
 @dataclass(frozen=True)
+class KeyUsage:
+    """What an API key had under way ``at`` a moment: its batches started in a window before, those open."""
+
+    at: dt.datetime
+    started: tuple[dt.datetime, ...]  # oldest first
+    open: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The gate on a key's new batch: ``check`` is shown the key's usage over ``window``; raising refuses."""
+
+    window: dt.timedelta
+    check: Callable[[KeyUsage], None]
+
+
+@dataclass(frozen=True)
 class WebhookDue:
     """A webhook call to make now; ``attempts``: how many were made before."""
 
@@ -121,6 +147,91 @@ class Batches:
         async with self._db.writing() as connection:
             await connection.execute(batches.insert().values(**row, created_at=now, updated_at=now))
         return batch_id
+
+    async def start_check(
+        self,
+        vins: Sequence[str],
+        cached: Mapping[str, list[Recall]],
+        *,
+        owner: str,
+        webhook_url: str | None,
+        lease: dt.timedelta,
+        admission: Admission,
+    ) -> str:
+        """A new batch check of ``vins`` (distinct, upper-case) for the key ``owner``, journaled whole.
+
+        The VINs in ``cached`` are journaled with the cache's answers, the others as gets to publish,
+        leased to the caller for ``lease`` (:meth:`renew` keeps it); with none to publish the batch
+        completes at once.  ``admission`` sees the key's usage under the key's row lock (PostgreSQL;
+        SQLite has one writer at a time), so two submits of one key are counted in turn, however many
+        processes serve them; what it raises leaves nothing behind.
+        """
+        batch_id = uuid.uuid4().hex
+        unpublished = [
+            _journal_row(batch_id, check_command(batch_id, vin)) for vin in vins if vin not in cached
+        ]
+        row = {
+            "id": batch_id,
+            "kind": CHECK_KIND,
+            "status": "publishing" if unpublished else "running",
+            "source": "api",
+            "webhook_url": webhook_url,
+            "owner": owner,
+        }
+
+        def start(connection: Connection) -> None:
+            connection.execute(select(api_keys.c.id).where(api_keys.c.id == owner).with_for_update())
+            now = self._clock()  # once the lock is held: the batches counted all started before
+            admission.check(_usage(connection, owner, now, admission.window))
+            times = {"created_at": now, "updated_at": now, "lease_until": now + lease}
+            connection.execute(batches.insert().values(**row, **times))
+            journal = [_cached_row(batch_id, vin, recalls, now) for vin, recalls in cached.items()]
+            for rows in (journal, unpublished):  # apart: one executemany takes rows of one shape
+                if rows:
+                    connection.execute(batch_commands.insert(), rows)
+            if not unpublished:
+                _complete_if_done(connection, batch_id, now)
+
+        await self._db.run(start, write=True)
+        return batch_id
+
+    async def usage(self, owner: str, window: dt.timedelta) -> KeyUsage:
+        """What the key ``owner`` has under way now: its batches started within ``window``, and those open."""
+        return await self._db.run(partial(_usage, owner=owner, at=self._clock(), window=window), write=False)
+
+    async def unpublished_checks(self, batch_id: str, limit: int) -> list[GetCommand]:
+        """Up to ``limit`` of a batch check's gets not yet published, by message_id."""
+        journal = batch_commands.c
+        query = (
+            select(journal.message_id, journal.vin)
+            .where(journal.batch_id == batch_id, journal.published.is_(False))
+            .order_by(journal.message_id)
+            .limit(limit)
+        )
+        async with self._db.reading() as connection:
+            rows = (await connection.execute(query)).all()
+        return [check_command(batch_id, row.vin, row.message_id) for row in rows]
+
+    async def renew(self, batch_id: str, lease: dt.timedelta) -> None:
+        """The caller still publishes the batch: its lease runs ``lease`` from now."""
+        publishing = and_(batches.c.id == batch_id, batches.c.status == "publishing")
+        async with self._db.writing() as connection:
+            await connection.execute(
+                update(batches).where(publishing).values(lease_until=self._clock() + lease)
+            )
+
+    async def take_over(self, lease: dt.timedelta) -> list[str]:
+        """The batch checks still publishing whose lease ran out, now leased to the caller for ``lease``.
+
+        One statement takes them, so each goes to one caller however many ask at once: on PostgreSQL
+        a second update waits for the first's row lock, then finds the lease renewed; SQLite has one
+        writer at a time.  A batch from before leases (none set) is taken too.
+        """
+        now = self._clock()
+        lapsed = or_(batches.c.lease_until.is_(None), batches.c.lease_until < now)
+        orphaned = and_(batches.c.kind == CHECK_KIND, batches.c.status == "publishing", lapsed)
+        taking = update(batches).where(orphaned).values(lease_until=now + lease).returning(batches.c.id)
+        return await self._db.run(lambda connection: list(connection.execute(taking).scalars()), write=True)
 
     async def claim(self, batch_id: str, commands: Sequence[Command]) -> list[Command]:
         """Journal ``commands``; those to publish now, in order (new, or left unpublished by a past run)."""
@@ -350,6 +461,24 @@ class Batches:
 def check_message_id(batch_id: str, vin: str) -> str:
     """The message id of batch ``batch_id``'s check of ``vin`` (an upper-case VIN)."""
     return content_id(f"check|{batch_id}|{vin}")
+
+
+def check_command(batch_id: str, vin: str, message_id: str | None = None) -> GetCommand:
+    """Batch ``batch_id``'s get of ``vin``, correlated to the batch (``message_id``: as journaled)."""
+    return GetCommand(
+        vin=vin, correlation_id=batch_id, message_id=message_id or check_message_id(batch_id, vin)
+    )
+
+
+def _usage(connection: Connection, owner: str, at: dt.datetime, window: dt.timedelta) -> KeyUsage:
+    mine = batches.c.owner == owner
+    started = select(batches.c.created_at).where(mine, batches.c.created_at > at - window)
+    still_open = select(func.count()).where(mine, batches.c.status.in_(OPEN_STATES))
+    return KeyUsage(
+        at=at,
+        started=tuple(connection.execute(started.order_by(batches.c.created_at)).scalars()),
+        open=connection.execute(still_open).scalar_one(),
+    )
 
 
 def _has_recalls(recalls: Sequence[Recall] | None) -> bool | None:

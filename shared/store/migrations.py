@@ -130,6 +130,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
         ),
     ),
+    Migration(
+        6,
+        "batch checks: a lease on their publishing; batches by key and by state",
+        (
+            "ALTER TABLE batches ADD COLUMN lease_until TIMESTAMP WITH TIME ZONE",
+            "CREATE INDEX batches_by_owner ON batches (owner, created_at)",
+            "CREATE INDEX batches_by_status ON batches (status, lease_until)",
+        ),
+    ),
 )
 
 

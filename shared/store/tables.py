@@ -78,6 +78,7 @@ batches = Table(
     Column("owner", String(16)),  # the id of the API key that submitted it (None: the CLI)
     Column("completed_at", UtcDateTime),
     Column("error_message", Text),  # why it failed
+    Column("lease_until", UtcDateTime),  # a batch check: until when its publishing is one process's
 )
 
 # The journal of a batch's commands, keyed by message_id, with each command's outcome once known.

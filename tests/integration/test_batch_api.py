@@ -3,17 +3,22 @@
 Every error answers in the one shape with CarsXE's status and name; a batch is only its key's; a batch
 goes uploading -> processing -> completed, its results match what the sandbox holds, and the same VINs
 submitted again are answered from the cache in the submit response itself.
+
+A body over the limit is refused before it is read, on every route; a CSV download quotes a cell that a
+spreadsheet would run; a key keeps to its quota, counted in the store, so two instances share it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import io
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,13 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from bench.faults.harness import fresh_database
-from producers.batch_api import serve
+from producers.batch_api import create_app, serve
+from producers.publisher import Publisher
 from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
-from shared.store.batches import CHECK_KIND, Batches
+from shared.store.batches import CHECK_KIND, Batches, check_message_id
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from tests.integration.conftest import Sandbox, base_settings, running_worker
@@ -47,6 +53,7 @@ from tests.support.batch_api import (
     expected_results,
     outcome,
     running_api,
+    serving,
 )
 from tests.support.commands import vin
 
@@ -556,6 +563,158 @@ async def test_a_batch_is_checked_through_the_fleet_then_answered_from_the_cache
         served = (await api.get("results", data["batchId"])).json()["data"]["results"]
         assert by_vin(served) == by_vin(list(expected.values()))
     assert (await sandbox.stats())["get"]["count"] == 12  # the second batch cost DVSA nothing
+
+
+# --- the body limit -------------------------------------------------------------------------------------
+
+LIMIT = 2_000_000  # RECALLS_API_MAX_BODY's default
+MB = 1_000_000
+
+
+def vins_body(size: int) -> bytes:
+    """A JSON submit of about ``size`` bytes: one VIN over and over, then another."""
+    item = f'"{vin(1)}",'.encode()
+    return b'{"vins": [' + item * (size // len(item)) + f'"{vin(2)}"]}}'.encode()
+
+
+async def test_a_chunked_upload_is_stopped_once_it_passes_the_limit(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        body = vins_body(3 * MB)
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    # No Content-Length: httpx sends a generator's bytes chunked, so only counting can stop them.
+    response = await api.http.post(
+        f"{API}/submit",
+        params={"key": api.key},
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert_error(response, 413, "BULK_RECALL_BATCH_TOO_LARGE", f"body: larger than {LIMIT} bytes")
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(api: Api) -> None:
+    for path in (f"{API}/submit", "/no/such/route"):  # every route: the limit comes before routing
+        reader, writer = await asyncio.open_connection(api.http.base_url.host, api.http.base_url.port)
+        head = f"POST {path} HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {20 * MB}\r\n\r\n".encode())  # and not one byte of the body
+        try:
+            async with asyncio.timeout(10):  # a server that waits for the body never answers
+                answer = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+
+
+async def test_a_body_within_the_limit_is_read_whole(api: Api) -> None:
+    response = await api.http.post(
+        f"{API}/submit",
+        params={"key": api.key},
+        content=vins_body(LIMIT - 100),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["data"]["totalVins"] == 2
+
+
+# --- CSV that a spreadsheet cannot run ------------------------------------------------------------------
+
+
+def check(batch_id: str, n: int) -> GetCommand:
+    """The batch's get of ``vin(n)``, as the API published it."""
+    return GetCommand(vin=vin(n), message_id=check_message_id(batch_id, vin(n)))
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example")', "+1+2", "-3+4", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+async def test_csv_cells_that_could_run_as_formulas_are_quoted_and_json_keeps_them(api: Api) -> None:
+    batch_id = (await api.submit({"vins": [vin(1), vin(2)]})).json()["data"]["batchId"]
+    await api.status_until(batch_id, "processing")
+    recalls = [Recall(manufacturer_campaign_reference=value, repair_status="NOT_FIXED") for value in FORMULAS]
+    await Batches(api.db).record(
+        outcome(check(batch_id, 1), "applied", recalls=recalls),
+        outcome(check(batch_id, 2), "failed", reason="=1+1 DVSA said no"),
+    )
+
+    rows = list(csv.DictReader(io.StringIO((await api.get("download", batch_id)).text)))
+    references = sorted(row["manufacturerCampaignReference"] for row in rows if row["vin"] == vin(1))
+    assert references == sorted("'" + value for value in FORMULAS)
+    assert next(row["error"] for row in rows if row["vin"] == vin(2)) == "'=1+1 DVSA said no"
+    assert {row["recallCount"] for row in rows} == {"6", "0"}  # other cells as they were
+
+    results = by_vin((await api.get("results", batch_id)).json()["data"]["results"])
+    shown = sorted(recall["manufacturerCampaignReference"] for recall in results[vin(1)]["recalls"])
+    assert shown == sorted(FORMULAS) and results[vin(2)]["error"] == "=1+1 DVSA said no"
+
+
+# --- quotas ---------------------------------------------------------------------------------------------
+
+LIMITED = "BULK_RECALL_BATCH_RATE_LIMITED"
+
+
+@dataclass
+class TwoApis:
+    """Two API instances on one store, each with its own engine and broker connection, as two processes."""
+
+    https: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    db: Database
+
+    async def submit(self, n: int, key: str) -> httpx.Response:
+        """Submit ``vin(n)`` for ``key``, odd numbers to the second instance."""
+        return await self.https[n % 2].post(f"{API}/submit", params={"key": key}, json={"vins": [vin(n)]})
+
+
+@contextlib.asynccontextmanager
+async def two_apis(settings: Settings) -> AsyncIterator[TwoApis]:
+    async with contextlib.AsyncExitStack() as stack:
+        https = []
+        for _ in range(2):
+            db = await stack.enter_async_context(Database.connect(settings))
+            publisher = await stack.enter_async_context(Publisher.connect(settings))
+            https.append(await stack.enter_async_context(serving(create_app(settings, db, publisher))))
+        yield TwoApis((https[0], https[1]), db)
+
+
+async def test_the_11th_submit_in_a_minute_is_refused_across_instances_while_another_key_submits(
+    prefix: str, store_path: Path, store_url: str | None
+) -> None:
+    settings = base_settings(
+        prefix, sqlite_path=store_path, database_url=store_url, api_max_open_batches=100, **LIGHT
+    )
+    try:
+        async with two_apis(settings) as apis:
+            keys = ApiKeys(apis.db)
+            (_, busy), (_, other) = await keys.create("busy team"), await keys.create("other team")
+            # All at once, half through each instance: the store counts them in turn all the same.
+            answers = await asyncio.gather(*(apis.submit(n, busy) for n in range(15)))
+            eleventh = await apis.submit(15, busy)
+            theirs = await apis.submit(16, other)
+    finally:
+        await delete_topology(settings)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [202] * 10 + [429] * 5, [answer.text for answer in answers]
+    for refused in [answer for answer in answers if answer.status_code == 429] + [eleventh]:
+        assert_error(refused, 429, LIMITED, "key: 10 batches submitted in the last minute")
+        # The first submit leaves the window within the minute: never more to wait, never less than 1 s.
+        assert 1 <= int(refused.headers["retry-after"]) <= 60, refused.headers
+    assert theirs.status_code == 202, theirs.text
+
+
+@pytest.mark.settings(api_rate_limit=100)
+async def test_the_6th_open_batch_is_refused_until_one_completes(api: Api) -> None:
+    accepted = [await api.submit({"vins": [vin(n)]}) for n in range(5)]
+    assert [answer.status_code for answer in accepted] == [202] * 5
+    sixth = await api.submit({"vins": [vin(5)]})
+    assert_error(sixth, 429, LIMITED, "key: 5 batches still open, the most allowed is 5")
+    assert sixth.headers["retry-after"] == "60"
+
+    first = accepted[0].json()["data"]["batchId"]
+    await api.status_until(first, "processing")
+    assert await Batches(api.db).record(outcome(check(first, 0), "applied", recalls=[]))
+    assert (await api.get("status", first)).json()["data"]["status"] == "completed"
+    assert (await api.submit({"vins": [vin(5)]})).status_code == 202
 
 
 # --- serve ----------------------------------------------------------------------------------------------

@@ -468,7 +468,7 @@ async def test_a_version_1_database_migrates_and_keeps_its_data(store_settings: 
             versions = await connection.execute(
                 text("SELECT version FROM schema_migrations ORDER BY version")
             )
-            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5]
+            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5, 6]
             assert (await connection.execute(select(ledger.c.vin, ledger.c.state))).all() == [
                 (vin(1), "open")
             ]
