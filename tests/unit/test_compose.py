@@ -125,3 +125,28 @@ def test_the_image_runs_as_an_unprivileged_user_and_copies_no_secrets() -> None:
     copied = [source for words in instructions if words[0] == "COPY" for source in words[1:-1]]
     assert not any(".env" in source or source == "." for source in copied), copied
     assert not any(words[0] in {"ENV", "ARG"} and "RECALLS_" in " ".join(words) for words in instructions)
+
+
+# --- Trust boundaries: what the deployment exposes, and where its secrets come from -------------------
+
+
+def published(service: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(host IP or None, published port) of each of a service's ports, short or long syntax."""
+    found: list[tuple[str | None, str]] = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip"), str(port.get("published"))))
+            continue
+        parts = str(port).rsplit(":", 2)
+        found.append((parts[0], parts[1]) if len(parts) == 3 else (None, parts[0]))
+    return found
+
+
+def test_every_published_port_listens_on_loopback_only() -> None:
+    ports = {name: published(service) for name, service in services().items()}
+    assert {port for _, port in ports["rabbitmq"]} == {"5672", "15672"}
+    assert {port for _, port in ports["api"]} == {"8080"}  # behind a TLS reverse proxy
+    assert {port for _, port in ports["sandbox"]} == {"8900"}  # its admin API has no authentication
+    for name, found in ports.items():
+        for host_ip, port in found:
+            assert host_ip == "127.0.0.1", (name, port)
