@@ -4,7 +4,7 @@
 # entrypoint).  Compose hands the service its passwords from .env; only their hashes reach the file, and
 # every start renders them afresh, so the users always have the passwords .env has now.
 #
-#   render.sh rabbitmq TEMPLATE OUTPUT [COMMAND...]
+#   render.sh rabbitmq|redis TEMPLATE OUTPUT [COMMAND...]
 #
 # The kind names the hash (the service's own format) and the user the service runs as, who must read OUTPUT.
 set -eu
@@ -22,6 +22,11 @@ rabbitmq_hash() {
     rm -f "$salt"
 }
 
+# Redis's ACL: '#' and the hex SHA-256 of the password.
+redis_hash() {
+    printf '#%s' "$(printf '%s' "$1" | sha256sum | cut -c1-64)"
+}
+
 # A password goes into connection URLs unescaped, and must be too long to guess.
 check_password() {  # name value
     case $2 in
@@ -30,12 +35,12 @@ check_password() {  # name value
     [ "${#2}" -ge 16 ] || fail "$1: must be at least 16 characters"
 }
 
-[ $# -ge 3 ] || fail "usage: render.sh rabbitmq TEMPLATE OUTPUT [COMMAND...]"
+[ $# -ge 3 ] || fail "usage: render.sh rabbitmq|redis TEMPLATE OUTPUT [COMMAND...]"
 kind=$1 template=$2 output=$3
 shift 3
 case $kind in
-    rabbitmq) ;;
-    *) fail "unknown kind '$kind' (rabbitmq)" ;;
+    rabbitmq | redis) ;;
+    *) fail "unknown kind '$kind' (rabbitmq or redis)" ;;
 esac
 [ -r "$template" ] || fail "cannot read the template $template"
 

@@ -4,7 +4,7 @@ No Docker engine runs here, so the file is checked against the Compose specifica
 (vendored by check-jsonschema, read from the installed package: no network) and against the CLI.  The
 trust boundaries (ports on loopback only, secrets only from .env, one broker user per role) are read off
 compose.yaml and deploy/, and deploy/render.sh is run as the containers run it.  What the role users may
-do on the real services: tests/integration/test_broker_permissions.py.
+do on the real services: tests/integration/test_broker_permissions.py and test_redis_acl.py.
 """
 
 from __future__ import annotations
@@ -165,10 +165,10 @@ PASSWORDS_BY_SERVICE = {
         "RABBITMQ_API_PASSWORD",
         "RABBITMQ_PUBLISHER_PASSWORD",
     },
-    "redis": set(),
+    "redis": {"REDIS_WORKER_PASSWORD"},
     "postgres": {"POSTGRES_PASSWORD"},
     "topology": {"RABBITMQ_ADMIN_PASSWORD"},
-    "worker": {"RABBITMQ_WORKER_PASSWORD", "POSTGRES_PASSWORD"},
+    "worker": {"RABBITMQ_WORKER_PASSWORD", "REDIS_WORKER_PASSWORD", "POSTGRES_PASSWORD"},
     "api": {"RABBITMQ_API_PASSWORD", "POSTGRES_PASSWORD"},
     "sandbox": set(),
 }
@@ -251,6 +251,7 @@ def test_env_example_lists_every_variable_compose_needs_with_no_value() -> None:
 def test_each_fleet_role_connects_to_the_broker_as_its_own_user() -> None:
     for name, user in BROKER_USERS.items():
         assert url_of(environment(services()[name])["RECALLS_AMQP_URL"]).username == user, name
+    assert url_of(environment(services()["worker"])["RECALLS_REDIS_URL"]).username == "recalls-worker"
     for name in ("worker", "api"):
         topology = services()[name]["depends_on"]["topology"]
         assert topology == {"condition": "service_completed_successfully"}, name
@@ -279,6 +280,23 @@ def test_the_broker_loads_the_definitions_it_renders() -> None:
     conf = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text()
     assert f"load_definitions = {rendered}" in conf.splitlines()
     assert mounts["./deploy/rabbitmq/rabbitmq.conf"].startswith("/etc/rabbitmq/conf.d/")
+
+
+def test_redis_asks_every_client_for_a_password() -> None:
+    redis = services()["redis"]
+    _, _, _, template, rendered, *_ = redis["entrypoint"]
+    mounts = dict(volume.split(":")[:2] for volume in redis["volumes"])
+    assert mounts["./deploy/redis/users.acl"] == template
+    assert redis["command"][redis["command"].index("--aclfile") + 1] == rendered
+    users = {
+        line.split()[1]: line.split()[2:]
+        for line in (DEPLOY / "redis" / "users.acl").read_text().splitlines()
+    }
+    assert users["default"] == ["off"]
+    assert "@REDIS_WORKER_PASSWORD@" in users["recalls-worker"]
+    assert not any(
+        rule in {"nopass", "allkeys", "~*", "+@all", "allcommands"} for rule in users["recalls-worker"]
+    )
 
 
 @pytest.mark.parametrize(
