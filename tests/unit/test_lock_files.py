@@ -102,3 +102,14 @@ def test_the_build_context_holds_only_what_the_image_copies() -> None:
     copied = re.findall(r"^COPY (.+) \S+$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
     sources = {source for line in copied for source in line.split()}
     assert sources == included
+
+
+def test_the_audit_checks_both_locks_by_their_hashes_outside_the_test_command() -> None:
+    audit = (ROOT / "scripts" / "audit").read_text()
+    assert re.search(r"^PIP_AUDIT_VERSION=\d+\.\d+\.\d+$", audit, flags=re.MULTILINE)  # a pinned tool
+    assert "--require-hashes" in audit
+    assert "--strict" in audit  # a package the service cannot look up fails the audit
+    assert "locks=(locks/runtime.txt locks/dev.txt)" in audit
+    # It needs the advisory service, which a test run may not reach.
+    for runner in (ROOT / "scripts" / "test", ROOT / "scripts" / "setup", ROOT / ".ci" / "run"):
+        assert "scripts/audit" not in runner.read_text(), runner
