@@ -272,6 +272,16 @@ def test_the_broker_users_have_passwords_only_from_env() -> None:
     }
 
 
+def test_workers_trust_as_publishers_exactly_the_users_who_may_publish_commands() -> None:
+    definitions = broker_definitions()
+    writers = {
+        entry["user"] for entry in definitions["permissions"] if re.search(entry["write"], "recalls.commands")
+    }
+    worker = environment(services()["worker"])
+    assert set(json.loads(worker["RECALLS_PUBLISHER_USERS"])) == writers
+    assert set(json.loads(worker["RECALLS_FLEET_USERS"])) <= {user["name"] for user in definitions["users"]}
+
+
 def test_the_broker_loads_the_definitions_it_renders() -> None:
     rabbitmq = services()["rabbitmq"]
     _, _, _, template, rendered, *_ = rabbitmq["entrypoint"]
