@@ -1,6 +1,7 @@
 # The project image: every role (worker, batch API, sandbox, publisher tools) runs the same `recalls` CLI.
 # Only the package sources are copied in (never .env or a local database); settings and credentials come
-# from the environment at run time.
+# from the environment at run time.  Dependencies come from locks/runtime.txt, each file checked against
+# its hash; the project itself is then built with the locked setuptools, fetching nothing more.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,13 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+COPY locks/runtime.txt ./locks/runtime.txt
+RUN pip install --no-cache-dir --require-hashes -r locks/runtime.txt
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY producers ./producers
 COPY workers ./workers
 COPY simulator ./simulator
 COPY cli ./cli
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --system --create-home --home-dir /home/recalls recalls
 
 # The working directory is where a worker without RECALLS_DATABASE_URL keeps its SQLite file,
