@@ -45,6 +45,11 @@ ErrorName = Literal[
     "BULK_RECALL_BATCH_CSV_URL_FETCH_FAILED",
     "BULK_RECALL_BATCH_TOO_LARGE",
     "BULK_RECALL_BATCH_RATE_LIMITED",
+    "INSUFFICIENT_SCOPE",
+    "API_KEY_IN_URL",
+    "SESSION_ENDED",
+    "CROSS_ORIGIN_REQUEST",
+    "INVALID_SIGN_IN",
 ]
 SUBMIT_PATH = "/v1/recalls-batch/submit"
 
@@ -83,7 +88,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 _DESCRIPTIONS = {
     400: "The request is invalid (missing or invalid VINs, too many, a refused csvUrl or webhookUrl, "
     "a body that is not JSON or has a field of the wrong type).",
-    401: "No API key (MISSING_API_KEY) or an unknown or revoked one (USER_NOT_FOUND).",
+    401: "No API key (MISSING_API_KEY), an unknown or revoked one (USER_NOT_FOUND), or a dashboard "
+    "session that has ended (SESSION_ENDED).",
+    403: "The key lacks the scope this needs (INSUFFICIENT_SCOPE).",
     404: "No such batch for this key (BULK_RECALL_BATCH_NOT_FOUND).",
     409: "The batch is still running (BULK_RECALL_BATCH_NOT_COMPLETE).",
     413: "The body is larger than this API accepts (BULK_RECALL_BATCH_TOO_LARGE).",

@@ -51,7 +51,7 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         status_code=202,
         response_model=Reply[Job],
         response_model_exclude_unset=True,
-        responses=error_responses(400, 401, 413, 429, 500, 502),
+        responses=error_responses(400, 401, 403, 413, 429, 500, 502),
         summary="Submit VINs for a recall check",
     )
     async def submit(
@@ -70,7 +70,7 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         "/status",
         response_model=Reply[Job],
         response_model_exclude_unset=True,
-        responses=error_responses(400, 401, 404, 500),
+        responses=error_responses(400, 401, 403, 404, 500),
         summary="A batch's progress",
     )
     async def status(key: Annotated[ApiKey, by_key], batch_id: BatchId) -> Reply[Job]:
@@ -80,7 +80,7 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         "/results",
         response_model=Reply[Results],
         response_model_exclude_unset=True,
-        responses=error_responses(400, 401, 404, 409, 500),
+        responses=error_responses(400, 401, 403, 404, 409, 500),
         summary="Every VIN's recalls, once the batch has finished",
     )
     async def results(key: Annotated[ApiKey, by_key], batch_id: BatchId) -> Reply[Results]:
@@ -93,7 +93,7 @@ def router(settings: Settings, checks: BatchChecks, caller: Caller) -> APIRouter
         response_class=StreamingResponse,
         responses={
             200: {"content": {"text/csv": {}}, "description": "One row per recall (one per VIN without)."},
-            **error_responses(400, 401, 404, 409, 500),
+            **error_responses(400, 401, 403, 404, 409, 500),
         },
         summary="The results as CSV, once the batch has finished",
     )
