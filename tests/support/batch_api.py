@@ -39,11 +39,13 @@ class Api:
     key: str
     db: Database
 
-    async def submit(self, body: object, **params: str) -> httpx.Response:
-        return await self.http.post(f"{API}/submit", json=body, params={"key": self.key, **params})
+    async def submit(self, body: object, key: str | None = None, **params: str) -> httpx.Response:
+        headers = {"x-api-key": key or self.key}
+        return await self.http.post(f"{API}/submit", json=body, params=params, headers=headers)
 
     async def get(self, what: str, batch_id: str, key: str | None = None) -> httpx.Response:
-        return await self.http.get(f"{API}/{what}", params={"key": key or self.key, "batchId": batch_id})
+        headers = {"x-api-key": key or self.key}
+        return await self.http.get(f"{API}/{what}", params={"batchId": batch_id}, headers=headers)
 
     async def status_until(self, batch_id: str, *states: str) -> dict[str, Any]:
         """The batch's status once it is one of ``states`` (a publish of a few messages: milliseconds)."""
