@@ -120,10 +120,11 @@ async def test_a_key_without_batch_meets_403_on_the_batch_routes(api: Api) -> No
 async def test_a_key_in_the_batch_apis_url_still_works_but_every_answer_says_it_is_deprecated(
     api: Api,
 ) -> None:
-    accepted = await api.submit({"vins": [vin(1)]})  # the key as a query parameter
+    in_query = {"key": api.key}
+    accepted = await api.http.post(f"{API}/submit", json={"vins": [vin(1)]}, params=in_query)
     batch_id = accepted.json()["data"]["batchId"]
-    polled = await api.get("status", batch_id)
-    missing = await api.get("status", "no-such-batch")
+    polled = await api.http.get(f"{API}/status", params={**in_query, "batchId": batch_id})
+    missing = await api.http.get(f"{API}/status", params={**in_query, "batchId": "no-such-batch"})
     refused = await api.http.get(f"{API}/status", params={"key": "", "batchId": batch_id})
     in_header = await as_key(api.http, "GET", f"{API}/status", api.key, params={"batchId": batch_id})
 
