@@ -7,7 +7,9 @@ given to :class:`Publisher` is
   its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
 * sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
   to its verb's queue in the live, bulk or background lane;
-* reported sent only once RabbitMQ has confirmed that a durable queue holds it.
+* reported sent only once RabbitMQ has confirmed that a durable queue holds it;
+* stamped with the broker user it was sent as (``user_id``, checked by RabbitMQ), which the workers
+  compare with ``RECALLS_PUBLISHER_USERS``.
 
 Usage::
 
