@@ -44,6 +44,7 @@ from workers.ledger import EventRecorder
 from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
 from workers.patience import Patience, Stopped, broker_answering, redis_answering, store_answering
 from workers.reporting import Reporter
+from workers.senders import Senders
 from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 
@@ -217,7 +218,8 @@ class Worker:
         publishing = await connection.channel(publisher_confirms=True)
         await declare(publishing, self._topology)
         reporter = await Reporter.open(publishing, self._topology)
-        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
+        senders = Senders.of(self._settings)
+        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), senders)
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
         on_message = self._in_flight.tracking(_gated(handler, claim))
@@ -230,7 +232,7 @@ class Worker:
             if self._settings.record_events:
                 await stack.enter_async_context(self._recording(connection, db))
             await stack.enter_async_context(self._telling(connection))
-            self._announce()
+            self._announce(senders)
             self.ready.set()
             await self._stopping.wait()
             for queue, tag in consumers:
@@ -301,8 +303,14 @@ class Worker:
         if requeued:
             log.warning("requeued unfinished commands", extra={"requeued": requeued})
 
-    def _announce(self) -> None:
+    def _announce(self, senders: Senders) -> None:
         settings = self._settings
+        if senders.anyone_commands:
+            log.warning(
+                "RECALLS_PUBLISHER_USERS is not set: taking commands from any broker user that may publish "
+                "to %s",
+                self._topology.commands_exchange,
+            )
         if settings.uses_sandbox:
             log.warning(
                 "RECALLS_DVSA_BASE_URL is not set: talking to the local DVSA SANDBOX at %s, not to DVSA",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import re
 import secrets
 import uuid
@@ -17,12 +18,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from producers.publisher import Publisher
-from shared.contracts import GetCommand
+from shared.contracts import CreateCommand, GetCommand
 from shared.settings import Settings
 from shared.topology import Topology
+from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, running_worker
+from tests.support.logged import watching
+from tests.support.polling import poll_until
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,39 @@ def only(prefix: str, *names: str) -> str:
     return "^(" + "|".join(f"{re.escape(prefix)}\\.{name}" for name in names) + ")$"
 
 
+@pytest.fixture
+async def publisher_user(prefix: str) -> AsyncIterator[BrokerUser]:
+    """A publisher as an operator would make one: it may write commands and nothing else."""
+    async with broker_user(write=only(prefix, "commands")) as user:
+        yield user
+
+
+@pytest.fixture
+async def stranger(prefix: str) -> AsyncIterator[BrokerUser]:
+    """Someone who may publish commands and outcome events, and is in no list of the fleet's."""
+    async with broker_user(write=only(prefix, "commands", "events")) as user:
+        yield user
+
+
+@contextlib.asynccontextmanager
+async def channel_of(user: BrokerUser) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect_robust(user.url)
+    async with connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+async def dead_letter(dead: DeadLetters, count: int = 1) -> list[AbstractIncomingMessage]:
+    return await dead.wait_for(count, timeout=30)
+
+
+def reason_of(message: AbstractIncomingMessage) -> str:
+    return str((message.headers or {}).get("x-reason", ""))
+
+
+async def dvsa_verbs(sandbox: Sandbox) -> list[str]:
+    return [entry["verb"] for entry in await sandbox.requests() if entry["verb"] != "token"]
+
+
 async def test_a_publisher_stamps_each_command_with_its_broker_user(
     settings: Settings, channel: AbstractChannel, prefix: str
 ) -> None:
@@ -80,3 +119,75 @@ async def test_a_publisher_stamps_each_command_with_its_broker_user(
     queue = await channel.get_queue(Topology(settings.prefix).command_queue("get"))
     message = await queue.get(no_ack=True, fail=True)
     assert message is not None and message.user_id == user.name
+
+
+async def test_a_command_from_an_unlisted_user_is_dead_lettered_and_never_reaches_dvsa(
+    sandbox: Sandbox,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+    dead: DeadLetters,
+    publisher_user: BrokerUser,
+    stranger: BrokerUser,
+) -> None:
+    trusting = changed(settings, publisher_users=(publisher_user.name,))
+    forged = CreateCommand(
+        vin="SALGA2EV5HA000001",
+        manufacturer_campaign_reference="RC-1",
+        recall_campaign_start_date=dt.date.today(),
+    )
+    genuine = GetCommand(vin="SALGA2EV5HA000002")
+    async with (
+        running_worker(trusting),
+        channel_of(stranger) as strangers,
+        channel_of(publisher_user) as ours,
+    ):
+        await publish(strangers, settings, forged, user_id=stranger.name)
+        [letter] = await dead_letter(dead)
+        await publish(ours, settings, genuine, user_id=publisher_user.name)
+        [event] = await events.wait_for(1)
+    assert reason_of(letter).startswith("untrusted_sender") and stranger.name in reason_of(letter)
+    assert letter.message_id == forged.message_id
+    assert event.message_id == genuine.message_id
+    assert await dvsa_verbs(sandbox) == ["get"]
+    assert await sandbox.recalls() == []
+
+
+async def test_without_publisher_users_any_sender_is_taken_with_one_warning(
+    settings: Settings, channel: AbstractChannel, events: Events, stranger: BrokerUser
+) -> None:
+    command = GetCommand(vin="SALGA2EV5HA000003")
+    with watching("recalls.worker", "RECALLS_PUBLISHER_USERS is not set") as warned:
+        async with running_worker(settings), channel_of(stranger) as strangers:
+            await publish(strangers, settings, command)
+            [event] = await events.wait_for(1)
+    assert event.message_id == command.message_id and event.result == "applied"
+    assert warned.count == 1
+
+
+async def test_forged_attempt_headers_from_a_publisher_are_ignored(
+    settings: Settings, channel: AbstractChannel, events: Events, publisher_user: BrokerUser
+) -> None:
+    trusting = changed(settings, publisher_users=(publisher_user.name,))
+    command = GetCommand(vin="SALGA2EV5HA000005")
+    forged = {"x-attempts": 99, "x-waits": 3, "x-first-seen": 1, "x-maybe-applied": True, "x-history": ["x"]}
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    async with running_worker(trusting), channel_of(publisher_user) as ours:
+        await publish(ours, settings, command, headers=forged, user_id=publisher_user.name)
+        [event] = await events.wait_for(1)
+    assert event.attempts == 1
+    assert event.first_seen_at >= before
+
+
+async def test_a_retry_comes_back_as_the_workers_own_and_keeps_its_history(
+    sandbox: Sandbox, settings: Settings, channel: AbstractChannel, events: Events, publisher_user: BrokerUser
+) -> None:
+    trusting = changed(settings, publisher_users=(publisher_user.name,))
+    command = GetCommand(vin="SALGA2EV5HA000006")
+    await sandbox.faults(error_rate=1.0)
+    async with running_worker(trusting), channel_of(publisher_user) as ours:
+        await publish(ours, settings, command, user_id=publisher_user.name)
+        await poll_until(lambda: dvsa_verbs(sandbox), lambda verbs: "get" in verbs)
+        await sandbox.faults(error_rate=0.0)
+        [event] = await events.wait_for(1)
+    assert (event.result, event.attempts) == ("applied", 2)
