@@ -1,10 +1,10 @@
 """One delivery, start to finish: decode, call DVSA, decide, report, and only then acknowledge.
 
 Nothing a message contains can crash the worker or block its queue: a message from a sender the worker
-may not take commands from (:mod:`workers.senders`) or an undecodable or invalid body goes straight to
-the dead-letter queue with the reason; any other failure either schedules a retry or dead-letters with
-the reason.  If a replacement cannot be published, the delivery is requeued rather than acked, so the
-command is never lost.
+may not take commands from (:mod:`workers.senders`), an undecodable or invalid body, or a command
+issued too far in the future goes straight to the dead-letter queue with the reason; any other failure
+either schedules a retry or dead-letters with the reason.  If a replacement cannot be published, the
+delivery is requeued rather than acked, so the command is never lost.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from workers.decisions import (
     decide,
     decide_transport,
     describe,
+    issued_in_future,
 )
 from workers.doubts import DeleteInDoubt, DeleteMark, Doubts
 from workers.reporting import Reporter
@@ -172,6 +173,10 @@ class Handler:
 
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
+        early = issued_in_future(command, started, self._settings.max_clock_skew)
+        if early is not None:  # before DVSA and the ledger's marks: its issue time would outrank others'
+            await self._settle(Attempt(message, command, attempts, None, started), early)
+            return
         decision, reply, attempts = await self._attempt(message, command, attempts)
         await self._settle(Attempt(message, command, attempts, reply, started), decision)
 

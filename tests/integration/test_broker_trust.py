@@ -23,12 +23,13 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from producers.publisher import Publisher
-from shared.contracts import CreateCommand, GetCommand
+from shared.contracts import CreateCommand, DeleteCommand, GetCommand
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, running_worker
 from tests.support.logged import watching
 from tests.support.polling import poll_until
+from workers.runtime import Worker
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,28 @@ async def test_a_retry_comes_back_as_the_workers_own_and_keeps_its_history(
         await sandbox.faults(error_rate=0.0)
         [event] = await events.wait_for(1)
     assert (event.result, event.attempts) == ("applied", 2)
+
+
+async def test_a_command_issued_two_hours_ahead_is_dead_lettered_and_supersedes_nothing(
+    sandbox: Sandbox,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+    dead: DeadLetters,
+    worker: Worker,
+) -> None:
+    vin, reference = "SALGA2EV5HA000007", "RC-7"
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    delete = DeleteCommand(vin=vin, manufacturer_campaign_reference=reference, issued_at=ahead)
+    await publish(channel, settings, delete)
+    [letter] = await dead_letter(dead)
+    create = CreateCommand(
+        vin=vin, manufacturer_campaign_reference=reference, recall_campaign_start_date=dt.date(2025, 1, 1)
+    )
+    await publish(channel, settings, create)
+    by_id = {event.message_id: event for event in await events.wait_for(2)}
+    assert reason_of(letter).startswith("issued_in_future")
+    assert by_id[delete.message_id].result == "failed"
+    assert by_id[create.message_id].result == "applied"
+    assert await dvsa_verbs(sandbox) == ["create"]
+    assert [recall["manufacturerCampaignReference"] for recall in await sandbox.recalls()] == [reference]
