@@ -230,7 +230,7 @@ class Worker:
                 consumers.append((queue, await queue.consume(on_message)))
         async with contextlib.AsyncExitStack() as stack:
             if self._settings.record_events:
-                await stack.enter_async_context(self._recording(connection, db))
+                await stack.enter_async_context(self._recording(connection, db, reporter, senders))
             await stack.enter_async_context(self._telling(connection))
             self._announce(senders)
             self.ready.set()
@@ -241,14 +241,22 @@ class Worker:
             await consuming.close()
 
     @contextlib.asynccontextmanager
-    async def _recording(self, connection: AbstractRobustConnection, db: Database) -> AsyncIterator[None]:
+    async def _recording(
+        self, connection: AbstractRobustConnection, db: Database, reporter: Reporter, senders: Senders
+    ) -> AsyncIterator[None]:
         """The event recorder and, beside it, the sender of the webhooks of the batches it ends."""
         # trust_env=False: no proxy variable may choose where a webhook goes (the URL's checks decide).
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as http:
             sender = WebhookSender(db, self._settings, http)
             sending = asyncio.create_task(sender.run(), name="webhook-sender")
             self.recorder = EventRecorder(
-                db, self._topology, prefetch=self._settings.prefetch, after_ending=sender.wake
+                db,
+                self._topology,
+                senders=senders,
+                reporter=reporter,
+                metrics=self._dvsa.metrics,
+                prefetch=self._settings.prefetch,
+                after_ending=sender.wake,
             )
             await self.recorder.start(connection)
             try:

@@ -19,17 +19,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from producers.publisher import Publisher
-from shared.contracts import CreateCommand, DeleteCommand, GetCommand
+from shared.contracts import CreateCommand, DeleteCommand, GetCommand, OutcomeEvent
 from shared.settings import Settings
+from shared.store.checks import VinChecks
+from shared.store.database import Database
+from shared.store.ledger import Ledger
 from shared.topology import Topology
 from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, running_worker
 from tests.support.logged import watching
 from tests.support.polling import poll_until
 from workers.runtime import Worker
+
+FAR_FUTURE = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,39 @@ async def channel_of(user: BrokerUser) -> AsyncIterator[AbstractChannel]:
     connection = await aio_pika.connect_robust(user.url)
     async with connection:
         yield await connection.channel(publisher_confirms=True)
+
+
+async def publish_event(
+    channel: AbstractChannel, settings: Settings, event: OutcomeEvent, key: str, *, user_id: str | None = None
+) -> None:
+    exchange = await channel.get_exchange(Topology(settings.prefix).events_exchange, ensure=False)
+    message = aio_pika.Message(msgspec.json.encode(event), message_id=event.message_id, user_id=user_id)
+    await exchange.publish(message, routing_key=key)
+
+
+def an_event(vin: str, verb: Any, *, at: dt.datetime, **fields: Any) -> OutcomeEvent:
+    return OutcomeEvent(
+        message_id=str(uuid.uuid4()),
+        verb=verb,
+        vin=vin,
+        result="applied",
+        attempts=1,
+        issued_at=at,
+        first_seen_at=at,
+        completed_at=at,
+        **fields,
+    )
+
+
+def created_in_2099(vin: str, reference: str) -> OutcomeEvent:
+    return an_event(
+        vin,
+        "create",
+        at=FAR_FUTURE,
+        dvsa_status=201,
+        manufacturer_campaign_reference=reference,
+        recall_campaign_start_date=dt.date(2025, 1, 1),
+    )
 
 
 async def dead_letter(dead: DeadLetters, count: int = 1) -> list[AbstractIncomingMessage]:
@@ -166,6 +206,26 @@ async def test_without_publisher_users_any_sender_is_taken_with_one_warning(
     assert warned.count == 1
 
 
+async def test_a_forged_event_changes_neither_the_ledger_nor_the_cache_of_checks(
+    settings: Settings, channel: AbstractChannel, dead: DeadLetters, worker: Worker, stranger: BrokerUser
+) -> None:
+    vin = "SALGA2EV5HA000004"
+    checked = an_event(vin, "get", at=FAR_FUTURE, recalls=[])
+    created = created_in_2099(vin, "RC-4")
+    async with channel_of(stranger) as strangers:
+        await publish_event(strangers, settings, checked, "recall.checked")
+        await publish_event(strangers, settings, created, "recall.created")
+        letters = await dead_letter(dead, 2)
+        with pytest.raises(ChannelPreconditionFailed):  # nor can a stranger claim to be the fleet
+            exchange = await strangers.get_exchange(Topology(settings.prefix).events_exchange, ensure=False)
+            await exchange.publish(aio_pika.Message(b"{}", user_id="guest"), routing_key="recall.checked")
+    assert {letter.message_id for letter in letters} == {checked.message_id, created.message_id}
+    assert all(reason_of(letter).startswith("untrusted_sender") for letter in letters)
+    async with Database.connect(settings) as db:
+        assert await VinChecks(db).fresh([vin], since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) == {}
+        assert await Ledger(db).for_vin(vin) == []
+
+
 async def test_forged_attempt_headers_from_a_publisher_are_ignored(
     settings: Settings, channel: AbstractChannel, events: Events, publisher_user: BrokerUser
 ) -> None:
@@ -217,3 +277,20 @@ async def test_a_command_issued_two_hours_ahead_is_dead_lettered_and_supersedes_
     assert by_id[create.message_id].result == "applied"
     assert await dvsa_verbs(sandbox) == ["create"]
     assert [recall["manufacturerCampaignReference"] for recall in await sandbox.recalls()] == [reference]
+
+
+async def test_a_future_time_in_an_event_of_the_fleet_is_recorded_as_now(
+    settings: Settings, channel: AbstractChannel, worker: Worker
+) -> None:
+    vin = "SALGA2EV5HA000008"
+    created = created_in_2099(vin, "RC-8")
+    await publish_event(channel, settings, created, "recall.created", user_id="guest")  # the fleet's user
+    assert worker.recorder is not None
+    async with asyncio.timeout(30):
+        await worker.recorder.recorded(1)
+    now = dt.datetime.now(dt.UTC)
+    async with Database.connect(settings) as db:
+        [entry] = await Ledger(db).for_vin(vin)
+    assert entry.state == "open"
+    assert entry.updated_at.replace(tzinfo=dt.UTC) <= now
+    assert entry.issued_at is not None and entry.issued_at.replace(tzinfo=dt.UTC) <= now
