@@ -36,7 +36,7 @@ from pamqp.commands import Basic
 
 from producers import broker
 from producers.keyed_lock import KeyedLock
-from shared.amqp import PublishFailed, publish_body_confirmed
+from shared.amqp import PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
 from shared.settings import Settings
 from shared.topology import Topology, declare
@@ -108,9 +108,11 @@ class Publisher:
         Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
         :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing) or
         :class:`~shared.amqp.PublishFailed` (nack, lost connection or no confirm in time), or
-        ``ValueError`` for a lane other than "live", "bulk" or "background".
+        ``ValueError`` for a lane other than "live", "bulk" or "background" or a ``reply_to`` that
+        is no queue of the caller's own (workers send outcomes to no other).
         """
         _check_lane(lane)
+        _check_reply_to(reply_to)
         checked = validate(command)
         await self._send(checked, lane, reply_to)
         return checked.message_id
@@ -132,6 +134,7 @@ class Publisher:
         and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
         """
         _check_lane(lane)
+        _check_reply_to(reply_to)
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         checked = list(commands) if validated else [validated_or_error(command) for command in commands]
@@ -227,6 +230,14 @@ def validated_or_error(command: Command) -> Command | InvalidCommand:
         return validate(command)
     except InvalidCommand as exc:
         return exc
+
+
+def _check_reply_to(reply_to: str | None) -> None:
+    if reply_to is not None and not is_own_reply_queue(reply_to):
+        raise ValueError(
+            "reply_to must be a server-named queue (amq.gen-...) or amq.rabbitmq.reply-to: "
+            "workers send outcomes to no other queue"
+        )
 
 
 def _check_lane(lane: str) -> None:

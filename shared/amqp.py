@@ -33,6 +33,7 @@ class Unroutable(PublishFailed):
 # aiormq's own default (60 s) notices a hung connection only after about three minutes; with 10 s it
 # takes about half a minute.  A URL that names its own ``heartbeat`` keeps it.
 DEFAULT_HEARTBEAT_S = 10
+_OWN_REPLY_QUEUES = ("amq.gen-", "amq.rabbitmq.reply-to")
 
 
 def broker_url(settings: Settings) -> str:
@@ -54,6 +55,15 @@ def broker_user(url: str) -> str | None:
     if parse_qs(parts.query).get("auth", ["plain"])[-1].upper() == "EXTERNAL":
         return None
     return unquote(parts.username) if parts.username else "guest"
+
+
+def is_own_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a queue only its declarer can have named: server-named or direct reply-to.
+
+    RabbitMQ refuses a client-chosen name starting with ``amq.``; it names a queue declared without a
+    name ``amq.gen-...``, and rewrites ``amq.rabbitmq.reply-to`` into a channel's own reply address.
+    """
+    return name.startswith(_OWN_REPLY_QUEUES)
 
 
 async def connect(

@@ -1,11 +1,14 @@
 """Where a handled message goes next: retry tier, dead-letter queue, events exchange, caller's reply_to.
 
 Every publish here is confirmed by the broker before the handler acks the original delivery, so a
-crash between the two can duplicate a message but never lose one.
+crash between the two can duplicate a message but never lose one.  A reply_to is honoured only when it
+names a queue its sender owns (:func:`shared.amqp.is_own_reply_queue`): otherwise anyone who may
+publish a command could have outcomes delivered into any queue, another deployment's included.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 
@@ -14,9 +17,11 @@ import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
 from pamqp.commands import Basic
 
-from shared.amqp import publish_body_confirmed, publish_confirmed
+from shared.amqp import is_own_reply_queue, publish_body_confirmed, publish_confirmed
 from shared.contracts import OutcomeEvent
 from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology
+
+log = logging.getLogger("recalls.worker")
 
 
 class Reporter:
@@ -72,8 +77,16 @@ class Reporter:
         # Nobody may be subscribed yet; an event with no queue is not an error.
         events = self._topology.events_exchange
         await publish_body_confirmed(self._channel, events, body, properties, key, mandatory=False)
-        if reply_to:
-            await publish_body_confirmed(self._channel, "", body, properties, reply_to, mandatory=False)
+        if not reply_to:
+            return
+        if not is_own_reply_queue(reply_to):
+            log.warning(
+                "reply_to is no queue of the sender's own (amq.gen-... or amq.rabbitmq.reply-to): "
+                "the outcome went to the events exchange only",
+                extra={"message_id": event.message_id, "reply_to": reply_to[:255]},
+            )
+            return
+        await publish_body_confirmed(self._channel, "", body, properties, reply_to, mandatory=False)
 
 
 def _copy(original: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:

@@ -21,7 +21,7 @@ from typing import Any
 import aio_pika
 import msgspec
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from producers.publisher import Publisher
@@ -294,3 +294,25 @@ async def test_a_future_time_in_an_event_of_the_fleet_is_recorded_as_now(
     assert entry.state == "open"
     assert entry.updated_at.replace(tzinfo=dt.UTC) <= now
     assert entry.issued_at is not None and entry.issued_at.replace(tzinfo=dt.UTC) <= now
+
+
+async def test_a_reply_to_naming_a_shared_queue_gets_nothing(
+    settings: Settings,
+    broker: AbstractRobustConnection,
+    channel: AbstractChannel,
+    events: Events,
+    worker: Worker,
+) -> None:
+    victim = await channel.declare_queue(f"{settings.prefix}.victim", durable=True)
+    try:
+        command = GetCommand(vin="SALGA2EV5HA000009")
+        with watching("recalls.worker", "reply_to is no queue of the sender's own") as warned:
+            await publish(channel, settings, command, reply_to=victim.name)
+            await warned.seen(1)
+        [event] = await events.wait_for(1)
+        underlay = await channel.get_underlay_channel()
+        declared = await underlay.queue_declare(victim.name, passive=True)
+    finally:
+        await victim.delete(if_unused=False, if_empty=False)
+    assert event.message_id == command.message_id
+    assert declared.message_count == 0

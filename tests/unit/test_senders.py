@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.amqp import broker_user
+from shared.amqp import broker_user, is_own_reply_queue
 from shared.settings import load_settings
 from workers.senders import Senders
 
@@ -41,3 +41,18 @@ def test_with_publisher_users_only_they_and_the_fleet_may_command() -> None:
     assert senders.refusal("guest", "RECALLS_FLEET_USERS") == (
         "untrusted_sender: broker user 'guest' is not in RECALLS_FLEET_USERS"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "owned"),
+    [
+        ("amq.gen-JzTY20BRgKO-HjmUJj0wLg", True),
+        ("amq.rabbitmq.reply-to", True),
+        ("amq.rabbitmq.reply-to.g1h2AA5yZXBseQ", True),
+        ("recalls.ledger", False),
+        ("other-deployment.create", False),
+        ("", False),
+    ],
+)
+def test_a_reply_queue_is_the_senders_own_only_when_the_broker_named_it(name: str, owned: bool) -> None:
+    assert is_own_reply_queue(name) is owned
