@@ -39,7 +39,7 @@ from producers.keyed_lock import KeyedLock
 from shared.amqp import PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
 from shared.settings import Settings
-from shared.topology import Topology, declare
+from shared.topology import Topology, ensure, topology_of
 from shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
@@ -53,7 +53,8 @@ class Publisher:
     """Publishes validated commands to ``<prefix>.commands`` and waits for the broker's confirms.
 
     Build one with :meth:`connect` (from settings) or :meth:`on_connection` (sharing a connection the
-    caller owns); both declare the topology first, so publishing works on a fresh broker.
+    caller owns); both check the topology first and declare what is missing, so publishing works on a
+    fresh broker when the broker user may configure (:func:`shared.topology.ensure`).
     """
 
     def __init__(
@@ -78,28 +79,31 @@ class Publisher:
         name: str = "recalls-publisher",
         connect_timeout: float = broker.CONNECT_TIMEOUT,
     ) -> AsyncIterator[Publisher]:
-        """Connect to ``settings.amqp_url``, declare the topology, and close everything on exit.
+        """Connect to ``settings.amqp_url``, ensure the topology, and close everything on exit.
 
-        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds.
+        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds, and
+        :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
         """
         connection = await broker.connect(settings, name=name, connect_timeout=connect_timeout)
-        async with connection:
-            topology = Topology(settings.prefix, settings.retry_tiers)
-            async with cls.on_connection(connection, topology) as publisher:
-                yield publisher
+        async with connection, cls.on_connection(connection, topology_of(settings)) as publisher:
+            yield publisher
 
     @classmethod
     @asynccontextmanager
     async def on_connection(
         cls, connection: AbstractConnection, topology: Topology
     ) -> AsyncIterator[Publisher]:
-        """A publisher on its own channel of ``connection``; closes the channel, not the connection."""
+        """A publisher on its own channel of ``connection``; closes the channel, not the connection.
+
+        Raises :class:`shared.topology.TopologyError` when part of the topology is missing and the
+        broker user may not declare it.
+        """
+        await ensure(connection, topology)
         # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
         # message itself, which publish_body_confirmed reports as Unroutable; with True, aiormq raises a
         # PublishError that cannot be told apart from a nack.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
         async with channel:
-            await declare(channel, topology)
             yield cls(channel, topology)
 
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:

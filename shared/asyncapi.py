@@ -90,8 +90,8 @@ class _Named:
     name: str
     declared: Declared
 
-    async def bind(self, exchange: _Named, routing_key: str | None = None) -> None:
-        self.declared.bindings.append((self.name, exchange.name, routing_key or ""))
+    async def bind(self, exchange: str, routing_key: str | None = None) -> None:
+        self.declared.bindings.append((self.name, exchange, routing_key or ""))
 
 
 def declared(topology: Topology) -> Declared:

@@ -35,7 +35,7 @@ from shared.redis_hold import RedisHold
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
-from shared.topology import LANES, Topology, declare
+from shared.topology import LANES, ensure, topology_of
 from workers.budget import BudgetClaim, Refused
 from workers.doubts import Doubts
 from workers.handler import Handler
@@ -106,10 +106,6 @@ def _gated(handle: Handle, claim: BudgetClaim) -> Handle:
             await handle(message)
 
     return on_message
-
-
-def topology_of(settings: Settings) -> Topology:
-    return Topology(settings.prefix, settings.retry_tiers)
 
 
 @contextlib.asynccontextmanager
@@ -215,8 +211,8 @@ class Worker:
         self.stop()
 
     async def _serve(self, connection: AbstractRobustConnection, db: Database, claim: BudgetClaim) -> None:
+        await ensure(connection, self._topology)
         publishing = await connection.channel(publisher_confirms=True)
-        await declare(publishing, self._topology)
         reporter = await Reporter.open(publishing, self._topology)
         senders = Senders.of(self._settings)
         handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), senders)

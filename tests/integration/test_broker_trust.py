@@ -30,8 +30,8 @@ from shared.settings import Settings
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.ledger import Ledger
-from shared.topology import Topology
-from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, running_worker
+from shared.topology import Topology, TopologyError, declare, topology_of
+from tests.integration.conftest import Collected, DeadLetters, Events, Sandbox, publish, running_worker
 from tests.support.logged import watching
 from tests.support.polling import poll_until
 from workers.runtime import Worker
@@ -316,3 +316,50 @@ async def test_a_reply_to_naming_a_shared_queue_gets_nothing(
         await victim.delete(if_unused=False, if_empty=False)
     assert event.message_id == command.message_id
     assert declared.message_count == 0
+
+
+def worker_permissions(prefix: str) -> dict[str, str]:
+    """What an operator grants a worker: no configure but its budget lock, its queues, its exchanges."""
+    return {
+        # The local-mode budget lock is an exclusive queue of the worker's own (workers.budget).
+        "configure": only(prefix, "worker\\.local"),
+        "write": only(prefix, "events", "dead", "retry\\..+"),
+        "read": only(prefix, "(create|fix|delete|get)(\\.bulk|\\.background)?", "ledger"),
+    }
+
+
+async def test_a_worker_that_may_not_configure_works_once_an_admin_declared_the_topology(
+    settings: Settings, broker: AbstractRobustConnection, channel: AbstractChannel, prefix: str
+) -> None:
+    await declare(channel, topology_of(settings))  # as the admin: recalls topology
+    arrived: Collected[AbstractIncomingMessage] = Collected(lambda message: message)
+    replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await replies.bind(Topology(prefix).events_exchange, routing_key="#")
+    await replies.consume(arrived.on_message)
+    command = GetCommand(vin="SALGA2EV5HA000011")
+    async with broker_user(**worker_permissions(prefix)) as worker_user:
+        as_worker = changed(settings, amqp_url=worker_user.url)
+        async with running_worker(as_worker) as worker:
+            await publish(channel, settings, command)
+            [message] = await arrived.wait_for(1)
+            assert worker.recorder is not None
+            async with asyncio.timeout(30):
+                await worker.recorder.recorded(1)  # its own events are the fleet's
+    assert message.message_id == command.message_id and message.user_id == worker_user.name
+
+
+async def test_fleet_processes_that_may_not_configure_say_to_run_recalls_topology(
+    settings: Settings, broker: AbstractRobustConnection, prefix: str, publisher_user: BrokerUser
+) -> None:
+    as_publisher = changed(settings, amqp_url=publisher_user.url)
+    with pytest.raises(TopologyError, match="run `recalls topology`") as publishing:
+        async with Publisher.connect(as_publisher):
+            pass
+    async with broker_user(**worker_permissions(prefix)) as worker_user:
+        as_worker = changed(settings, amqp_url=worker_user.url)
+        with pytest.raises(TopologyError, match="run `recalls topology`") as working:
+            async with running_worker(as_worker):
+                pass
+    for caught, user in ((publishing, publisher_user), (working, worker_user)):
+        assert f"RECALLS_PREFIX={prefix}" in str(caught.value)
+        assert user.password not in str(caught.value)
