@@ -11,6 +11,8 @@ given to :class:`Publisher` is
 * stamped with the broker user it was sent as (``user_id``, checked by RabbitMQ), which the workers
   compare with ``RECALLS_PUBLISHER_USERS``.
 
+A full command queue (``RECALLS_COMMAND_QUEUE_MAX_LENGTH``) refuses the command: :class:`QueueFull`.
+
 Usage::
 
     async with Publisher.connect(load_settings()) as publisher:
@@ -36,7 +38,7 @@ from pamqp.commands import Basic
 
 from producers import broker
 from producers.keyed_lock import KeyedLock
-from shared.amqp import PublishFailed, is_own_reply_queue, publish_body_confirmed
+from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
 from shared.settings import Settings
 from shared.topology import Topology, ensure, topology_of
@@ -47,6 +49,10 @@ PublishResult = str | Exception
 
 DEFAULT_MAX_IN_FLIGHT = 1000
 CONFIRM_TIMEOUT = 30.0
+
+
+class QueueFull(PublishFailed):
+    """The command's queue holds as many messages as it may: publish the command again later."""
 
 
 class Publisher:
@@ -110,10 +116,10 @@ class Publisher:
         """Validate, publish and return the message_id once the broker has confirmed it.
 
         Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
-        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing) or
-        :class:`~shared.amqp.PublishFailed` (nack, lost connection or no confirm in time), or
-        ``ValueError`` for a lane other than "live", "bulk" or "background" or a ``reply_to`` that
-        is no queue of the caller's own (workers send outcomes to no other).
+        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing),
+        :class:`QueueFull` or :class:`~shared.amqp.PublishFailed` (lost connection or no confirm in
+        time), or ``ValueError`` for a lane other than "live", "bulk" or "background" or a
+        ``reply_to`` that is no queue of the caller's own (workers send outcomes to no other).
         """
         _check_lane(lane)
         _check_reply_to(reply_to)
@@ -202,6 +208,13 @@ class Publisher:
                     await confirmed
             except TimeoutError:
                 raise _no_confirm(command, self._confirm_timeout) from None
+            except Nacked:
+                queue = self._topology.command_queue(command.verb, lane)
+                raise QueueFull(
+                    f"queue {queue!r} is full (RECALLS_COMMAND_QUEUE_MAX_LENGTH caps it): RabbitMQ refused "
+                    f"{command.message_id}; publish it again with the same message_id once the workers "
+                    "have caught up"
+                ) from None
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
                 raise PublishFailed(
                     f"connection lost before {command.message_id} was confirmed ({exc!r}); "

@@ -30,6 +30,10 @@ class Unroutable(PublishFailed):
     """A mandatory message matched no queue: its topology is missing."""
 
 
+class Nacked(PublishFailed):
+    """The broker refused the message: a queue that rejects publishes when full, or its own trouble."""
+
+
 # aiormq's own default (60 s) notices a hung connection only after about three minutes; with 10 s it
 # takes about half a minute.  A URL that names its own ``heartbeat`` keeps it.
 DEFAULT_HEARTBEAT_S = 10
@@ -116,7 +120,7 @@ async def publish_body_confirmed(
             body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=mandatory
         )
     except DeliveryError as exc:
-        raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
+        raise Nacked(f"broker refused message for {routing_key!r}") from exc
     _check(confirmation, exchange, routing_key)
 
 
@@ -124,5 +128,5 @@ def _check(confirmation: object, exchange: str, routing_key: str) -> None:
     if isinstance(confirmation, Basic.Ack) or confirmation is None:
         return
     if isinstance(confirmation, Basic.Nack | Basic.Reject):
-        raise PublishFailed(f"broker refused message for {routing_key!r}")
+        raise Nacked(f"broker refused message for {routing_key!r}")
     raise Unroutable(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")

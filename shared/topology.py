@@ -13,9 +13,11 @@
 An administrator declares it with ``recalls topology`` (:func:`declare`).  The fleet's processes may run
 as broker users without configure permission, so they only :func:`ensure` it: passive checks, and a
 declaration of whatever is missing, which such a user is refused; then :class:`TopologyError` tells the
-operator to run ``recalls topology``.  Every worker consumes every lane; the lanes share each verb's
-rate budget in the order of :data:`LANES`: bulk calls take only the slots live calls leave, background
-calls only those live and bulk calls leave (:mod:`shared.ratelimit`).
+operator to run ``recalls topology``.  Each command queue holds at most ``command_queue_max_length``
+messages and then refuses publishes, so no publisher can fill the broker until its memory alarm blocks
+every other.  Every worker consumes every lane; the lanes share each verb's rate budget in the order of
+:data:`LANES`: bulk calls take only the slots live calls leave, background calls only those live and
+bulk calls leave (:mod:`shared.ratelimit`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import AbstractChannel as RawChannel
-from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
+from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity, ChannelPreconditionFailed
 from pamqp.common import FieldValue
 
 from shared.contracts import VERBS, Lane, Verb
@@ -35,6 +37,7 @@ from shared.settings import Settings
 LANES: tuple[Lane, ...] = ("live", "bulk", "background")
 _LANE_SUFFIXES: dict[str, Lane] = {lane: lane for lane in LANES if lane != "live"}
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
+DEFAULT_COMMAND_QUEUE_MAX_LENGTH = 1_000_000
 # A queue that cannot accept a message must say so to the publisher rather than drop it.
 _QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum", "x-overflow": "reject-publish"}
 # A message redelivered this often has crashed workers; it goes to the dead-letter queue.
@@ -78,6 +81,7 @@ class Topology:
 
     prefix: str
     retry_tiers: Sequence[float] = DEFAULT_RETRY_TIERS
+    command_queue_max_length: int = DEFAULT_COMMAND_QUEUE_MAX_LENGTH
 
     @property
     def commands_exchange(self) -> str:
@@ -117,7 +121,7 @@ class Topology:
 
 
 def topology_of(settings: Settings) -> Topology:
-    return Topology(settings.prefix, settings.retry_tiers)
+    return Topology(settings.prefix, settings.retry_tiers, settings.command_queue_max_length)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ def _queues(topology: Topology) -> list[_Queue]:
         "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": topology.dead_exchange,
         "x-dead-letter-strategy": "at-least-once",
+        "x-max-length": topology.command_queue_max_length,
     }
     queues = [
         _Queue(topology.dead_queue, _QUORUM, topology.dead_exchange),
@@ -176,7 +181,8 @@ def _queues(topology: Topology) -> list[_Queue]:
 async def declare(channel: AbstractChannel, topology: Topology) -> None:
     """Create (or confirm) every exchange, queue and binding; safe to call any number of times.
 
-    Needs configure permission.
+    Needs configure permission.  Raises :class:`TopologyError` for a queue that exists with other
+    arguments (one declared by an earlier version, or with another ``command_queue_max_length``).
     """
     await _create(channel, _exchanges(topology), _queues(topology))
 
@@ -256,11 +262,23 @@ async def _create(
     for exchange in exchanges:
         await channel.declare_exchange(exchange.name, exchange.kind, durable=True)
     for queue in queues:
-        declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        try:
+            declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        except ChannelPreconditionFailed as exc:
+            raise _mismatch(queue.name, exc) from None
         await declared.bind(queue.exchange, routing_key=queue.routing_key)
     for queue in rebind:  # their exchange was just made again, without its bindings
         existing = await channel.get_queue(queue.name, ensure=False)
         await existing.bind(queue.exchange, routing_key=queue.routing_key)
+
+
+def _mismatch(queue: str, exc: ChannelPreconditionFailed) -> TopologyError:
+    return TopologyError(
+        f"queue {queue!r} exists with other arguments than this version declares ({exc.args[-1]}). "
+        "RabbitMQ cannot change the arguments of a queue: once it is empty (stop its publishers, let the "
+        f"workers drain it), delete it (rabbitmqctl delete_queue {queue}) and run `recalls topology` "
+        "again. Until then the fleet goes on using the queue as it is"
+    )
 
 
 async def delete(channel: AbstractChannel, topology: Topology) -> None:

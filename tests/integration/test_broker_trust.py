@@ -23,14 +23,17 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
+from click.testing import CliRunner
+from pamqp.common import FieldValue
 
-from producers.publisher import Publisher
+from cli.main import cli
+from producers.publisher import Publisher, QueueFull
 from shared.contracts import CreateCommand, DeleteCommand, GetCommand, OutcomeEvent
 from shared.settings import Settings
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.ledger import Ledger
-from shared.topology import Topology, TopologyError, declare, topology_of
+from shared.topology import DELIVERY_LIMIT, Topology, TopologyError, declare, topology_of
 from tests.integration.conftest import Collected, DeadLetters, Events, Sandbox, publish, running_worker
 from tests.support.logged import watching
 from tests.support.polling import poll_until
@@ -316,6 +319,50 @@ async def test_a_reply_to_naming_a_shared_queue_gets_nothing(
         await victim.delete(if_unused=False, if_empty=False)
     assert event.message_id == command.message_id
     assert declared.message_count == 0
+
+
+async def test_a_full_command_queue_makes_the_publisher_raise_queue_full(
+    settings: Settings, broker: AbstractRobustConnection
+) -> None:
+    capped = changed(settings, command_queue_max_length=2)
+    refused: QueueFull | None = None
+    async with Publisher.connect(capped) as publisher:
+        for number in range(20):  # a quorum queue may take a few past its cap before it refuses
+            try:
+                await publisher.publish(GetCommand(vin=f"SALGA2EV5HA1000{number:02d}"))
+            except QueueFull as exc:
+                refused = exc
+                break
+    assert refused is not None and number >= 2
+    queue = Topology(settings.prefix).command_queue("get")
+    assert f"queue {queue!r} is full" in str(refused)
+    assert "RECALLS_COMMAND_QUEUE_MAX_LENGTH" in str(refused)
+
+
+async def test_recalls_topology_says_how_to_cap_a_queue_an_earlier_version_declared(
+    settings: Settings, broker: AbstractRobustConnection, channel: AbstractChannel
+) -> None:
+    # As an earlier version left it: the same queue without x-max-length.
+    queue = Topology(settings.prefix).command_queue("get")
+    arguments: dict[str, FieldValue] = {
+        "x-queue-type": "quorum",
+        "x-overflow": "reject-publish",
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": Topology(settings.prefix).dead_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+    }
+    await channel.queue_delete(queue)
+    uncapped = await channel.declare_queue(queue, durable=True, arguments=arguments)
+    await uncapped.bind(Topology(settings.prefix).commands_exchange, routing_key="get")
+    environment = {"RECALLS_PREFIX": settings.prefix, "RECALLS_RETRY_TIERS": "[0.2, 0.5, 1.0, 2.0]"}
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["topology"], env=environment)
+    assert result.exit_code == 1
+    assert f"queue '{uncapped.name}' exists with other arguments" in result.stderr
+    assert (
+        f"rabbitmqctl delete_queue {uncapped.name}" in result.stderr and "recalls topology" in result.stderr
+    )
+    async with Publisher.connect(settings) as publisher:  # the fleet goes on using the queue as it is
+        await publisher.publish(GetCommand(vin="SALGA2EV5HA000010"))
 
 
 def worker_permissions(prefix: str) -> dict[str, str]:
