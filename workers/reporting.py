@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from aiormq.exceptions import AMQPError
 from pamqp.commands import Basic
 
 from shared.amqp import is_own_reply_queue, publish_body_confirmed, publish_confirmed
 from shared.contracts import OutcomeEvent
-from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology
+from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology, TopologyError
 
 log = logging.getLogger("recalls.worker")
 
@@ -32,22 +33,38 @@ class Reporter:
         channel: AbstractChannel,
         topology: Topology,
         exchanges: Mapping[str, AbstractExchange],
+        mend: Callable[[], Awaitable[None]],
     ) -> None:
+        """``mend`` declares again what is missing of the topology (:func:`shared.topology.ensure`)."""
         self._channel = channel
         self._topology = topology
         self._exchanges = exchanges
+        self._mend = mend
 
     @classmethod
-    async def open(cls, channel: AbstractChannel, topology: Topology) -> Reporter:
+    async def open(
+        cls, channel: AbstractChannel, topology: Topology, mend: Callable[[], Awaitable[None]]
+    ) -> Reporter:
         names = [topology.events_exchange, topology.dead_exchange]
         names += [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
         exchanges = {name: await channel.get_exchange(name, ensure=False) for name in names}
-        return cls(channel, topology, exchanges)
+        return cls(channel, topology, exchanges, mend)
 
     async def ready(self) -> None:
-        """Wait for the channel to be open: a robust one reopens by itself after a reconnect."""
+        """Wait for the channel to be open, then for what a publish needs to be there again.
+
+        A robust channel reopens by itself after a reconnect, but declares nothing: an exchange deleted
+        under a running worker is declared again here, or, if this broker user may not, the error says
+        to run ``recalls topology``.
+        """
         if isinstance(self._channel, AbstractRobustChannel):
             await self._channel.ready()
+        try:
+            await self._mend()
+        except TopologyError as exc:
+            log.error("cannot publish what a command needs: %s", exc)
+        except (AMQPError, ConnectionError) as exc:  # the connection went again: the next failure retries
+            log.warning("could not check the topology", extra={"error": type(exc).__name__})
 
     async def retry(self, original: AbstractIncomingMessage, tier: int, headers: dict[str, object]) -> None:
         exchange = self._exchanges[self._topology.retry_name(tier)]

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -211,9 +212,10 @@ class Worker:
         self.stop()
 
     async def _serve(self, connection: AbstractRobustConnection, db: Database, claim: BudgetClaim) -> None:
-        await ensure(connection, self._topology)
+        mend = partial(ensure, connection, self._topology)
+        await mend()
         publishing = await connection.channel(publisher_confirms=True)
-        reporter = await Reporter.open(publishing, self._topology)
+        reporter = await Reporter.open(publishing, self._topology, mend)
         senders = Senders.of(self._settings)
         handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), senders)
         consuming = await connection.channel(publisher_confirms=False)

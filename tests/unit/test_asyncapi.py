@@ -217,7 +217,7 @@ async def test_the_documented_headers_are_those_the_workers_set() -> None:
         type="fix",
         timestamp=None,
     )
-    reporter = Reporter(cast(Any, None), topology, {topology.dead_exchange: dead})
+    reporter = Reporter(cast(Any, None), topology, {topology.dead_exchange: dead}, mend=cast(Any, None))
     await reporter.dead_letter(cast(AbstractIncomingMessage, original), "gone", attempts.headers())
     assert published[0].user_id == "fleet"  # stamped with the user of the channel's connection
     set_by_reporter = set(published[0].headers) - set(attempts.headers())
