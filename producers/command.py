@@ -26,7 +26,7 @@ from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
 from shared.contracts import VERBS, Command, Lane
 from shared.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
 from shared.settings import Settings, SettingsError, load_settings
-from shared.topology import LANES, Topology, declare
+from shared.topology import LANES, Topology, TopologyError, declare, topology_of
 from shared.validation import InvalidCommand, decode_command
 
 _T = TypeVar("_T")
@@ -218,6 +218,8 @@ def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
         raise ServiceError(str(exc)) from None
     except PublishFailed as exc:
         raise ServiceError(f"RabbitMQ did not take the command: {exc}") from None
+    except TopologyError as exc:
+        raise ServiceError(str(exc)) from None
     except AMQPError as exc:
         reason = broker.redact(str(exc), settings)
         raise ServiceError(f"RabbitMQ at {broker.broker_address(settings)} refused: {reason}") from None
@@ -239,9 +241,12 @@ def _quiet_amqp_libraries() -> Iterator[None]:
 
 @click.command()
 def topology() -> None:
-    """Declare every exchange and queue for RECALLS_PREFIX (safe to repeat) and list them."""
+    """Declare every exchange and queue for RECALLS_PREFIX (safe to repeat) and list them.
+
+    Run it as a broker user that may configure (an administrator); the fleet's own users need not.
+    """
     settings = cli_settings()
-    names = Topology(settings.prefix, settings.retry_tiers)
+    names = topology_of(settings)
 
     async def declare_all() -> None:
         connection = await broker.connect(settings, name="recalls-cli topology")

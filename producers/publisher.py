@@ -7,7 +7,11 @@ given to :class:`Publisher` is
   its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
 * sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
   to its verb's queue in the live, bulk or background lane;
-* reported sent only once RabbitMQ has confirmed that a durable queue holds it.
+* reported sent only once RabbitMQ has confirmed that a durable queue holds it;
+* stamped with the broker user it was sent as (``user_id``, checked by RabbitMQ), which the workers
+  compare with ``RECALLS_PUBLISHER_USERS``.
+
+A full command queue (``RECALLS_COMMAND_QUEUE_MAX_LENGTH``) refuses the command: :class:`QueueFull`.
 
 Usage::
 
@@ -34,10 +38,10 @@ from pamqp.commands import Basic
 
 from producers import broker
 from producers.keyed_lock import KeyedLock
-from shared.amqp import PublishFailed, publish_body_confirmed
+from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
 from shared.settings import Settings
-from shared.topology import Topology, declare
+from shared.topology import Topology, ensure, topology_of
 from shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
@@ -47,11 +51,16 @@ DEFAULT_MAX_IN_FLIGHT = 1000
 CONFIRM_TIMEOUT = 30.0
 
 
+class QueueFull(PublishFailed):
+    """The command's queue holds as many messages as it may: publish the command again later."""
+
+
 class Publisher:
     """Publishes validated commands to ``<prefix>.commands`` and waits for the broker's confirms.
 
     Build one with :meth:`connect` (from settings) or :meth:`on_connection` (sharing a connection the
-    caller owns); both declare the topology first, so publishing works on a fresh broker.
+    caller owns); both check the topology first and declare what is missing, so publishing works on a
+    fresh broker when the broker user may configure (:func:`shared.topology.ensure`).
     """
 
     def __init__(
@@ -76,39 +85,44 @@ class Publisher:
         name: str = "recalls-publisher",
         connect_timeout: float = broker.CONNECT_TIMEOUT,
     ) -> AsyncIterator[Publisher]:
-        """Connect to ``settings.amqp_url``, declare the topology, and close everything on exit.
+        """Connect to ``settings.amqp_url``, ensure the topology, and close everything on exit.
 
-        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds.
+        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds, and
+        :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
         """
         connection = await broker.connect(settings, name=name, connect_timeout=connect_timeout)
-        async with connection:
-            topology = Topology(settings.prefix, settings.retry_tiers)
-            async with cls.on_connection(connection, topology) as publisher:
-                yield publisher
+        async with connection, cls.on_connection(connection, topology_of(settings)) as publisher:
+            yield publisher
 
     @classmethod
     @asynccontextmanager
     async def on_connection(
         cls, connection: AbstractConnection, topology: Topology
     ) -> AsyncIterator[Publisher]:
-        """A publisher on its own channel of ``connection``; closes the channel, not the connection."""
+        """A publisher on its own channel of ``connection``; closes the channel, not the connection.
+
+        Raises :class:`shared.topology.TopologyError` when part of the topology is missing and the
+        broker user may not declare it.
+        """
+        await ensure(connection, topology)
         # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
         # message itself, which publish_body_confirmed reports as Unroutable; with True, aiormq raises a
         # PublishError that cannot be told apart from a nack.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
         async with channel:
-            await declare(channel, topology)
             yield cls(channel, topology)
 
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
         """Validate, publish and return the message_id once the broker has confirmed it.
 
         Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
-        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing) or
-        :class:`~shared.amqp.PublishFailed` (nack, lost connection or no confirm in time), or
-        ``ValueError`` for a lane other than "live", "bulk" or "background".
+        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing),
+        :class:`QueueFull` or :class:`~shared.amqp.PublishFailed` (lost connection or no confirm in
+        time), or ``ValueError`` for a lane other than "live", "bulk" or "background" or a
+        ``reply_to`` that is no queue of the caller's own (workers send outcomes to no other).
         """
         _check_lane(lane)
+        _check_reply_to(reply_to)
         checked = validate(command)
         await self._send(checked, lane, reply_to)
         return checked.message_id
@@ -130,6 +144,7 @@ class Publisher:
         and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
         """
         _check_lane(lane)
+        _check_reply_to(reply_to)
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         checked = list(commands) if validated else [validated_or_error(command) for command in commands]
@@ -193,6 +208,13 @@ class Publisher:
                     await confirmed
             except TimeoutError:
                 raise _no_confirm(command, self._confirm_timeout) from None
+            except Nacked:
+                queue = self._topology.command_queue(command.verb, lane)
+                raise QueueFull(
+                    f"queue {queue!r} is full (RECALLS_COMMAND_QUEUE_MAX_LENGTH caps it): RabbitMQ refused "
+                    f"{command.message_id}; publish it again with the same message_id once the workers "
+                    "have caught up"
+                ) from None
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
                 raise PublishFailed(
                     f"connection lost before {command.message_id} was confirmed ({exc!r}); "
@@ -225,6 +247,14 @@ def validated_or_error(command: Command) -> Command | InvalidCommand:
         return validate(command)
     except InvalidCommand as exc:
         return exc
+
+
+def _check_reply_to(reply_to: str | None) -> None:
+    if reply_to is not None and not is_own_reply_queue(reply_to):
+        raise ValueError(
+            "reply_to must be a server-named queue (amq.gen-...) or amq.rabbitmq.reply-to: "
+            "workers send outcomes to no other queue"
+        )
 
 
 def _check_lane(lane: str) -> None:

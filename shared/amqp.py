@@ -3,11 +3,16 @@
 ``publish_confirmed`` returns only when the broker has confirmed the message *and* routed it: aio-pika
 reports an unroutable mandatory message as a returned message rather than an error, which would
 silently drop a command, so it is turned into :class:`Unroutable` here.
+
+Every message the fleet publishes goes through :func:`publish_body_confirmed`, which stamps it with
+``user_id`` = the broker user of its connection.  RabbitMQ refuses a message whose ``user_id`` is not
+the publishing connection's user, so a consumer can believe it: it says who sent the message.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import cast
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
@@ -25,9 +30,14 @@ class Unroutable(PublishFailed):
     """A mandatory message matched no queue: its topology is missing."""
 
 
+class Nacked(PublishFailed):
+    """The broker refused the message: a queue that rejects publishes when full, or its own trouble."""
+
+
 # aiormq's own default (60 s) notices a hung connection only after about three minutes; with 10 s it
 # takes about half a minute.  A URL that names its own ``heartbeat`` keeps it.
 DEFAULT_HEARTBEAT_S = 10
+_OWN_REPLY_QUEUES = ("amq.gen-", "amq.rabbitmq.reply-to")
 
 
 def broker_url(settings: Settings) -> str:
@@ -38,6 +48,26 @@ def broker_url(settings: Settings) -> str:
         return url
     query = "&".join(filter(None, [parts.query, f"heartbeat={DEFAULT_HEARTBEAT_S}"]))
     return urlunsplit(parts._replace(query=query))
+
+
+def broker_user(url: str) -> str | None:
+    """The broker user a connection to ``url`` logs in as: the URL's user, or aiormq's default, guest.
+
+    None with ``auth=external`` (TLS client certificates): then the broker, not the URL, names the user.
+    """
+    parts = urlsplit(url)
+    if parse_qs(parts.query).get("auth", ["plain"])[-1].upper() == "EXTERNAL":
+        return None
+    return unquote(parts.username) if parts.username else "guest"
+
+
+def is_own_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a queue only its declarer can have named: server-named or direct reply-to.
+
+    RabbitMQ refuses a client-chosen name starting with ``amq.``; it names a queue declared without a
+    name ``amq.gen-...``, and rewrites ``amq.rabbitmq.reply-to`` into a channel's own reply address.
+    """
+    return name.startswith(_OWN_REPLY_QUEUES)
 
 
 async def connect(
@@ -60,11 +90,10 @@ async def publish_confirmed(
     mandatory: bool = True,
 ) -> None:
     """Publish and wait for the broker's confirm; raise :class:`PublishFailed` unless it took it."""
-    try:
-        confirmation = await exchange.publish(message, routing_key=routing_key, mandatory=mandatory)
-    except DeliveryError as exc:
-        raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
-    _check(confirmation, exchange.name, routing_key)
+    channel = cast(aio_pika.Exchange, exchange).channel  # what aio-pika hands out is one, with its channel
+    await publish_body_confirmed(
+        channel, exchange.name, message.body, message.properties, routing_key, mandatory=mandatory
+    )
 
 
 async def publish_body_confirmed(
@@ -80,17 +109,18 @@ async def publish_body_confirmed(
 
     For bulk publishing and each command's outcome: building a Message and going through
     ``Exchange.publish`` costs a tenth of what publishing a message costs the client, and the frames
-    sent are the same.
+    sent are the same.  ``properties.user_id`` is set here to the user of the channel's connection.
     """
     if channel.is_closed:
         raise ChannelInvalidStateError(f"{channel!r} closed")
     underlay = await channel.get_underlay_channel()
+    properties.user_id = broker_user(str(underlay.connection.url))
     try:
         confirmation = await underlay.basic_publish(
             body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=mandatory
         )
     except DeliveryError as exc:
-        raise PublishFailed(f"broker refused message for {routing_key!r}") from exc
+        raise Nacked(f"broker refused message for {routing_key!r}") from exc
     _check(confirmation, exchange, routing_key)
 
 
@@ -98,5 +128,5 @@ def _check(confirmation: object, exchange: str, routing_key: str) -> None:
     if isinstance(confirmation, Basic.Ack) or confirmation is None:
         return
     if isinstance(confirmation, Basic.Nack | Basic.Reject):
-        raise PublishFailed(f"broker refused message for {routing_key!r}")
+        raise Nacked(f"broker refused message for {routing_key!r}")
     raise Unroutable(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")

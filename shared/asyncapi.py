@@ -49,7 +49,12 @@ RETRY_HEADERS: dict[str, dict[str, Any]] = {
     "x-last-error": {"type": "string", "description": "The newest line of x-history."},
 }
 DEAD_LETTER_HEADERS: dict[str, dict[str, Any]] = {
-    "x-reason": {"type": "string", "description": "Why the command can never succeed."},
+    "x-reason": {
+        "type": "string",
+        "description": "Why the command can never succeed; it starts with untrusted_sender (a sender not "
+        "in RECALLS_PUBLISHER_USERS, or an outcome event from a sender not in RECALLS_FLEET_USERS) or "
+        "issued_in_future (issued_at beyond RECALLS_MAX_CLOCK_SKEW) for those refusals.",
+    },
     "x-routing-key": {"type": "string", "description": "The routing key it arrived with (verb and lane)."},
     "x-dead-at": {"type": "number", "description": "Unix time it was dead-lettered."},
     "x-dvsa-status": {"type": "integer", "description": "DVSA's last HTTP status, if DVSA answered."},
@@ -90,8 +95,8 @@ class _Named:
     name: str
     declared: Declared
 
-    async def bind(self, exchange: _Named, routing_key: str | None = None) -> None:
-        self.declared.bindings.append((self.name, exchange.name, routing_key or ""))
+    async def bind(self, exchange: str, routing_key: str | None = None) -> None:
+        self.declared.bindings.append((self.name, exchange, routing_key or ""))
 
 
 def declared(topology: Topology) -> Declared:
@@ -165,7 +170,11 @@ def _messages() -> dict[str, Any]:
         "correlation_id": "the body's correlation_id, if any",
         "timestamp": "the body's issued_at",
         "type": "the verb",
-        "reply_to": "optional: a queue that also receives the outcome event",
+        "reply_to": "optional: a queue of the sender's own (amq.gen-... or amq.rabbitmq.reply-to) that "
+        "also receives the outcome event; any other is ignored",
+        "user_id": "the publishing broker user, which RabbitMQ checks (set it to your login: RabbitMQ "
+        "fills nothing in); once RECALLS_PUBLISHER_USERS is set, workers take commands only from those "
+        "users and the fleet's own, and they read retry headers only from the fleet's own",
     }
     messages: dict[str, Any] = {}
     for verb, type_ in COMMAND_TYPES.items():
@@ -183,7 +192,8 @@ def _messages() -> dict[str, Any]:
     messages["deadLetter"] = {
         "name": "deadLetter",
         "title": "dead-lettered command",
-        "summary": "A command that can never succeed (or a body that is not one), with its reason.",
+        "summary": "A command that can never succeed (or a body that is not one, or an outcome event "
+        "from an untrusted sender), with its reason.",
         "contentType": "application/json",
         "headers": _headers(
             {**RETRY_HEADERS, **DEAD_LETTER_HEADERS}, "The command's retry headers plus why it died."
@@ -371,7 +381,8 @@ def _operations(topology: Topology) -> dict[str, Any]:
             events,
             [_key(key)],
             "fleet",
-            f"Report an outcome as {key} (also to the command's reply_to).",
+            f"Report an outcome as {key} (also to the command's reply_to), stamped with the worker's "
+            "user_id.",
             cc=[key],
             deliveryMode=2,
             mandatory=False,
@@ -393,7 +404,8 @@ def _operations(topology: Topology) -> dict[str, Any]:
         _channel_id("queue", topology.ledger_queue, topology),
         [_key(key) for key in _event_keys()],
         "fleet",
-        "The event recorder keeps the ledger and batch jobs from every outcome.",
+        "The event recorder keeps the ledger and batch jobs from every outcome a fleet user sent "
+        "(RECALLS_FLEET_USERS); it dead-letters any other as untrusted_sender.",
         ack=True,
     )
     return operations

@@ -4,6 +4,9 @@
 than failed), ``x-first-seen`` (when the fleet first took it, for the not-found
 horizon), ``x-maybe-applied`` (an earlier attempt may have reached DVSA: a 404 on delete then means it
 was deleted by that attempt) and ``x-history`` (one short line per attempt, newest last, bounded).
+
+Only the fleet writes these headers, so they are read only from a message a fleet user sent
+(:mod:`workers.senders`); a command from anyone else starts as a first attempt, whatever it carries.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ class Attempts:
     waits: int = 0  # attempts that waited (for a create, a token) rather than failed
 
     @classmethod
-    def of(cls, message: AbstractIncomingMessage, *, now: float | None = None) -> Attempts:
-        """Read the history; a redelivery means a worker may have called DVSA and then died."""
+    def of(cls, message: AbstractIncomingMessage, *, trusted: bool, now: float | None = None) -> Attempts:
+        """Read the history if ``trusted``; a redelivery means a worker may have called DVSA and then died."""
         now = time.time() if now is None else now
+        if not trusted:
+            return cls(count=0, first_seen=now, maybe_applied=bool(message.redelivered))
         count = _header(message, "x-attempts")
         waits = _header(message, "x-waits")
         history = _header(message, "x-history")

@@ -13,6 +13,7 @@ from shared.gc_tuning import settle_after_startup
 from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
 from shared.store.database import StoreError
+from shared.topology import TopologyError
 from workers.budget import Refused
 from workers.runtime import Worker, dvsa_client
 from workers.supervisor import supervise
@@ -33,7 +34,7 @@ async def serve(settings: Settings) -> int:
         ready.cancel()
         try:
             await running
-        except (Refused, StoreError) as exc:
+        except (Refused, StoreError, TopologyError) as exc:
             # One line, no traceback: the configuration is at fault, and the line says how to mend it.
             click.echo(f"error: {exc}", err=True)
             return 2

@@ -10,6 +10,10 @@ campaign.  So a 409 is :class:`Confirm`, and :func:`confirm` reads DVSA's answer
 vehicle: ``already_applied`` only when DVSA holds what the command asked for, otherwise a permanent
 ``conflict`` with DVSA's message.  Calling a repeat what was a refusal would report a recall at DVSA
 that is not there.
+
+Before any of that, :func:`issued_in_future` refuses a command stamped well after now: issue times
+decide which of two commands about a recall is newer (:mod:`workers.doubts`), so a delete dated 2099
+would make every genuine create of its recall count as superseded.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from shared.dvsa.client import DvsaReply, DvsaTransportError
 from workers.attempts import Attempts
 
 _ALREADY_FIXED = "already been marked as fixed"
+ISSUED_IN_FUTURE = "issued_in_future"
 _ALREADY_NOT_FIXED = "already been marked as not fixed"
 
 
@@ -46,7 +51,8 @@ class Retry:
 @dataclass(frozen=True)
 class Fail:
     reason: str
-    kind: str = "rejected"  # for the metrics: rejected, conflict, not_found or retries_exhausted
+    # For the metrics: rejected, conflict, not_found, retries_exhausted or issued_in_future.
+    kind: str = "rejected"
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,18 @@ def _repeated(command: Command, reply: DvsaReply, attempts: Attempts) -> bool:
     if isinstance(command, DeleteCommand) and reply.status == 404:
         return attempts.maybe_applied
     return False
+
+
+def issued_in_future(command: Command, now: float, max_skew: float) -> Fail | None:
+    """A :class:`Fail` for a command issued more than ``max_skew`` seconds after ``now``, else None."""
+    ahead = command.issued_at.timestamp() - now
+    if ahead <= max_skew:
+        return None
+    reason = (
+        f"{ISSUED_IN_FUTURE}: issued_at {command.issued_at.isoformat()} is {ahead:.0f} s ahead of this "
+        f"worker's clock (RECALLS_MAX_CLOCK_SKEW allows {max_skew:g} s)"
+    )
+    return Fail(reason, kind=ISSUED_IN_FUTURE)
 
 
 def decide_transport(error: DvsaTransportError) -> Retry:

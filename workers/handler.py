@@ -1,9 +1,10 @@
 """One delivery, start to finish: decode, call DVSA, decide, report, and only then acknowledge.
 
-Nothing a message contains can crash the worker or block its queue: an undecodable or invalid body goes
-straight to the dead-letter queue with the field and reason; any other failure either schedules a
-retry or dead-letters with the reason.  If a replacement cannot be published, the delivery is
-requeued rather than acked, so the command is never lost.
+Nothing a message contains can crash the worker or block its queue: a message from a sender the worker
+may not take commands from (:mod:`workers.senders`), an undecodable or invalid body, or a command
+issued too far in the future goes straight to the dead-letter queue with the reason; any other failure
+either schedules a retry or dead-letters with the reason.  If a replacement cannot be published, the
+delivery is requeued rather than acked, so the command is never lost.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from workers.decisions import (
     decide,
     decide_transport,
     describe,
+    issued_in_future,
 )
 from workers.doubts import DeleteInDoubt, DeleteMark, Doubts
 from workers.reporting import Reporter
 from workers.schedule import Later, schedule
+from workers.senders import UNTRUSTED_SENDER, Senders
 
 log = logging.getLogger("recalls.worker")
 REQUEUE_READY_WAIT_S = 30.0  # the most a failed delivery waits for its channel before going back
@@ -101,10 +104,12 @@ class Handler:
         dvsa: DvsaClient,
         reporter: Reporter,
         doubts: Doubts,
+        senders: Senders,
         *,
         clock: Clock = time.time,
     ) -> None:
         self._settings = settings
+        self._senders = senders
         self._doubts = doubts
         self._dvsa = dvsa
         self._reporter = reporter
@@ -142,21 +147,36 @@ class Handler:
             await message.nack(requeue=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        attempts = Attempts.of(message, now=self._clock())
+        sender = message.user_id
+        attempts = Attempts.of(message, trusted=self._senders.is_fleet(sender), now=self._clock())
+        if not self._senders.may_command(sender):
+            reason = self._senders.refusal(sender, "RECALLS_PUBLISHER_USERS or RECALLS_FLEET_USERS")
+            await self._refuse(message, reason, UNTRUSTED_SENDER, attempts)
+            return
         try:
             command = decode_command(message.body)
         except InvalidCommand as exc:
-            await self._reporter.dead_letter(message, f"invalid command: {exc}", attempts.headers())
-            await message.ack()
-            self._metrics.dead_lettered(_verb_of(message), "invalid_message")
-            log.warning("dead-lettered invalid message", extra={**_ids(message), "reason": str(exc)})
+            await self._refuse(message, f"invalid command: {exc}", "invalid_message", attempts)
             return
         # The body's correlation id wins over the AMQP property, as in the outcome event.
         with logs.correlated(command.correlation_id or message.correlation_id or message.message_id):
             await self._apply(message, command, attempts)
 
+    async def _refuse(
+        self, message: AbstractIncomingMessage, reason: str, kind: str, attempts: Attempts
+    ) -> None:
+        """Dead-letter a delivery that is no command this worker may apply (no outcome event: no command)."""
+        await self._reporter.dead_letter(message, reason, attempts.headers())
+        await message.ack()
+        self._metrics.dead_lettered(_verb_of(message), kind)
+        log.warning("dead-lettered a delivery (%s)", kind, extra={**_ids(message), "reason": reason})
+
     async def _apply(self, message: AbstractIncomingMessage, command: Command, attempts: Attempts) -> None:
         started = self._clock()
+        early = issued_in_future(command, started, self._settings.max_clock_skew)
+        if early is not None:  # before DVSA and the ledger's marks: its issue time would outrank others'
+            await self._settle(Attempt(message, command, attempts, None, started), early)
+            return
         decision, reply, attempts = await self._attempt(message, command, attempts)
         await self._settle(Attempt(message, command, attempts, reply, started), decision)
 

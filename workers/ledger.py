@@ -8,12 +8,20 @@ of the first goes into one transaction, ledger, batches and checks together, whi
 cost per event small (one commit per group, not three per event) at the fleet's full rate.  A database
 error returns the group's events to the queue after a short pause (so an outage does not spin); an event
 that cannot be decoded is logged and dropped, as it never will be.
+
+Only the fleet's own broker users publish outcome events (:mod:`workers.senders`).  An event from anyone
+else is dead-lettered ``untrusted_sender`` by the recorder itself, to ``<prefix>.dead`` where the
+operator sees it: the ledger queue has no dead-letter exchange of its own, and giving it one would
+change its arguments, which RabbitMQ refuses for a queue that exists.  A time in an event that lies in
+the future is recorded as now: the ledger and the cache keep the newest event, and a time to come would
+outrank every genuine one until it came.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -24,17 +32,22 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.contracts import OutcomeEvent
+from shared.amqp import PublishFailed
+from shared.contracts import OutcomeEvent, utc_now
+from shared.metrics import WorkerMetrics
 from shared.store.batches import Batches
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.ledger import Ledger
 from shared.topology import Topology
 from workers.inflight import InFlight
+from workers.reporting import Reporter
+from workers.senders import UNTRUSTED_SENDER, Senders
 
 log = logging.getLogger("recalls.worker.ledger")
 
 _DECODER = msgspec.json.Decoder(OutcomeEvent)
+_TIMES = ("issued_at", "first_seen_at", "completed_at")
 
 
 class EventRecorder:
@@ -45,12 +58,20 @@ class EventRecorder:
         db: Database,
         topology: Topology,
         *,
+        senders: Senders,
+        reporter: Reporter,
+        metrics: WorkerMetrics,
         prefetch: int,
         retry_pause: float = 1.0,
         linger: float = 0.1,
         after_ending: Callable[[], None] = lambda: None,
+        clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._db = db
+        self._senders = senders
+        self._reporter = reporter  # dead-letters the events of untrusted senders
+        self._metrics = metrics
+        self._clock = clock
         self._ledger = Ledger(db)
         self._batches = Batches(db)
         self._checks = VinChecks(db)
@@ -89,6 +110,9 @@ class EventRecorder:
             await self._channel.close()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
+        if not self._senders.is_fleet(message.user_id):
+            await self._refuse(message)
+            return
         try:
             event = _DECODER.decode(message.body)
         except msgspec.DecodeError as exc:
@@ -96,20 +120,39 @@ class EventRecorder:
             await message.ack()
             return
         written = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, written))
+        self._waiting.append((_clamped(event, self._clock()), written))
         self._arrived.set()
         try:
             await written
         except _NotWritten:
-            await asyncio.sleep(self._retry_pause)  # a database outage must not become a busy loop
-            with _channel_gone():
-                await message.nack(requeue=True)
+            await self._give_back(message)
             return
         with _channel_gone():
             await message.ack()
         async with self._progress:
             self._recorded += 1
             self._progress.notify_all()
+
+    async def _refuse(self, message: AbstractIncomingMessage) -> None:
+        """Dead-letter an event no fleet user sent; it changes nothing in the store."""
+        reason = self._senders.refusal(message.user_id, "RECALLS_FLEET_USERS")
+        try:
+            await self._reporter.dead_letter(message, reason, {})
+        except (PublishFailed, AMQPError, ChannelInvalidStateError):
+            await self._give_back(message)
+            return
+        with _channel_gone():
+            await message.ack()
+        self._metrics.dead_lettered("event", UNTRUSTED_SENDER)
+        log.warning(
+            "dead-lettered an outcome event from an untrusted sender",
+            extra={"message_id": message.message_id, "routing_key": message.routing_key, "reason": reason},
+        )
+
+    async def _give_back(self, message: AbstractIncomingMessage) -> None:
+        await asyncio.sleep(self._retry_pause)  # an outage must not become a busy loop
+        with _channel_gone():
+            await message.nack(requeue=True)
 
     async def _write_forever(self) -> None:
         """Write what has arrived, a group at a time, and wake each event's handler with the result."""
@@ -151,6 +194,12 @@ class EventRecorder:
         """Return once ``count`` events have been recorded since start (for tests and demos)."""
         async with self._progress:
             await self._progress.wait_for(lambda: self._recorded >= count)
+
+
+def _clamped(event: OutcomeEvent, now: dt.datetime) -> OutcomeEvent:
+    """``event`` with each of its times that lies after ``now`` brought back to ``now``."""
+    ahead = {name: now for name in _TIMES if (when := getattr(event, name)) is not None and when > now}
+    return msgspec.structs.replace(event, **ahead) if ahead else event
 
 
 def _channel_gone() -> contextlib.AbstractContextManager[None]:

@@ -1,22 +1,28 @@
 """Where a handled message goes next: retry tier, dead-letter queue, events exchange, caller's reply_to.
 
 Every publish here is confirmed by the broker before the handler acks the original delivery, so a
-crash between the two can duplicate a message but never lose one.
+crash between the two can duplicate a message but never lose one.  A reply_to is honoured only when it
+names a queue its sender owns (:func:`shared.amqp.is_own_reply_queue`): otherwise anyone who may
+publish a command could have outcomes delivered into any queue, another deployment's included.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from aiormq.exceptions import AMQPError
 from pamqp.commands import Basic
 
-from shared.amqp import publish_body_confirmed, publish_confirmed
+from shared.amqp import is_own_reply_queue, publish_body_confirmed, publish_confirmed
 from shared.contracts import OutcomeEvent
-from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology
+from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology, TopologyError
+
+log = logging.getLogger("recalls.worker")
 
 
 class Reporter:
@@ -27,22 +33,38 @@ class Reporter:
         channel: AbstractChannel,
         topology: Topology,
         exchanges: Mapping[str, AbstractExchange],
+        mend: Callable[[], Awaitable[None]],
     ) -> None:
+        """``mend`` declares again what is missing of the topology (:func:`shared.topology.ensure`)."""
         self._channel = channel
         self._topology = topology
         self._exchanges = exchanges
+        self._mend = mend
 
     @classmethod
-    async def open(cls, channel: AbstractChannel, topology: Topology) -> Reporter:
+    async def open(
+        cls, channel: AbstractChannel, topology: Topology, mend: Callable[[], Awaitable[None]]
+    ) -> Reporter:
         names = [topology.events_exchange, topology.dead_exchange]
         names += [topology.retry_name(tier) for tier in range(len(topology.retry_tiers))]
         exchanges = {name: await channel.get_exchange(name, ensure=False) for name in names}
-        return cls(channel, topology, exchanges)
+        return cls(channel, topology, exchanges, mend)
 
     async def ready(self) -> None:
-        """Wait for the channel to be open: a robust one reopens by itself after a reconnect."""
+        """Wait for the channel to be open, then for what a publish needs to be there again.
+
+        A robust channel reopens by itself after a reconnect, but declares nothing: an exchange deleted
+        under a running worker is declared again here, or, if this broker user may not, the error says
+        to run ``recalls topology``.
+        """
         if isinstance(self._channel, AbstractRobustChannel):
             await self._channel.ready()
+        try:
+            await self._mend()
+        except TopologyError as exc:
+            log.error("cannot publish what a command needs: %s", exc)
+        except (AMQPError, ConnectionError) as exc:  # the connection went again: the next failure retries
+            log.warning("could not check the topology", extra={"error": type(exc).__name__})
 
     async def retry(self, original: AbstractIncomingMessage, tier: int, headers: dict[str, object]) -> None:
         exchange = self._exchanges[self._topology.retry_name(tier)]
@@ -72,8 +94,16 @@ class Reporter:
         # Nobody may be subscribed yet; an event with no queue is not an error.
         events = self._topology.events_exchange
         await publish_body_confirmed(self._channel, events, body, properties, key, mandatory=False)
-        if reply_to:
-            await publish_body_confirmed(self._channel, "", body, properties, reply_to, mandatory=False)
+        if not reply_to:
+            return
+        if not is_own_reply_queue(reply_to):
+            log.warning(
+                "reply_to is no queue of the sender's own (amq.gen-... or amq.rabbitmq.reply-to): "
+                "the outcome went to the events exchange only",
+                extra={"message_id": event.message_id, "reply_to": reply_to[:255]},
+            )
+            return
+        await publish_body_confirmed(self._channel, "", body, properties, reply_to, mandatory=False)
 
 
 def _copy(original: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -35,7 +36,7 @@ from shared.redis_hold import RedisHold
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.ledger import Ledger
-from shared.topology import LANES, Topology, declare
+from shared.topology import LANES, ensure, topology_of
 from workers.budget import BudgetClaim, Refused
 from workers.doubts import Doubts
 from workers.handler import Handler
@@ -44,6 +45,7 @@ from workers.ledger import EventRecorder
 from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
 from workers.patience import Patience, Stopped, broker_answering, redis_answering, store_answering
 from workers.reporting import Reporter
+from workers.senders import Senders
 from workers.telemetry import publish_stats_forever
 from workers.webhooks import WebhookSender
 
@@ -105,10 +107,6 @@ def _gated(handle: Handle, claim: BudgetClaim) -> Handle:
             await handle(message)
 
     return on_message
-
-
-def topology_of(settings: Settings) -> Topology:
-    return Topology(settings.prefix, settings.retry_tiers)
 
 
 @contextlib.asynccontextmanager
@@ -214,10 +212,12 @@ class Worker:
         self.stop()
 
     async def _serve(self, connection: AbstractRobustConnection, db: Database, claim: BudgetClaim) -> None:
+        mend = partial(ensure, connection, self._topology)
+        await mend()
         publishing = await connection.channel(publisher_confirms=True)
-        await declare(publishing, self._topology)
-        reporter = await Reporter.open(publishing, self._topology)
-        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)))
+        reporter = await Reporter.open(publishing, self._topology, mend)
+        senders = Senders.of(self._settings)
+        handler = Handler(self._settings, self._dvsa, reporter, Doubts(Ledger(db)), senders)
         consuming = await connection.channel(publisher_confirms=False)
         await consuming.set_qos(prefetch_count=self._settings.prefetch)
         on_message = self._in_flight.tracking(_gated(handler, claim))
@@ -228,9 +228,9 @@ class Worker:
                 consumers.append((queue, await queue.consume(on_message)))
         async with contextlib.AsyncExitStack() as stack:
             if self._settings.record_events:
-                await stack.enter_async_context(self._recording(connection, db))
+                await stack.enter_async_context(self._recording(connection, db, reporter, senders))
             await stack.enter_async_context(self._telling(connection))
-            self._announce()
+            self._announce(senders)
             self.ready.set()
             await self._stopping.wait()
             for queue, tag in consumers:
@@ -239,14 +239,22 @@ class Worker:
             await consuming.close()
 
     @contextlib.asynccontextmanager
-    async def _recording(self, connection: AbstractRobustConnection, db: Database) -> AsyncIterator[None]:
+    async def _recording(
+        self, connection: AbstractRobustConnection, db: Database, reporter: Reporter, senders: Senders
+    ) -> AsyncIterator[None]:
         """The event recorder and, beside it, the sender of the webhooks of the batches it ends."""
         # trust_env=False: no proxy variable may choose where a webhook goes (the URL's checks decide).
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as http:
             sender = WebhookSender(db, self._settings, http)
             sending = asyncio.create_task(sender.run(), name="webhook-sender")
             self.recorder = EventRecorder(
-                db, self._topology, prefetch=self._settings.prefetch, after_ending=sender.wake
+                db,
+                self._topology,
+                senders=senders,
+                reporter=reporter,
+                metrics=self._dvsa.metrics,
+                prefetch=self._settings.prefetch,
+                after_ending=sender.wake,
             )
             await self.recorder.start(connection)
             try:
@@ -301,8 +309,14 @@ class Worker:
         if requeued:
             log.warning("requeued unfinished commands", extra={"requeued": requeued})
 
-    def _announce(self) -> None:
+    def _announce(self, senders: Senders) -> None:
         settings = self._settings
+        if senders.anyone_commands:
+            log.warning(
+                "RECALLS_PUBLISHER_USERS is not set: taking commands from any broker user that may publish "
+                "to %s",
+                self._topology.commands_exchange,
+            )
         if settings.uses_sandbox:
             log.warning(
                 "RECALLS_DVSA_BASE_URL is not set: talking to the local DVSA SANDBOX at %s, not to DVSA",

@@ -61,7 +61,11 @@ async def test_each_verb_end_to_end(
 async def test_outcome_reaches_reply_to(
     sandbox: Sandbox, settings: Settings, channel: AbstractChannel, worker: Worker
 ) -> None:
-    replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+    # Named by the broker (amq.gen-...): aio-pika's robust channel would name it amq_<hex> itself, and a
+    # name a client chose gets no outcomes.
+    underlay = await channel.get_underlay_channel()
+    named = await underlay.queue_declare("", exclusive=True, auto_delete=True)
+    replies = await channel.get_queue(named.queue or "", ensure=False)
     command = GetCommand(vin=vin(9))
     await publish(channel, settings, command, reply_to=replies.name, correlation_id="ask-1")
     async with replies.iterator() as messages:

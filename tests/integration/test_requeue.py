@@ -1,8 +1,8 @@
 """A delivery whose replacement the broker would not take goes back to its queue calmly, and is not lost.
 
 The dead-letter exchange is deleted under a running worker, so the dead letter of an invalid command
-cannot be published: the broker closes the worker's publishing channel, which reopens by itself and
-declares again what it declared.  Given back at once, the delivery would come straight back to a
+cannot be published: the broker closes the worker's publishing channel, which reopens by itself, and
+the worker declares again what is missing.  Given back at once, the delivery would come straight back to a
 channel still reopening and fail again and again, spending the queue's delivery limit in moments
 (RabbitMQ would then dead-letter it by its own rules).  It must instead wait for the channel.
 """

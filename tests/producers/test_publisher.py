@@ -55,7 +55,7 @@ async def test_each_verb_lands_in_its_queue_as_a_persistent_json_message(
 ) -> None:
     command = a_command(verb, vin=VIN.lower())
     async with Publisher.connect(settings) as publisher:
-        message_id = await publisher.publish(command, reply_to="replies")
+        message_id = await publisher.publish(command, reply_to="amq.gen-replies")
 
     async with connection.channel() as channel:
         queue = await channel.get_queue(names.command_queue(verb))
@@ -65,7 +65,7 @@ async def test_each_verb_lands_in_its_queue_as_a_persistent_json_message(
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert message.content_type == "application/json"
     assert message.type == verb
-    assert message.reply_to == "replies"
+    assert message.reply_to == "amq.gen-replies"
     assert message.correlation_id == command.correlation_id
     assert message.timestamp == command.issued_at.replace(microsecond=0)
     # The body is the validated command: the same fields, the VIN upper-cased.
@@ -123,6 +123,17 @@ async def test_an_unknown_lane_is_refused_rather_than_sent_to_bulk(
     async with Publisher.connect(settings) as publisher:
         with pytest.raises(ValueError, match="lane"):
             await publisher.publish(a_command("get"), lane="Live")  # type: ignore[arg-type]
+    assert await all_queues_empty(names, queue_count)
+
+
+async def test_a_reply_to_of_someone_elses_queue_is_refused_before_anything_is_sent(
+    settings: Settings, names: Topology, connection: AbstractConnection, queue_count: QueueCount
+) -> None:
+    async with Publisher.connect(settings) as publisher:
+        with pytest.raises(ValueError, match="reply_to must be a server-named queue"):
+            await publisher.publish(a_command("get"), reply_to=names.ledger_queue)
+        with pytest.raises(ValueError, match="reply_to"):
+            await publisher.publish_many([a_command("get")], reply_to="replies")
     assert await all_queues_empty(names, queue_count)
 
 

@@ -187,17 +187,26 @@ def test_payloads_are_the_committed_json_schemas() -> None:
 
 
 async def test_the_documented_headers_are_those_the_workers_set() -> None:
+    """The reporter dead-letters onto a stand-in channel that keeps what it was asked to publish."""
     attempts = Attempts(count=1, first_seen=0.0, maybe_applied=False, history=("500",))
     assert set(RETRY_HEADERS) == set(attempts.headers())
     dvsa = set(_dvsa_headers(DvsaReply(status=500, body={"errorCode": "X", "errorMessage": "y"})))
 
-    published: list[Any] = []
+    published: list[Any] = []  # the properties of each message the stand-in channel was given
 
-    async def publish(message: Any, routing_key: str, mandatory: bool) -> None:
-        published.append(message)
+    async def basic_publish(body: bytes, **frame: Any) -> None:
+        published.append(frame["properties"])
+
+    underlay = SimpleNamespace(
+        basic_publish=basic_publish, connection=SimpleNamespace(url="amqp://fleet@mq/")
+    )
+
+    async def get_underlay_channel() -> Any:
+        return underlay
 
     topology = Topology(PREFIX)
-    dead = cast(AbstractExchange, SimpleNamespace(name=topology.dead_exchange, publish=publish))
+    channel = SimpleNamespace(is_closed=False, get_underlay_channel=get_underlay_channel)
+    dead = cast(AbstractExchange, SimpleNamespace(name=topology.dead_exchange, channel=channel))
     original = SimpleNamespace(
         body=b"{}",
         routing_key="fix",
@@ -208,8 +217,9 @@ async def test_the_documented_headers_are_those_the_workers_set() -> None:
         type="fix",
         timestamp=None,
     )
-    reporter = Reporter(cast(Any, None), topology, {topology.dead_exchange: dead})
+    reporter = Reporter(cast(Any, None), topology, {topology.dead_exchange: dead}, mend=cast(Any, None))
     await reporter.dead_letter(cast(AbstractIncomingMessage, original), "gone", attempts.headers())
+    assert published[0].user_id == "fleet"  # stamped with the user of the channel's connection
     set_by_reporter = set(published[0].headers) - set(attempts.headers())
     assert set(DEAD_LETTER_HEADERS) == set_by_reporter | dvsa
     dead_letter = document()["components"]["messages"]["deadLetter"]

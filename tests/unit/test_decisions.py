@@ -10,7 +10,7 @@ import pytest
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
 from shared.dvsa.client import DvsaReply, DvsaTransportError
 from workers.attempts import Attempts
-from workers.decisions import Confirm, Done, Fail, Retry, confirm, decide, decide_transport
+from workers.decisions import Confirm, Done, Fail, Retry, confirm, decide, decide_transport, issued_in_future
 from workers.schedule import Later, schedule
 
 VIN = "WAUZZZF49HA036784"
@@ -224,3 +224,12 @@ def test_a_409_whose_confirmation_failed_is_asked_again(status: int) -> None:
     decision = confirm(CREATE, CONFLICT, reply(status))
     assert isinstance(decision, Retry)
     assert not decision.waits
+
+
+def test_a_command_issued_beyond_the_clock_skew_fails_and_one_within_it_does_not() -> None:
+    issued = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    command = GetCommand(vin=VIN, issued_at=issued)
+    assert issued_in_future(command, now=issued.timestamp() - 300, max_skew=300) is None
+    early = issued_in_future(command, now=issued.timestamp() - 7200, max_skew=300)
+    assert early is not None and early.kind == "issued_in_future"
+    assert early.reason.startswith("issued_in_future: issued_at 2030-01-01T00:00:00+00:00 is 7200 s ahead")

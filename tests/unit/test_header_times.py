@@ -1,4 +1,4 @@
-"""Times the workers put in message headers survive AMQP's table encoding to the second."""
+"""Times the workers put in message headers survive AMQP's table encoding, and only the fleet's are read."""
 
 from __future__ import annotations
 
@@ -27,12 +27,19 @@ def test_a_first_seen_time_that_cannot_be_one_is_taken_as_now(header: Any) -> No
     message = cast(
         AbstractIncomingMessage, SimpleNamespace(headers={"x-first-seen": header}, redelivered=False)
     )
-    assert Attempts.of(message, now=1_800_000_000.0).first_seen == 1_800_000_000.0
+    assert Attempts.of(message, trusted=True, now=1_800_000_000.0).first_seen == 1_800_000_000.0
 
 
 def test_a_first_seen_time_in_the_past_is_kept() -> None:
     message = cast(
         AbstractIncomingMessage, SimpleNamespace(headers={"x-first-seen": 1_700_000_000}, redelivered=True)
     )
-    attempts = Attempts.of(message, now=1_800_000_000.0)
+    attempts = Attempts.of(message, trusted=True, now=1_800_000_000.0)
     assert (attempts.first_seen, attempts.maybe_applied) == (1_700_000_000.0, True)
+
+
+def test_the_history_of_a_message_no_fleet_user_sent_is_not_read() -> None:
+    headers = {"x-attempts": 99, "x-waits": 9, "x-first-seen": 0, "x-maybe-applied": True, "x-history": ["x"]}
+    message = cast(AbstractIncomingMessage, SimpleNamespace(headers=headers, redelivered=False))
+    attempts = Attempts.of(message, trusted=False, now=1_800_000_000.0)
+    assert attempts == Attempts(count=0, first_seen=1_800_000_000.0, maybe_applied=False)
