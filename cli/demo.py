@@ -27,7 +27,7 @@ from shared.amqp import connect
 from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
 from shared.dvsa.client import DvsaClient
 from shared.settings import Settings, SettingsError, load_settings
-from shared.topology import Topology, delete
+from shared.topology import Topology, delete, topology_of
 from shared.validation import InvalidCommand
 from workers.runtime import Worker, dvsa_client
 
@@ -63,7 +63,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
         console.print(f"[bold]1.[/] DVSA sandbox started at {url} (strict {settings.rate_limit}/s per verb)")
         connection = await connect(settings, "recalls-demo")
         async with connection, dvsa_client(settings) as dvsa:
-            topology = Topology(settings.prefix, settings.retry_tiers)
+            topology = topology_of(settings)
             channel = await connection.channel()
             try:
                 return await _narrate(

@@ -29,7 +29,7 @@ from producers.batch_api.ops import ApiMetrics, metrics_app
 from producers.publisher import Publisher
 from shared.settings import Settings
 from shared.store.database import Database
-from shared.topology import Topology
+from shared.topology import topology_of
 
 HSTS = ("Strict-Transport-Security", "max-age=31536000")  # a year, the usual floor for preload lists
 
@@ -47,7 +47,7 @@ class Tls:
 
 async def serve(settings: Settings, host: str, port: int, *, tls: Tls | None = None) -> None:
     """Serve the batch API on ``host``:``port`` (https with ``tls``) until cancelled or signalled."""
-    topology = Topology(settings.prefix, settings.retry_tiers)
+    topology = topology_of(settings)
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(Database.connect(settings))
         connection = await stack.enter_async_context(await broker.connect(settings, name="recalls-api"))

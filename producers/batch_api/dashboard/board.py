@@ -21,7 +21,7 @@ from shared.queue_depths import QueueDepth
 from shared.settings import Settings
 from shared.store.batches import Batches
 from shared.store.database import Database
-from shared.topology import Topology
+from shared.topology import topology_of
 
 RECENT = 20  # batches shown, newest first
 
@@ -30,7 +30,7 @@ class Dashboard:
     """Reads the fleet's figures while running; :meth:`snapshot` is what ``/dashboard/data`` answers."""
 
     def __init__(self, settings: Settings, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        topology = Topology(settings.prefix, settings.retry_tiers)
+        topology = topology_of(settings)
         self._settings = settings
         self._db = db
         self._clock = clock
