@@ -24,6 +24,8 @@ import yaml
 from click.testing import CliRunner
 
 from cli.main import cli
+from shared.dvsa.transport import MAX_BODY_BYTES as ANSWER_BYTES
+from shared.validation import MAX_BODY_BYTES as COMMAND_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
@@ -331,3 +333,11 @@ def test_rendering_refuses_a_password_it_cannot_use_and_never_shows_it(
     assert reason in result.stderr
     assert password is None or password not in result.stderr + result.stdout
     assert not output.exists()
+
+
+def test_the_broker_refuses_a_message_larger_than_any_the_fleet_sends() -> None:
+    conf = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text().splitlines()
+    [line] = [line for line in conf if line.startswith("max_message_size")]
+    most = int(line.partition("=")[2])
+    # Room for the largest outcome event (a whole DVSA answer) and a command; far below 128 MiB.
+    assert max(ANSWER_BYTES, COMMAND_BYTES) * 3 // 2 <= most <= 4 * ANSWER_BYTES
