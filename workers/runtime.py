@@ -28,7 +28,7 @@ from shared.dvsa.client import DvsaClient
 from shared.dvsa.fleet_tokens import RedisTokenCache
 from shared.dvsa.token_hold import TokenHold
 from shared.dvsa.tokens import TokenCache, TokenSource
-from shared.dvsa.transport import HttpxTransport
+from shared.dvsa.transport import pooled_transport
 from shared.fleet_limiter import RedisLimiter
 from shared.metrics import WorkerMetrics
 from shared.ratelimit import RateLimiter, SpacingLimiter
@@ -147,14 +147,13 @@ async def coordination(
 @contextlib.asynccontextmanager
 async def dvsa_client(settings: Settings) -> AsyncIterator[DvsaClient]:
     """The process's one DVSA client: a pooled HTTP client, the token source, the limiter, the figures."""
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     metrics = WorkerMetrics()
     async with (
         coordination(settings, metrics) as (limiter, tokens),
-        httpx.AsyncClient(timeout=settings.dvsa_timeout, limits=limits) as http,
+        pooled_transport(settings.effective_base_url, settings.dvsa_timeout) as transport,
     ):
         yield DvsaClient(
-            HttpxTransport(http),
+            transport,
             base_url=settings.effective_base_url,
             api_key=settings.dvsa_api_key.get_secret_value(),
             tokens=tokens,
