@@ -22,9 +22,9 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from aio_pika.abc import AbstractRobustConnection
-from redis import asyncio as aioredis
 
 from shared.amqp import connect
+from shared.redis_client import redis_client
 from shared.settings import Settings
 from shared.store.database import Database, database_url
 
@@ -139,12 +139,11 @@ async def _open_store(settings: Settings) -> Database:
 
 async def redis_answering(settings: Settings, patience: Patience) -> None:
     """In fleet mode, return once Redis answers a PING (the limiter's own client connects lazily)."""
-    url = settings.redis_url
-    if url is None:
+    if settings.redis_url is None:
         return
 
     async def ping() -> None:
-        client = aioredis.Redis.from_url(url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2)
+        client = redis_client(settings)
         try:
             await client.ping()
         finally:

@@ -21,7 +21,6 @@ from functools import partial
 
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from redis import asyncio as aioredis
 
 from shared.contracts import VERBS
 from shared.dvsa.client import DvsaClient
@@ -32,6 +31,7 @@ from shared.dvsa.transport import pooled_transport
 from shared.fleet_limiter import RedisLimiter
 from shared.metrics import WorkerMetrics
 from shared.ratelimit import RateLimiter, SpacingLimiter
+from shared.redis_client import redis_client
 from shared.redis_hold import RedisHold
 from shared.settings import Settings
 from shared.store.database import Database
@@ -82,7 +82,7 @@ async def readiness_checks(settings: Settings) -> AsyncIterator[dict[str, Check]
         yield checks
         return
     # A client of its own, so a probe never queues behind the limiter's calls.
-    redis = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
+    redis = redis_client(settings)
     try:
 
         async def redis_ping() -> None:
@@ -124,9 +124,7 @@ async def coordination(
             local = SpacingLimiter(settings.rate_limit, settings.rate_margin)
             yield local, TokenHold(fetcher, patience=patience)
             return
-        redis = aioredis.Redis.from_url(
-            settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
-        )
+        redis = redis_client(settings)
         try:
             hold = RedisHold()
             limiter = RedisLimiter(

@@ -6,12 +6,12 @@ the broker confirmed them, and closes publishing.  The event recorder then *reco
 outcome; the batch completes when every published command has one.  Completion is decided under the
 batch row's lock, so the last outcome and the close of publishing cannot both miss it.
 
-A batch check (the batch API's job, kind ``check``) may also journal answers taken from the cache of
-checks (:meth:`Batches.add_cached`), may end in failure with a message (:meth:`Batches.fail`), and,
-when it was given a webhook URL, owes one webhook call once it ends: a ``webhook_deliveries`` row
-written in the transaction that ends it, which a sender takes with :meth:`Batches.due_webhooks` and
-settles with :meth:`Batches.webhook_delivered` or :meth:`Batches.webhook_failed`.  Old batch checks are
-removed with :meth:`Batches.purge`.
+A batch check (the batch API's job, kind ``check``) also journals the answers the cache of checks
+holds, as outcomes, may end in failure with a message (:meth:`Batches.fail`), and, when it was given a
+webhook URL, owes one webhook call once it ends: a ``webhook_deliveries`` row written in the
+transaction that ends it, which a sender takes with :meth:`Batches.due_webhooks` and settles with
+:meth:`Batches.webhook_delivered` or :meth:`Batches.webhook_failed`.  Old batch checks are removed with
+:meth:`Batches.purge`.
 
 A batch check is started with its whole journal in one transaction (:meth:`Batches.start_check`), so
 one that exists has every VIN journaled, and within the quota of its key, counted under that key's
@@ -257,30 +257,6 @@ class Batches:
                 to_publish.discard(command.message_id)  # a repeated id is published once
                 claimed.append(command)
         return claimed
-
-    async def add_cached(
-        self, batch_id: str, answers: Mapping[str, list[Recall]], checked_at: dt.datetime
-    ) -> None:
-        """Journal the cache's answers as the batch's outcomes: an applied get per VIN, reason ``cached``.
-
-        They count as published and processed at once; a batch whose publishing is closed completes if
-        nothing else is pending (one served wholly from the cache completes at ``close_publishing``).
-        """
-        rows = sorted(
-            (_cached_row(batch_id, vin, recalls, checked_at) for vin, recalls in answers.items()),
-            key=lambda row: row["message_id"],
-        )
-        if not rows:
-            return
-        now = self._clock()
-
-        def add(connection: Connection) -> None:
-            # One added before (a retry) is kept as it was.
-            connection.execute(_insert_new(connection, batch_commands), rows)
-            _lock(connection, batch_id, now)
-            _complete_if_done(connection, batch_id, now)
-
-        await self._db.run(add, write=True)
 
     async def published(self, message_ids: Sequence[str]) -> None:
         """The broker confirmed these commands."""

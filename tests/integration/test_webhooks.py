@@ -23,10 +23,10 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, update
 
-from shared.contracts import GetCommand, OutcomeEvent, Recall
+from shared.contracts import OutcomeEvent, Recall
 from shared.settings import Settings, load_settings
 from shared.store.api_keys import ApiKeys
-from shared.store.batches import Batches
+from shared.store.batches import Admission, Batches
 from shared.store.database import Database
 from shared.store.tables import api_keys, webhook_deliveries
 from tests.support.aiohttp_app import serving
@@ -146,16 +146,19 @@ class Rig:
         """
         batches = Batches(self.db, clock=self.clock)
         owner = owner or self.tenant
-        batch_id = await batches.start(
-            "check", None, webhook_url=url or self.receiver.hook, owner=owner.key_id
+        cached = {"SALGA2EV5HA123456": [OPEN, FIXED], "WDD2050041R123456": []}
+        batch_id = await batches.start_check(
+            [*cached, "SAJAA1AE5GA123456"] if failed_vin else list(cached),
+            cached,
+            owner=owner.key_id,
+            webhook_url=url or self.receiver.hook,
+            lease=dt.timedelta(seconds=15),
+            admission=Admission(window=dt.timedelta(minutes=1), check=lambda usage: None),
         )
-        await batches.add_cached(batch_id, {"SALGA2EV5HA123456": [OPEN, FIXED], "WDD2050041R123456": []}, T0)
-        if failed_vin:
-            command = GetCommand(vin="SAJAA1AE5GA123456", correlation_id=batch_id)
-            await batches.claim(batch_id, [command])
+        if failed_vin:  # published as the batch API publishes it, then answered with a failure
+            [command] = await batches.unpublished_checks(batch_id, 10)
             await batches.published([command.message_id])
-        await batches.close_publishing(batch_id, rejected=0, skipped=0)
-        if failed_vin:
+            await batches.close_publishing(batch_id, rejected=0, skipped=0)
             failed = OutcomeEvent(
                 message_id=command.message_id,
                 verb="get",

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +17,14 @@ from sqlalchemy import func, select, text
 from shared.contracts import GetCommand, OutcomeEvent, Recall
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
-from shared.store.batches import CHECK_KIND, WEBHOOK_LEASE, Batches, WebhookDue, check_message_id
+from shared.store.batches import (
+    CHECK_KIND,
+    WEBHOOK_LEASE,
+    Admission,
+    Batches,
+    WebhookDue,
+    check_message_id,
+)
 from shared.store.checks import VinChecks
 from shared.store.database import Database
 from shared.store.migrations import MIGRATIONS, apply_migrations
@@ -31,6 +39,7 @@ OPEN = Recall(
     manufacturer_campaign_reference="RC-1", dvsa_campaign_reference="R/2025/101", repair_status="NOT_FIXED"
 )
 DONE = Recall(manufacturer_campaign_reference="RC-2", repair_status="FIXED")
+ADMIT_ALL = Admission(window=dt.timedelta(minutes=1), check=lambda usage: None)
 
 
 class Clock:
@@ -61,6 +70,29 @@ def answered(vin_: str, at: int, recalls: list[Recall] | None, **fields: Any) ->
         **fields,
     }
     return OutcomeEvent(**values)
+
+
+async def a_key(db: Database) -> str:
+    return (await ApiKeys(db).create("fleet"))[0].id
+
+
+async def check_of(
+    batches_: Batches,
+    owner: str,
+    cached: dict[str, list[Recall]],
+    *,
+    to_check: Sequence[str] = (),
+    webhook_url: str | None = None,
+) -> str:
+    """A batch check started as the batch API starts one: ``cached`` answered, ``to_check`` to publish."""
+    return await batches_.start_check(
+        [*cached, *to_check],
+        cached,
+        owner=owner,
+        webhook_url=webhook_url,
+        lease=dt.timedelta(seconds=15),
+        admission=ADMIT_ALL,
+    )
 
 
 async def pending_calls(db: Database) -> list[dict[str, Any]]:
@@ -211,14 +243,8 @@ async def test_the_cache_looks_up_more_vehicles_than_one_query_takes(db: Databas
 
 async def test_a_batch_served_wholly_from_the_cache_completes_with_its_answers(db: Database) -> None:
     batches_ = Batches(db)
-    owner = (await ApiKeys(db).create("fleet"))[0].id
-    batch = await batches_.start(CHECK_KIND, None, owner=owner)
-    answers = {vin(1): [OPEN, DONE], vin(2): [DONE], vin(3): []}
-    await batches_.add_cached(batch, answers, T0)
-    await batches_.add_cached(batch, {vin(1): []}, T0)  # a retry: the row added first stands
-    status = await batches_.status(batch)
-    assert status is not None and status.status == "publishing"
-    await batches_.close_publishing(batch, rejected=0, skipped=0)
+    owner = await a_key(db)
+    batch = await check_of(batches_, owner, {vin(1): [OPEN, DONE], vin(2): [DONE], vin(3): []})
 
     status = await batches_.status(batch)
     assert status is not None
@@ -251,25 +277,23 @@ async def test_a_batch_served_wholly_from_the_cache_completes_with_its_answers(d
 
 async def test_cached_and_checked_answers_count_together_and_hits_follow_open_recalls(db: Database) -> None:
     batches_ = Batches(db)
-    batch = await batches_.start(CHECK_KIND, "3 VINs", webhook_url=HOOK)
-    await batches_.add_cached(batch, {vin(1): [DONE]}, T0)
-    commands = [
-        GetCommand(vin=vin(n), message_id=check_message_id(batch, vin(n)), correlation_id=batch)
-        for n in (2, 3, 4)
-    ]
-    await batches_.published([c.message_id for c in await batches_.claim(batch, commands)])
+    to_check = [vin(2), vin(3), vin(4)]
+    batch = await check_of(batches_, await a_key(db), {vin(1): [DONE]}, to_check=to_check, webhook_url=HOOK)
+    commands = await batches_.unpublished_checks(batch, 10)
+    assert sorted(c.vin for c in commands) == to_check
+    await batches_.published([c.message_id for c in commands])
     await batches_.close_publishing(batch, rejected=0, skipped=0)
     assert (await pending_calls(db)) == []  # still running
     await batches_.record(
-        answered(vin(2), 1, [OPEN], message_id=commands[0].message_id),
-        answered(vin(3), 1, [], message_id=commands[1].message_id),
+        answered(vin(2), 1, [OPEN], message_id=check_message_id(batch, vin(2))),
+        answered(vin(3), 1, [], message_id=check_message_id(batch, vin(3))),
     )
     status = await batches_.status(batch)
     assert status is not None
     assert (status.status, status.processed, status.hits, status.completed_at) == ("running", 3, 1, None)
 
     await batches_.record(
-        answered(vin(4), 2, None, result="failed", reason="400", message_id=commands[2].message_id)
+        answered(vin(4), 2, None, result="failed", reason="400", message_id=check_message_id(batch, vin(4)))
     )
     status = await batches_.status(batch)
     assert status is not None
@@ -310,12 +334,10 @@ async def test_a_batch_with_a_webhook_owes_exactly_one_call_when_it_completes(db
 async def test_due_webhooks_are_leased_retried_then_delivered_or_given_up(db: Database) -> None:
     clock = Clock()
     batches_ = Batches(db, clock=clock)
+    owner = await a_key(db)
     ids = []
     for n in range(3):  # they end a minute apart
-        batch = await batches_.start(CHECK_KIND, None, webhook_url=f"{HOOK}/{n}")
-        await batches_.add_cached(batch, {vin(n): []}, T0)
-        await batches_.close_publishing(batch, rejected=0, skipped=0)
-        ids.append(batch)
+        ids.append(await check_of(batches_, owner, {vin(n): []}, webhook_url=f"{HOOK}/{n}"))
         clock.advance(minutes=1)
     first, second, third = ids
     minute = dt.timedelta(minutes=1)
@@ -361,10 +383,9 @@ async def test_due_webhooks_are_leased_retried_then_delivered_or_given_up(db: Da
 
 async def test_two_senders_never_take_the_same_call(db: Database) -> None:
     batches_ = Batches(db, clock=Clock())
+    owner = await a_key(db)
     for n in range(6):
-        batch = await batches_.start(CHECK_KIND, None, webhook_url=HOOK)
-        await batches_.add_cached(batch, {vin(n): []}, T0)
-        await batches_.close_publishing(batch, rejected=0, skipped=0)
+        await check_of(batches_, owner, {vin(n): []}, webhook_url=HOOK)
     taken = await asyncio.gather(*(batches_.due_webhooks(T0, 4) for _ in range(3)))
     handed = [call.batch_id for calls in taken for call in calls]
     assert len(handed) == len(set(handed)) == 6
@@ -394,16 +415,22 @@ async def test_a_failed_batch_says_why_and_calls_its_webhook(db: Database) -> No
 async def test_purge_removes_old_batch_checks_with_their_rows_only(db: Database) -> None:
     clock = Clock()
     batches_ = Batches(db, clock=clock)
+    owner = await a_key(db)
 
-    async def checked(kind: str) -> str:
-        batch = await batches_.start(kind, None, webhook_url=HOOK)
-        await batches_.add_cached(batch, {vin(n): [OPEN] for n in range(3)}, clock())
+    async def checked() -> str:
+        return await check_of(batches_, owner, {vin(n): [OPEN] for n in range(3)}, webhook_url=HOOK)
+
+    async def imported() -> str:
+        batch = await batches_.start("import", None, webhook_url=HOOK)
+        commands = [GetCommand(vin=vin(n)) for n in range(3)]
+        await batches_.published([c.message_id for c in await batches_.claim(batch, commands)])
         await batches_.close_publishing(batch, rejected=0, skipped=0)
+        await batches_.record(*(answered(c.vin, 0, [OPEN], message_id=c.message_id) for c in commands))
         return batch
 
-    old, old_import = await checked(CHECK_KIND), await checked("import")
+    old, old_import = await checked(), await imported()
     clock.advance(days=30)
-    recent = await checked(CHECK_KIND)
+    recent = await checked()
     cutoff = T0 + dt.timedelta(days=1)
 
     assert await batches_.purge(cutoff) == 1
