@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from shared import logs
+from shared import event_loop, logs
 from shared.gc_tuning import settle_after_startup
 from shared.malloc_tuning import pin_mmap_threshold
 from shared.settings import Settings, SettingsError, load_settings
@@ -61,10 +61,10 @@ def worker(prefetch: int | None, processes: int) -> None:
     logs.configure(settings)
     pin_mmap_threshold()
     if processes == 1:
-        sys.exit(asyncio.run(serve(settings)))
+        sys.exit(event_loop.run(serve(settings)))
     if settings.redis_url is None:
         # Each process would keep its own 25/s: together they would exceed DVSA's limit.
         click.echo("error: --processes above 1 needs RECALLS_REDIS_URL (fleet mode)", err=True)
         sys.exit(2)
     argv = ["--prefetch", str(prefetch)] if prefetch else []
-    sys.exit(asyncio.run(supervise(processes, argv)))
+    sys.exit(event_loop.run(supervise(processes, argv)))
