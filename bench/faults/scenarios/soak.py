@@ -2,14 +2,19 @@
 
 The fixes and deletes act on recalls seeded in the sandbox beforehand, so every verb runs at its limit
 from the first second without waiting for creates.  Commands are published at 25 per verb per second,
-after two seconds' worth up front, so the queues never run dry.  Every ten seconds each worker's RSS is
-read, and every minute its /metrics (asyncio tasks, open file descriptors) and the broker's client
-connections.  Promises: 429s 0, lost 0, memory flat, no growth in connections or tasks.
+after two seconds' worth up front, so the queues never run dry.  Every ten seconds each worker's RSS,
+asyncio tasks and open file descriptors are read, and every minute the broker's client connections.
+Promises: 429s 0, lost 0, memory flat, no growth in connections, tasks or file descriptors.
+
+Tasks and descriptors rise and fall with the load (a burst of calls opens pooled connections that close
+once idle), so one reading says little: each end of the run is judged by the median of its readings
+over a window, after the warm-up and before the end.  A leak lifts the later median; a burst does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,7 +32,8 @@ from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, 
 PER_VERB = 25  # DVSA's limit: commands of each verb published per second
 PRIMING = 2  # seconds' worth published up front
 WARM_UP = 60.0  # s before the baseline reading: imports, pools and caches settle
-RSS_EVERY, METRICS_EVERY = 10.0, 60.0
+READ_EVERY, BROKER_EVERY = 10.0, 60.0
+WINDOW = 120.0  # s of readings whose median stands for the start (after the warm-up) or the end
 RSS_GROWTH = 0.10  # a worker's RSS may end at most this much above its baseline ("flat")
 HANDLES_GROWTH = 3  # tasks or file descriptors a worker may end above its baseline
 
@@ -107,27 +113,28 @@ class Watch:
         self.connections: list[tuple[float, int]] = []
 
     async def run(self) -> None:
-        next_metrics = 0.0
+        next_broker = 0.0
         while True:
             now = time.monotonic() - self._started
             self.rss.append((now, [worker.rss_mb() for worker in self._fleet.workers]))
-            if now >= next_metrics:
-                readings = await asyncio.gather(*(_handles(w.metrics_port) for w in self._fleet.workers))
-                self.handles.append((now, list(readings)))
+            readings = await asyncio.gather(*(_handles(w.metrics_port) for w in self._fleet.workers))
+            self.handles.append((now, list(readings)))
+            if now >= next_broker:
                 self.connections.append((now, await _broker_connections()))
-                next_metrics = now + METRICS_EVERY
-            await asyncio.sleep(RSS_EVERY)  # a sampling cadence, not a wait for an event
+                next_broker = now + BROKER_EVERY
+            await asyncio.sleep(READ_EVERY)  # a sampling cadence, not a wait for an event
 
     def summary(self, seconds: int) -> dict[str, Any]:
-        baseline = _at_or_after(self.rss, min(WARM_UP, seconds / 2))
-        handles_base = _at_or_after(self.handles, min(WARM_UP, seconds / 2))
+        warm = min(WARM_UP, seconds / 2)
+        window = min(WINDOW, seconds / 4)
+        baseline = _at_or_after(self.rss, warm)
         return {
             "seconds": seconds,
             "rss_mb_baseline": baseline,
             "rss_mb_end": self.rss[-1][1] if self.rss else [],
             "rss_mb_max": [max(r[1][i] for r in self.rss) for i in range(len(baseline))],
-            "tasks": {"baseline": [h["tasks"] for h in handles_base], "end": _last(self.handles, "tasks")},
-            "open_fds": {"baseline": [h["fds"] for h in handles_base], "end": _last(self.handles, "fds")},
+            "tasks": _medians(self.handles, "tasks", warm, window),
+            "open_fds": _medians(self.handles, "fds", warm, window),
             "broker_connections": {
                 "start": self.connections[0][1] if self.connections else None,
                 "end": self.connections[-1][1] if self.connections else None,
@@ -141,8 +148,20 @@ def _at_or_after(series: Sequence[tuple[float, Any]], at: float) -> Any:
     return later[0] if later else (series[-1][1] if series else [])
 
 
-def _last(series: Sequence[tuple[float, list[dict[str, float]]]], key: str) -> list[float]:
-    return [reading[key] for reading in series[-1][1]] if series else []
+def _medians(
+    series: Sequence[tuple[float, list[dict[str, float]]]], key: str, warm: float, window: float
+) -> dict[str, list[float]]:
+    """Per worker, the median of ``key`` over ``window`` s after ``warm``, and over the last ``window`` s."""
+    if not series:
+        return {"baseline": [], "end": []}
+    last = series[-1][0]
+    start = [readings for t, readings in series if warm <= t <= warm + window] or [series[0][1]]
+    end = [readings for t, readings in series if t >= last - window]
+
+    def per_worker(readings: list[list[dict[str, float]]]) -> list[float]:
+        return [statistics.median(r[i][key] for r in readings) for i in range(len(readings[0]))]
+
+    return {"baseline": per_worker(start), "end": per_worker(end)}
 
 
 async def _handles(port: int) -> dict[str, float]:
@@ -175,11 +194,18 @@ def _rates(journal: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _judge(figures: Figures) -> None:
-    extra = figures.extra
+    for problem in growth(figures.extra):
+        figures.problem(problem)
+
+
+def growth(extra: dict[str, Any]) -> list[str]:
+    """What grew past its allowance between the start and the end of the run, per worker."""
+    problems: list[str] = []
     for i, (base, end) in enumerate(zip(extra["rss_mb_baseline"], extra["rss_mb_end"], strict=False)):
         if end > base * (1 + RSS_GROWTH):
-            figures.problem(f"worker {i} RSS grew from {base:.1f} to {end:.1f} MB")
+            problems.append(f"worker {i} RSS grew from {base:.1f} to {end:.1f} MB")
     for name in ("tasks", "open_fds"):
         for i, (base, end) in enumerate(zip(extra[name]["baseline"], extra[name]["end"], strict=False)):
             if end > base + HANDLES_GROWTH:
-                figures.problem(f"worker {i} {name} grew from {base:g} to {end:g}")
+                problems.append(f"worker {i} {name} grew from {base:g} to {end:g}")
+    return problems
