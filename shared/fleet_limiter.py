@@ -6,7 +6,8 @@ sleeps until it), the gate a sorted set of the calls let go, each scored by when
 far ahead while it is in flight, then its answer plus one window once its sender reports the answer.
 Time is Redis's own clock (``TIME``), so hosts with skewed clocks share one schedule.  A 429 pauses
 the verb for everyone: callers waiting at the gate reserve new slots after the pause.  The lanes share
-each schedule as in local mode: a live caller reserves at once, a bulk or background caller only once
+each schedule as in local mode: a live caller reserves at once (up to
+:data:`shared.ratelimit.LIVE_BOOKINGS` unused per verb and process), a bulk or background caller only once
 the schedule is booked no further ahead than its lane's :data:`shared.ratelimit.BOOKING_HORIZON`
 (checked in the same script as the reservation), so live work goes first, then bulk, then background,
 fleet-wide.
@@ -23,7 +24,7 @@ from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from shared.contracts import VERBS, Lane, Verb
-from shared.ratelimit import BOOKING_HORIZON, Permit, Ready, Sleep
+from shared.ratelimit import BOOKING_HORIZON, LIVE_BOOKINGS, Permit, Ready, Sleep
 from shared.redis_hold import RedisHold
 
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
@@ -133,13 +134,15 @@ class RedisLimiter:
         self._gate = redis.register_script(_GATE)
         self._answered = redis.register_script(_ANSWERED)
         self._turn = {(lane, verb): asyncio.Lock() for lane in BOOKING_HORIZON for verb in VERBS}
+        self._live = {verb: asyncio.Semaphore(LIVE_BOOKINGS) for verb in VERBS}
 
     def _keys(self, verb: Verb) -> list[str]:
         return [f"{self._prefix}:{name}:{verb}" for name in ("rate", "pause", "counted", "tickets", "took")]
 
     async def acquire(self, verb: Verb, lane: Lane = "live", ready: Ready | None = None) -> Permit:
         if lane not in BOOKING_HORIZON:
-            return await self._go(verb, await self._book(verb), ready)
+            async with self._live[verb]:
+                return await self._go(verb, await self._book(verb), ready)
         # One caller per lane and verb in this process books at a time: the others would only ask in vain.
         async with self._turn[lane, verb]:
             wait_us = await self._book(verb, BOOKING_HORIZON[lane])

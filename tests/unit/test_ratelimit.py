@@ -292,3 +292,28 @@ async def test_work_that_refuses_the_call_takes_no_place_at_the_gate() -> None:
     async with asyncio.timeout(1):  # fake time moves at once: only a shut gate takes real time
         await limiter.acquire("delete")
     assert fake.now - started == pytest.approx(1.0)  # the next slot, a window on
+
+
+async def test_a_spell_of_slow_calls_does_not_space_the_seconds_after_it() -> None:
+    # 200 callers join over two seconds (workers starting, each with its prefetch) while the first 50
+    # calls take 200 ms (eight processes starting on two cores); the rest take 4 ms.  A slot is spaced
+    # by the call time measured when it is booked: booked all at once, the slow spell would space the
+    # next eight seconds; a process books only a few ahead, so the full pace is back within seconds.
+    time = VirtualTime()
+    limiter = SpacingLimiter(25, margin=0.0, clock=time.clock, sleep=time.sleep)
+    granted: list[float] = []
+    work = iter(range(800))
+
+    async def caller(joins: float) -> None:
+        await time.sleep(joins)
+        for n in work:
+            permit = await limiter.acquire("create")
+            granted.append(time.now)
+            await time.sleep(0.2 if n < 50 else 0.004)
+            await limiter.answered(permit)
+
+    await time.run(*(caller(i * 0.01) for i in range(200)))
+    spell_over = granted[50]
+    after = [at for at in granted if spell_over + 3 <= at < spell_over + 6]
+    assert (len(after) - 1) / (after[-1] - after[0]) > 24.5
+    assert max_in_any_window(granted) <= 25
