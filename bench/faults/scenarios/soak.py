@@ -6,9 +6,11 @@ after two seconds' worth up front, so the queues never run dry.  Every ten secon
 asyncio tasks and open file descriptors are read, and every minute the broker's client connections.
 Promises: 429s 0, lost 0, memory flat, no growth in connections, tasks or file descriptors.
 
-Tasks and descriptors rise and fall with the load (a burst of calls opens pooled connections that close
-once idle), so one reading says little: each end of the run is judged by the median of its readings
-over a window, after the warm-up and before the end.  A leak lifts the later median; a burst does not.
+Tasks are counted beside the commands in flight: each command holds one, up to the prefetch of every
+queue, and a soak fed at exactly the limit fills that slowly as its backlog grows.  Tasks and
+descriptors rise and fall with the load (a burst of calls opens pooled connections that close once
+idle), so one reading says little: each end of the run is judged by the median of its readings over a
+window, after the warm-up and before the end.  A leak lifts the later median; a burst does not.
 """
 
 from __future__ import annotations
@@ -170,7 +172,8 @@ async def _handles(port: int) -> dict[str, float]:
     values = {
         s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels
     }
-    return {"tasks": values.get("recalls_asyncio_tasks", -1.0), "fds": values.get("process_open_fds", -1.0)}
+    tasks = values.get("recalls_asyncio_tasks", -1.0) - values.get("recalls_commands_in_flight", 0.0)
+    return {"tasks": tasks, "fds": values.get("process_open_fds", -1.0)}
 
 
 async def _broker_connections() -> int:
