@@ -1,9 +1,9 @@
 """The event loop a worker process runs on: uvloop's where it is installed, else asyncio's own.
 
 A worker spends most of its CPU in the loop's machinery (callbacks, sockets, timers) across the four
-calls a command costs it (consume, DVSA, publish, ack).  uvloop does that work in C: one worker draining
-all four verbs at 25/s went from 3.1-3.2 to 2.8 ms of CPU per DVSA call (bench/fleet_throughput.py).
-uvloop has no Windows build, hence the fallback; the behaviour is the same on either loop.
+exchanges a command costs it (consume, DVSA, publish, ack), and uvloop does that work in C (the CPU per
+call is in bench/fleet_throughput.py's results).  uvloop has no Windows build, hence the fallback; the
+behaviour is the same on either loop.
 """
 
 from __future__ import annotations

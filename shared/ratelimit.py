@@ -20,9 +20,8 @@ rounds its window.
 Live work goes first, then bulk work, then background work.  A live caller books the verb's next slot
 at once, but each process holds at most :data:`LIVE_BOOKINGS` unused live slots per verb: a slot's
 spacing is fixed when it is booked, from the call time measured then, so booking no further ahead keeps
-a spell of slow calls from spacing the seconds after it.  (Eight workers starting on two cores measure
-calls of 200 ms; each booking all 32 of its prefetched commands at once, they spaced the next twelve
-seconds as if every call still took that long, at 92-97% of the limit.)  A caller of another lane books
+a spell of slow calls (a fleet starting up on shared cores) from spacing the seconds after it, as
+every prefetched command booking at once would.  A caller of another lane books
 only once the verb's schedule is booked no further ahead than its lane's :data:`BOOKING_HORIZON` (one
 caller per lane, verb and process asks at a time):
 

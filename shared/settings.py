@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         description="Calls of one verb are spaced this share wider than 1/limit, and each counts until "
         "1 + margin seconds after its answer: the margin covers how DVSA rounds its window.",
     )
-    prefetch: int = Field(32, gt=0, le=1000, description="Unacked commands per verb per worker.")
+    prefetch: int = Field(
+        32, gt=0, le=1000, description="Unacked commands per queue (verb and lane) per worker."
+    )
     retry_tiers: tuple[float, ...] = Field(
         (1, 5, 30, 120, 600, 3600, 21600),
         min_length=1,
