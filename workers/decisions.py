@@ -1,4 +1,4 @@
-"""What a DVSA reply means for a command: done, try again later, or never (DESIGN.md decisions 5-7).
+"""What a DVSA reply means for a command: done, try again later, or never (docs/design.md, decisions 16-19).
 
 Pure functions of the verb, the command, DVSA's reply and the attempt history, so every rule can be
 unit tested without a broker.  DVSA's API is not idempotent while delivery is at least once, so the

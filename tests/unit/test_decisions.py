@@ -1,5 +1,5 @@
-"""Every DVSA reply is classified as DESIGN.md decisions 5-7 say, a 409 only once DVSA's holdings confirm
-it, and retries climb the tiers."""
+"""Every DVSA reply is classified as docs/design.md decisions 16-19 say, a 409 only once DVSA's holdings
+confirm it, and retries climb the tiers (decision 21)."""
 
 from __future__ import annotations
 
