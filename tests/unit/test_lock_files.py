@@ -35,10 +35,19 @@ def declared(lock: str) -> list[Requirement]:
 
 
 def entries(lock: str) -> list[list[str]]:
-    """Each requirement of a lock file as its words: the first, then its options (continued lines joined)."""
+    """Each requirement of a lock file as its words: the pin, then its options (continued lines joined).
+
+    An environment marker (``; sys_platform != "win32"``) between the pin and the options is left out.
+    """
     text = LOCKS[lock].read_text().replace("\\\n", " ")
-    lines = [line.split("#", 1)[0].split() for line in text.splitlines()]
-    return [words for words in lines if words]
+    found: list[list[str]] = []
+    for line in text.splitlines():
+        pin, _, rest = line.split("#", 1)[0].partition(";")
+        options = rest[rest.find("--") :].split() if "--" in rest else []
+        words = pin.split() + options
+        if words:
+            found.append(words)
+    return found
 
 
 def pins(lock: str) -> dict[str, tuple[str, list[str]]]:
