@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY locks/runtime.txt ./locks/runtime.txt
 RUN pip install --no-cache-dir --require-hashes -r locks/runtime.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY producers ./producers
 COPY workers ./workers

@@ -1,4 +1,4 @@
-"""The README's configuration reference names every setting, and nothing that is not one."""
+"""The configuration reference in docs/operations.md names every setting, and nothing that is not one."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from pathlib import Path
 
 from shared.settings import ENV_PREFIX, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def documented() -> list[str]:
-    text = README.read_text()
+    text = OPERATIONS.read_text()
     section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^\| `(RECALLS_[A-Z0-9_]+)` \|", section, flags=re.MULTILINE)
 
 
-def test_every_setting_has_one_row_in_the_readme() -> None:
+def test_every_setting_has_one_row_in_the_configuration_reference() -> None:
     rows = documented()
     expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    assert sorted(set(rows)) == sorted(expected), "README.md's Configuration table and Settings differ"
+    assert sorted(set(rows)) == sorted(expected), "docs/operations.md's settings table and Settings differ"
     assert len(rows) == len(set(rows)), "a setting has two rows"
