@@ -20,6 +20,7 @@ import msgspec
 from aiormq.exceptions import AMQPError
 
 from producers import broker
+from producers.config import PublisherConfig, PublisherConfigError, publisher_config
 from producers.publisher import Publisher
 from shared.amqp import PublishFailed
 from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
@@ -183,10 +184,11 @@ def _publish_one(
     envelope = {"verb": verb, "vin": vin, "message_id": message_id, "correlation_id": correlation_id}
     command = _command({**envelope, **fields})
     settings = cli_settings()
+    config = cli_publisher_config(settings, name="recalls-cli publish")
     lane: Lane = "bulk" if bulk else "live"
 
     async def send() -> str:
-        async with Publisher.connect(settings, name="recalls-cli publish") as publisher:
+        async with Publisher.connect(config) as publisher:
             return await publisher.publish(command, lane=lane)
 
     click.echo(run_with_broker(send(), settings))
@@ -209,6 +211,14 @@ def cli_settings() -> Settings:
         raise InputError(str(exc)) from None
 
 
+def cli_publisher_config(settings: Settings, *, name: str) -> PublisherConfig:
+    """The CLI's publisher configuration; a RECALLS_* variable it cannot use is the user's to correct."""
+    try:
+        return publisher_config(settings, name=name)
+    except PublisherConfigError as exc:
+        raise InputError(str(exc)) from None
+
+
 def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     """Run ``work``, turning broker failures into one-line errors without the password."""
     try:
@@ -221,8 +231,10 @@ def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     except TopologyError as exc:
         raise ServiceError(str(exc)) from None
     except AMQPError as exc:
-        reason = broker.redact(str(exc), settings)
-        raise ServiceError(f"RabbitMQ at {broker.broker_address(settings)} refused: {reason}") from None
+        url = settings.amqp_url.get_secret_value()
+        raise ServiceError(
+            f"RabbitMQ at {broker.broker_address(url)} refused: {broker.redact(str(exc), url)}"
+        ) from None
 
 
 @contextmanager
@@ -249,7 +261,7 @@ def topology() -> None:
     names = topology_of(settings)
 
     async def declare_all() -> None:
-        connection = await broker.connect(settings, name="recalls-cli topology")
+        connection = await broker.connect(settings.amqp_url.get_secret_value(), name="recalls-cli topology")
         async with connection:
             await declare(await connection.channel(), names)
 

@@ -226,6 +226,14 @@ async def ensure(connection: AbstractConnection, topology: Topology) -> None:
             await channel.close()
 
 
+async def missing_exchanges(connection: AbstractConnection, names: Sequence[str]) -> list[str]:
+    """Those of the exchanges ``names`` that do not exist, by passive declares (they need no permission).
+
+    For clients that declare nothing and must know that what they publish to or bind to is there.
+    """
+    return [name for _, name in await _missing(connection, [("exchange", name) for name in names])]
+
+
 async def _missing(connection: AbstractConnection, wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Those of ``wanted`` (kind, name) that do not exist, by passive declares (they need no permission).
 
