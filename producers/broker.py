@@ -10,11 +10,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 
 from shared.amqp import with_heartbeat
+from shared.topology import Topology, TopologyError, missing_exchanges
 
 CONNECT_TIMEOUT = 5.0
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
@@ -69,3 +70,17 @@ async def connect(
         # "from None": the original may be printed with a traceback; only the redacted reason travels.
         reason = redact(str(exc) or type(exc).__name__, amqp_url)
         raise BrokerUnreachable(f"RabbitMQ unreachable at {address} ({reason})") from None
+
+
+async def require_exchange(connection: AbstractConnection, topology: Topology, exchange: str) -> None:
+    """Check passively (no permission needed) that ``exchange`` exists; raise :class:`TopologyError` if not.
+
+    For producers that declare nothing: publishing to or binding to a missing exchange would close the
+    channel with a less helpful error.
+    """
+    if await missing_exchanges(connection, [exchange]):
+        raise TopologyError(
+            f"RabbitMQ holds no exchange {exchange!r}: check the prefix ({topology.prefix!r}), or have "
+            f"`recalls topology` run once with RECALLS_PREFIX={topology.prefix} as a broker user that may "
+            "configure (or connect with declare=True as one)"
+        )

@@ -42,7 +42,7 @@ from producers.config import CONFIRM_TIMEOUT, PublisherConfig
 from producers.keyed_lock import KeyedLock
 from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
-from shared.topology import Topology, TopologyError, ensure, missing_exchanges
+from shared.topology import Topology, ensure
 from shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
@@ -123,13 +123,8 @@ class Publisher:
         """
         if declare:
             await ensure(connection, topology)
-        elif await missing_exchanges(connection, [topology.commands_exchange]):
-            raise TopologyError(
-                f"RabbitMQ holds no exchange {topology.commands_exchange!r}: check the prefix "
-                f"({topology.prefix!r}), or have `recalls topology` run once with RECALLS_PREFIX="
-                f"{topology.prefix} as a broker user that may configure (or connect with declare=True "
-                "as one)"
-            )
+        else:
+            await broker.require_exchange(connection, topology, topology.commands_exchange)
         # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
         # message itself, which publish_body_confirmed reports as Unroutable; with True, aiormq raises a
         # PublishError that cannot be told apart from a nack.
