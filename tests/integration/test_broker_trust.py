@@ -15,7 +15,7 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aio_pika
@@ -164,6 +164,18 @@ async def test_a_publisher_stamps_each_command_with_its_broker_user(
     queue = await channel.get_queue(Topology(settings.prefix).command_queue("get"))
     message = await queue.get(no_ack=True, fail=True)
     assert message is not None and message.user_id == user.name
+
+
+async def test_a_publisher_that_declares_nothing_needs_only_write_on_the_commands_exchange(
+    settings: Settings, channel: AbstractChannel, prefix: str, publisher_user: BrokerUser
+) -> None:
+    await declare(channel, topology_of(settings))  # as the admin: recalls topology
+    config = replace(publisher_config(settings), amqp_url=publisher_user.url, declare=False)
+    async with Publisher.connect(config) as publisher:
+        await publisher.publish(GetCommand(vin="WAUZZZF49HA036784"))
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue("get"))
+    message = await queue.get(no_ack=True, fail=True)
+    assert message is not None and message.user_id == publisher_user.name
 
 
 async def test_a_command_from_an_unlisted_user_is_dead_lettered_and_never_reaches_dvsa(
