@@ -20,7 +20,7 @@ import msgspec
 from aiormq.exceptions import AMQPError
 
 from producers import broker
-from producers.config import PublisherConfig, PublisherConfigError, publisher_config
+from producers.config import PublisherConfigError, publisher_config
 from producers.publisher import Publisher
 from shared.amqp import PublishFailed
 from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
@@ -184,11 +184,10 @@ def _publish_one(
     envelope = {"verb": verb, "vin": vin, "message_id": message_id, "correlation_id": correlation_id}
     command = _command({**envelope, **fields})
     settings = cli_settings()
-    config = cli_publisher_config(settings, name="recalls-cli publish")
     lane: Lane = "bulk" if bulk else "live"
 
     async def send() -> str:
-        async with Publisher.connect(config) as publisher:
+        async with Publisher.connect(publisher_config(settings, name="recalls-cli publish")) as publisher:
             return await publisher.publish(command, lane=lane)
 
     click.echo(run_with_broker(send(), settings))
@@ -211,19 +210,13 @@ def cli_settings() -> Settings:
         raise InputError(str(exc)) from None
 
 
-def cli_publisher_config(settings: Settings, *, name: str) -> PublisherConfig:
-    """The CLI's publisher configuration; a RECALLS_* variable it cannot use is the user's to correct."""
-    try:
-        return publisher_config(settings, name=name)
-    except PublisherConfigError as exc:
-        raise InputError(str(exc)) from None
-
-
 def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     """Run ``work``, turning broker failures into one-line errors without the password."""
     try:
         with _quiet_amqp_libraries():
             return asyncio.run(work)
+    except PublisherConfigError as exc:  # a RECALLS_* variable the publisher cannot use
+        raise InputError(str(exc)) from None
     except broker.BrokerUnreachable as exc:
         raise ServiceError(str(exc)) from None
     except PublishFailed as exc:

@@ -78,7 +78,12 @@ class PublisherProcess:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, settings: Settings, *, name: str) -> AsyncIterator[PublisherProcess]:
-        """Start the child and wait until it is connected; raise :class:`BrokerUnreachable` if it cannot."""
+        """Start the child and wait until it is connected; raise :class:`BrokerUnreachable` if it cannot.
+
+        Raises :class:`~producers.config.PublisherConfigError` before starting the child when the
+        settings describe no publisher configuration the child could use.
+        """
+        publisher_config(settings, name=name)
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
