@@ -43,6 +43,7 @@ class SyncPublisher:
         self._context: AbstractAsyncContextManager[Publisher] | None = None
         self._publisher: Publisher | None = None
         self._pid = 0
+        self._lock = threading.Lock()  # guards _loop against a close while other threads publish
 
     def __enter__(self) -> SyncPublisher:
         self.open()
@@ -119,15 +120,23 @@ class SyncPublisher:
         return self._publisher
 
     def _call(self, work: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``work`` on the loop's thread and return its result or raise its exception, unchanged."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+        """Run ``work`` on the loop's thread and return its result or raise its exception, unchanged.
+
+        A call in flight when another thread closes the publisher raises ``CancelledError``.
+        """
+        with self._lock:
+            if self._loop is None:
+                work.close()
+                raise RuntimeError("SyncPublisher is closed")
+            future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        return future.result()
 
     def _stop(self) -> None:
-        """Let the loop's leftovers finish, stop it and its thread, and close it."""
-        loop, thread = self._loop, self._thread
-        self._loop = None
-        self._thread = None
+        """Cancel what is left on the loop, stop it and its thread, and close it."""
+        with self._lock:  # no call is handed to the loop after this
+            loop, thread = self._loop, self._thread
+            self._loop = None
+            self._thread = None
         if loop is None or thread is None:
             return
         if thread.is_alive():  # not after a fork, which leaves the thread behind in the parent
