@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aio_pika
 import pytest
@@ -168,3 +169,22 @@ async def test_events_from_a_sender_not_given_are_rejected(
         with contextlib.suppress(asyncio.CancelledError):
             await first
     assert await queue_count(queue) == 0
+
+
+async def test_with_declare_the_subscriber_declares_the_fleets_topology_first(
+    config: PublisherConfig, names: Topology, connection: AbstractConnection, fleet: Reporter
+) -> None:
+    queue = f"app-{names.prefix}.declared"
+    try:
+        stream = events(replace(config, declare=True, retry_tiers=tuple(names.retry_tiers)), queue=queue)
+        async with contextlib.aclosing(stream):
+            with watching("recalls.events", "following outcome events") as following:
+                first = asyncio.ensure_future(anext(stream))
+                await following.seen(1)
+            await fleet.outcome(an_event(1), reply_to=None)
+            assert (await first).message_id == "event-1"
+        async with connection.channel() as channel:  # the fleet's own queues are there
+            await channel.declare_queue(names.ledger_queue, passive=True)
+    finally:
+        async with connection.channel() as channel:
+            await channel.queue_delete(queue)
