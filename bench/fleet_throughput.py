@@ -63,6 +63,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from cli import sandbox_process
 from cli.sandbox_process import credential_env, pointed_at
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.amqp import connect
 from shared.contracts import (
@@ -657,7 +658,7 @@ async def run_phases(
         "rate_margin": settings.rate_margin,  # the workers' too: same defaults and environment
     }
     latency = latency_commands(tag, options.samples)
-    async with Publisher.connect(settings) as publisher:
+    async with Publisher.connect(publisher_config(settings)) as publisher:
         report["publish"] = await publish_backlog(publisher, commands, options.lane)
         if options.lane != "live":
             await seed(admin, [command.vin for command in latency])

@@ -73,6 +73,7 @@ from bench.fleet_throughput import (
     vin,
     worker_env,
 )
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.contracts import CreateCommand, GetCommand, OutcomeEvent
 from shared.settings import Settings, load_settings
@@ -350,7 +351,7 @@ def create_latencies(creates: Sequence[CreateCommand], sent: dict[str, float], j
 
 
 async def live_beside_sweep(count: int, seconds: int) -> Json:
-    async with fleet() as running, Publisher.connect(running.settings) as publisher:
+    async with fleet() as running, Publisher.connect(publisher_config(running.settings)) as publisher:
         settings = running.settings
         cars = await agreeing_ledger(running, count)
         pairs = live_pairs(settings.prefix[-6:], seconds)

@@ -82,7 +82,7 @@ async def _narrate(
     dvsa: DvsaClient,
     topology: Topology,
 ) -> int:
-    async with Publisher.on_connection(connection, topology) as publisher:
+    async with Publisher.on_connection(connection, topology, declare=True) as publisher:
         outcomes = await _subscribe(channel, topology)
         worker = Worker(settings, dvsa)
         worker_task = asyncio.create_task(worker.run())

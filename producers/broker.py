@@ -10,12 +10,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 
-from shared.amqp import broker_url
-from shared.settings import Settings
+from shared.amqp import with_heartbeat
+from shared.topology import Topology, TopologyError, missing_exchanges
 
 CONNECT_TIMEOUT = 5.0
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
@@ -25,9 +25,9 @@ class BrokerUnreachable(ConnectionError):
     """RabbitMQ could not be reached or refused the login.  The message never holds the password."""
 
 
-def broker_address(settings: Settings) -> str:
-    """``host:port`` of the configured broker, safe to print."""
-    url = urlsplit(settings.amqp_url.get_secret_value())
+def broker_address(amqp_url: str) -> str:
+    """``host:port`` of the broker ``amqp_url`` names, safe to print."""
+    url = urlsplit(amqp_url)
     try:
         port = url.port or _DEFAULT_PORTS.get(url.scheme, 5672)
     except ValueError:  # a port that is not a number: show the host alone
@@ -35,24 +35,26 @@ def broker_address(settings: Settings) -> str:
     return f"{url.hostname or '?'}:{port}"
 
 
-def redact(text: str, settings: Settings) -> str:
-    """``text`` with the broker password (if any) masked, for messages that quote a library's error."""
-    password = urlsplit(settings.amqp_url.get_secret_value()).password
+def redact(text: str, amqp_url: str) -> str:
+    """``text`` with the password of ``amqp_url`` (if any) masked, for messages quoting a library's error."""
+    password = urlsplit(amqp_url).password
     return text.replace(password, "***") if password else text
 
 
 async def connect(
-    settings: Settings, *, name: str, connect_timeout: float = CONNECT_TIMEOUT
+    amqp_url: str, *, name: str, connect_timeout: float = CONNECT_TIMEOUT
 ) -> AbstractRobustConnection:
-    """A robust connection named ``name``; raise :class:`BrokerUnreachable` within ``connect_timeout`` s.
+    """A robust connection to ``amqp_url`` (the default heartbeat unless it sets one) named ``name``.
+
+    Raises :class:`BrokerUnreachable` within ``connect_timeout`` seconds.
 
     ``connect_robust`` fails fast on the *first* attempt (its ``fail_fast`` default) and reconnects by
     itself afterwards; the timeout bounds a broker that accepts TCP but never answers.
     """
-    address = broker_address(settings)
+    address = broker_address(amqp_url)
     try:
         return await aio_pika.connect_robust(
-            broker_url(settings),
+            with_heartbeat(amqp_url),
             timeout=connect_timeout,
             client_properties={"connection_name": name},
         )
@@ -66,5 +68,19 @@ async def connect(
         ) from None
     except CONNECTION_EXCEPTIONS as exc:
         # "from None": the original may be printed with a traceback; only the redacted reason travels.
-        reason = redact(str(exc) or type(exc).__name__, settings)
+        reason = redact(str(exc) or type(exc).__name__, amqp_url)
         raise BrokerUnreachable(f"RabbitMQ unreachable at {address} ({reason})") from None
+
+
+async def require_exchange(connection: AbstractConnection, topology: Topology, exchange: str) -> None:
+    """Check passively (no permission needed) that ``exchange`` exists; raise :class:`TopologyError` if not.
+
+    For producers that declare nothing: publishing to or binding to a missing exchange would close the
+    channel with a less helpful error.
+    """
+    if await missing_exchanges(connection, [exchange]):
+        raise TopologyError(
+            f"RabbitMQ holds no exchange {exchange!r}: check the prefix ({topology.prefix!r}), or have "
+            f"`recalls topology` run once with RECALLS_PREFIX={topology.prefix} as a broker user that may "
+            "configure (or connect with declare=True as one)"
+        )

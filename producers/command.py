@@ -20,6 +20,7 @@ import msgspec
 from aiormq.exceptions import AMQPError
 
 from producers import broker
+from producers.config import PublisherConfigError, publisher_config
 from producers.publisher import Publisher
 from shared.amqp import PublishFailed
 from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
@@ -186,7 +187,7 @@ def _publish_one(
     lane: Lane = "bulk" if bulk else "live"
 
     async def send() -> str:
-        async with Publisher.connect(settings, name="recalls-cli publish") as publisher:
+        async with Publisher.connect(publisher_config(settings, name="recalls-cli publish")) as publisher:
             return await publisher.publish(command, lane=lane)
 
     click.echo(run_with_broker(send(), settings))
@@ -214,6 +215,8 @@ def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     try:
         with _quiet_amqp_libraries():
             return asyncio.run(work)
+    except PublisherConfigError as exc:  # a RECALLS_* variable the publisher cannot use
+        raise InputError(str(exc)) from None
     except broker.BrokerUnreachable as exc:
         raise ServiceError(str(exc)) from None
     except PublishFailed as exc:
@@ -221,8 +224,10 @@ def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     except TopologyError as exc:
         raise ServiceError(str(exc)) from None
     except AMQPError as exc:
-        reason = broker.redact(str(exc), settings)
-        raise ServiceError(f"RabbitMQ at {broker.broker_address(settings)} refused: {reason}") from None
+        url = settings.amqp_url.get_secret_value()
+        raise ServiceError(
+            f"RabbitMQ at {broker.broker_address(url)} refused: {broker.redact(str(exc), url)}"
+        ) from None
 
 
 @contextmanager
@@ -249,7 +254,7 @@ def topology() -> None:
     names = topology_of(settings)
 
     async def declare_all() -> None:
-        connection = await broker.connect(settings, name="recalls-cli topology")
+        connection = await broker.connect(settings.amqp_url.get_secret_value(), name="recalls-cli topology")
         async with connection:
             await declare(await connection.channel(), names)
 

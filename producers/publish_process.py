@@ -29,6 +29,7 @@ import msgspec
 from pydantic import SecretStr
 
 from producers.broker import BrokerUnreachable
+from producers.config import publisher_config
 from producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult, validated_or_error
 from shared.amqp import PublishFailed
 from shared.contracts import Command, Lane
@@ -77,7 +78,12 @@ class PublisherProcess:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, settings: Settings, *, name: str) -> AsyncIterator[PublisherProcess]:
-        """Start the child and wait until it is connected; raise :class:`BrokerUnreachable` if it cannot."""
+        """Start the child and wait until it is connected; raise :class:`BrokerUnreachable` if it cannot.
+
+        Raises :class:`~producers.config.PublisherConfigError` before starting the child when the
+        settings describe no publisher configuration the child could use.
+        """
+        publisher_config(settings, name=name)
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -202,7 +208,7 @@ async def _serve(name: str) -> int:
         return 1
     try:
         settings = load_settings(**_SETTINGS.decode(frame))
-        async with Publisher.connect(settings, name=name) as publisher:
+        async with Publisher.connect(publisher_config(settings, name=name)) as publisher:
             await _write(stdout, msgspec.msgpack.encode(_Ready()))
             async with asyncio.TaskGroup() as group:
                 while (request := await _read(stdin)) is not None:

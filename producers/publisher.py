@@ -15,7 +15,8 @@ A full command queue (``RECALLS_COMMAND_QUEUE_MAX_LENGTH``) refuses the command:
 
 Usage::
 
-    async with Publisher.connect(load_settings()) as publisher:
+    config = PublisherConfig.from_env()  # or PublisherConfig("amqps://...", prefix="recalls")
+    async with Publisher.connect(config) as publisher:
         message_id = await publisher.publish(command)
         results = await publisher.publish_many(commands, lane="bulk")
 
@@ -37,18 +38,17 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
 
 from producers import broker
+from producers.config import CONFIRM_TIMEOUT, PublisherConfig
 from producers.keyed_lock import KeyedLock
 from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
 from shared.contracts import Command, Lane
-from shared.settings import Settings
-from shared.topology import Topology, ensure, topology_of
+from shared.topology import Topology, ensure
 from shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
 """Per command of :meth:`Publisher.publish_many`: its message_id once confirmed, or why it was not."""
 
 DEFAULT_MAX_IN_FLIGHT = 1000
-CONFIRM_TIMEOUT = 30.0
 
 
 class QueueFull(PublishFailed):
@@ -58,9 +58,20 @@ class QueueFull(PublishFailed):
 class Publisher:
     """Publishes validated commands to ``<prefix>.commands`` and waits for the broker's confirms.
 
-    Build one with :meth:`connect` (from settings) or :meth:`on_connection` (sharing a connection the
-    caller owns); both check the topology first and declare what is missing, so publishing works on a
-    fresh broker when the broker user may configure (:func:`shared.topology.ensure`).
+    Build one with :meth:`connect` (from a :class:`~producers.config.PublisherConfig`) or
+    :meth:`on_connection` (sharing a connection the caller owns).  Neither declares anything unless
+    asked: by default they check passively that ``<prefix>.commands`` exists, and a command whose queue
+    is missing raises :class:`~shared.amqp.Unroutable`.  With ``declare=True`` they declare whatever of
+    the fleet's topology is missing (:func:`shared.topology.ensure`), as the fleet's own processes do.
+
+    Which ``message_id`` to give a command:
+
+    * anything a system may send again (after a crash, a timeout, a re-run of a job, a redelivered
+      event of its own): derive it with :func:`shared.message_ids.message_id_for` from the command's
+      business key and the system's own id of the event that caused it.  A command rebuilt for a retry
+      then carries the same id, and the fleet applies it once;
+    * a one-off command (a person at a prompt, a script run once): leave the default, a random UUID.
+      Rebuilding such a command makes a new one, which the fleet applies again.
     """
 
     def __init__(
@@ -78,39 +89,48 @@ class Publisher:
 
     @classmethod
     @asynccontextmanager
-    async def connect(
-        cls,
-        settings: Settings,
-        *,
-        name: str = "recalls-publisher",
-        connect_timeout: float = broker.CONNECT_TIMEOUT,
-    ) -> AsyncIterator[Publisher]:
-        """Connect to ``settings.amqp_url``, ensure the topology, and close everything on exit.
+    async def connect(cls, config: PublisherConfig) -> AsyncIterator[Publisher]:
+        """Connect to ``config.amqp_url``, check (or declare) the topology, and close everything on exit.
 
-        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds, and
-        :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
+        Raises :class:`producers.broker.BrokerUnreachable` within ``config.connect_timeout`` seconds,
+        and :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
         """
-        connection = await broker.connect(settings, name=name, connect_timeout=connect_timeout)
-        async with connection, cls.on_connection(connection, topology_of(settings)) as publisher:
+        connection = await broker.connect(
+            config.amqp_url, name=config.name, connect_timeout=config.connect_timeout
+        )
+        async with (
+            connection,
+            cls.on_connection(
+                connection, config.topology, declare=config.declare, confirm_timeout=config.confirm_timeout
+            ) as publisher,
+        ):
             yield publisher
 
     @classmethod
     @asynccontextmanager
     async def on_connection(
-        cls, connection: AbstractConnection, topology: Topology
+        cls,
+        connection: AbstractConnection,
+        topology: Topology,
+        *,
+        declare: bool = False,
+        confirm_timeout: float | None = CONFIRM_TIMEOUT,
     ) -> AsyncIterator[Publisher]:
         """A publisher on its own channel of ``connection``; closes the channel, not the connection.
 
-        Raises :class:`shared.topology.TopologyError` when part of the topology is missing and the
-        broker user may not declare it.
+        Raises :class:`shared.topology.TopologyError` when ``<prefix>.commands`` is missing, or with
+        ``declare=True`` when part of the topology is missing and the broker user may not declare it.
         """
-        await ensure(connection, topology)
+        if declare:
+            await ensure(connection, topology)
+        else:
+            await broker.require_exchange(connection, topology, topology.commands_exchange)
         # on_return_raises=False: a returned (unroutable) message then resolves its confirm with the
         # message itself, which publish_body_confirmed reports as Unroutable; with True, aiormq raises a
         # PublishError that cannot be told apart from a nack.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
         async with channel:
-            yield cls(channel, topology)
+            yield cls(channel, topology, confirm_timeout=confirm_timeout)
 
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
         """Validate, publish and return the message_id once the broker has confirmed it.
@@ -121,9 +141,7 @@ class Publisher:
         time), or ``ValueError`` for a lane other than "live", "bulk" or "background" or a
         ``reply_to`` that is no queue of the caller's own (workers send outcomes to no other).
         """
-        _check_lane(lane)
-        _check_reply_to(reply_to)
-        checked = validate(command)
+        checked = checked_command(command, lane=lane, reply_to=reply_to)
         await self._send(checked, lane, reply_to)
         return checked.message_id
 
@@ -143,11 +161,9 @@ class Publisher:
         message_id once confirmed, or the exception that stopped it (an invalid command is never sent
         and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
         """
-        _check_lane(lane)
-        _check_reply_to(reply_to)
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        checked = list(commands) if validated else [validated_or_error(command) for command in commands]
+        checked = checked_commands(
+            commands, lane=lane, reply_to=reply_to, max_in_flight=max_in_flight, validated=validated
+        )
         results: list[PublishResult] = [item if isinstance(item, InvalidCommand) else "" for item in checked]
         sendable = [(i, item) for i, item in enumerate(checked) if not isinstance(item, InvalidCommand)]
         # Two half windows in turn: one fills while the other's last confirms come back.
@@ -239,6 +255,31 @@ def _properties(command: Command, reply_to: str | None) -> Basic.Properties:
         message_type=command.verb,
         reply_to=reply_to,
     )
+
+
+def checked_command(command: Command, *, lane: Lane, reply_to: str | None) -> Command:
+    """What :meth:`Publisher.publish` sends for ``command``: it validated, once lane and reply_to pass.
+
+    Every publisher's one check, the test double's (:mod:`producers.testing`) included.  Raises
+    :class:`~shared.validation.InvalidCommand` or ``ValueError`` as :meth:`Publisher.publish` does.
+    """
+    _check_lane(lane)
+    _check_reply_to(reply_to)
+    return validate(command)
+
+
+def checked_commands(
+    commands: Iterable[Command], *, lane: Lane, reply_to: str | None, max_in_flight: int, validated: bool
+) -> list[Command | InvalidCommand]:
+    """What :meth:`Publisher.publish_many` sends: each command validated, or why it is not valid.
+
+    Raises ``ValueError`` for a bad lane, reply_to or ``max_in_flight``, before any command is looked at.
+    """
+    _check_lane(lane)
+    _check_reply_to(reply_to)
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    return list(commands) if validated else [validated_or_error(command) for command in commands]
 
 
 def validated_or_error(command: Command) -> Command | InvalidCommand:

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from producers.command import InputError, ServiceError, cli_settings, run_with_broker
+from producers.config import publisher_config
 from producers.drift import DEFAULT_MAX_REPAIR_SHARE, KINDS, MassRepairRefused
 from producers.publisher import Publisher
 from producers.reconcile import SAMPLE, Reconciler, Reconciliation, SweepFailed, drift_rows
@@ -117,7 +118,7 @@ async def _sweep(
     settings: Settings, db: Database, vins: list[str], since: dt.datetime | None, max_share: float | None
 ) -> Reconciliation:
     async with (
-        Publisher.connect(settings, name="recalls-cli reconcile") as publisher,
+        Publisher.connect(publisher_config(settings, name="recalls-cli reconcile")) as publisher,
         _progress() as show,
     ):
         ledger = Ledger(db)

@@ -11,7 +11,7 @@ the publishing connection's user, so a consumer can believe it: it says who sent
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import aio_pika
@@ -19,7 +19,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
-from shared.settings import Settings
+if TYPE_CHECKING:  # pydantic-settings is no import of the publisher library's
+    from shared.settings import Settings
 
 
 class PublishFailed(Exception):
@@ -42,7 +43,11 @@ _OWN_REPLY_QUEUES = ("amq.gen-", "amq.rabbitmq.reply-to")
 
 def broker_url(settings: Settings) -> str:
     """The broker URL of the settings, with the default heartbeat unless the URL sets one."""
-    url = settings.amqp_url.get_secret_value()
+    return with_heartbeat(settings.amqp_url.get_secret_value())
+
+
+def with_heartbeat(url: str) -> str:
+    """``url`` with the default heartbeat unless it sets one."""
     parts = urlsplit(url)
     if "heartbeat" in parse_qs(parts.query):
         return url

@@ -173,3 +173,11 @@ class OutcomeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     recall_campaign_start_date: dt.date | None = None
     rectification_date: dt.date | None = None
     repair_status: RepairStatus | None = None
+
+
+_EVENT_DECODER = msgspec.json.Decoder(OutcomeEvent)
+
+
+def decode_event(body: bytes) -> OutcomeEvent:
+    """An outcome event from its JSON body; raises ``msgspec.DecodeError`` (or its ValidationError)."""
+    return _EVENT_DECODER.decode(body)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -32,9 +33,14 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity, Chann
 from pamqp.common import FieldValue
 
 from shared.contracts import VERBS, Lane, Verb
-from shared.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-settings is no import of the publisher library's
+    from shared.settings import Settings
 
 LANES: tuple[Lane, ...] = ("live", "bulk", "background")
+# As RECALLS_PREFIX's default and rule in shared.settings (which may not import this module).
+DEFAULT_PREFIX = "recalls"
+PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _LANE_SUFFIXES: dict[str, Lane] = {lane: lane for lane in LANES if lane != "live"}
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 5, 30, 120, 600, 3600, 21600)
 DEFAULT_COMMAND_QUEUE_MAX_LENGTH = 1_000_000
@@ -218,6 +224,14 @@ async def ensure(connection: AbstractConnection, topology: Topology) -> None:
     finally:
         if not channel.is_closed:
             await channel.close()
+
+
+async def missing_exchanges(connection: AbstractConnection, names: Sequence[str]) -> list[str]:
+    """Those of the exchanges ``names`` that do not exist, by passive declares (they need no permission).
+
+    For clients that declare nothing and must know that what they publish to or bind to is there.
+    """
+    return [name for _, name in await _missing(connection, [("exchange", name) for name in names])]
 
 
 async def _missing(connection: AbstractConnection, wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:

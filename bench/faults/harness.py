@@ -327,7 +327,7 @@ async def _broker_side(name: str, settings: Settings, sandbox: SandboxControl) -
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)
         try:
-            async with Publisher.on_connection(connection, topology) as publisher:
+            async with Publisher.on_connection(connection, topology, declare=True) as publisher:
                 run = FaultRun(
                     name,
                     settings=settings,

@@ -26,10 +26,10 @@ from starlette.types import ASGIApp
 from producers import broker
 from producers.batch_api.app import create_app
 from producers.batch_api.ops import ApiMetrics, metrics_app
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.settings import Settings
 from shared.store.database import Database
-from shared.topology import topology_of
 
 HSTS = ("Strict-Transport-Security", "max-age=31536000")  # a year, the usual floor for preload lists
 
@@ -47,11 +47,15 @@ class Tls:
 
 async def serve(settings: Settings, host: str, port: int, *, tls: Tls | None = None) -> None:
     """Serve the batch API on ``host``:``port`` (https with ``tls``) until cancelled or signalled."""
-    topology = topology_of(settings)
+    config = publisher_config(settings, name="recalls-api")
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(Database.connect(settings))
-        connection = await stack.enter_async_context(await broker.connect(settings, name="recalls-api"))
-        publisher = await stack.enter_async_context(Publisher.on_connection(connection, topology))
+        connection = await stack.enter_async_context(
+            await broker.connect(config.amqp_url, name=config.name, connect_timeout=config.connect_timeout)
+        )
+        publisher = await stack.enter_async_context(
+            Publisher.on_connection(connection, config.topology, declare=config.declare)
+        )
         metrics = ApiMetrics()
         app = create_app(settings, db, publisher, connection=connection, metrics=metrics)
         over_tls = tls.uvicorn_options() if tls is not None else {}

@@ -117,7 +117,7 @@ async def test_readyz_names_each_failing_check_without_a_url(prefix: str, store_
     db = await Database.open(settings)  # opens no connection until used
     try:
         async with Publisher.on_connection(
-            connection, Topology(settings.prefix, settings.retry_tiers)
+            connection, Topology(settings.prefix, settings.retry_tiers), declare=True
         ) as publisher:
             app = create_app(settings, db, publisher, connection=connection)
             async with serving(app) as http:

@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from bench.faults.harness import fresh_database
 from producers.batch_api import create_app, serve
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.contracts import GetCommand, Recall, utc_now
 from shared.message_ids import content_id
@@ -672,7 +673,7 @@ async def two_apis(settings: Settings) -> AsyncIterator[TwoApis]:
         https = []
         for _ in range(2):
             db = await stack.enter_async_context(Database.connect(settings))
-            publisher = await stack.enter_async_context(Publisher.connect(settings))
+            publisher = await stack.enter_async_context(Publisher.connect(publisher_config(settings)))
             https.append(await stack.enter_async_context(serving(create_app(settings, db, publisher))))
         yield TwoApis((https[0], https[1]), db)
 

@@ -15,7 +15,7 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aio_pika
@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from pamqp.common import FieldValue
 
 from cli.main import cli
+from producers.config import publisher_config
 from producers.publisher import Publisher, QueueFull
 from shared.contracts import CreateCommand, DeleteCommand, GetCommand, OutcomeEvent
 from shared.settings import Settings
@@ -157,12 +158,24 @@ async def test_a_publisher_stamps_each_command_with_its_broker_user(
     permissions = {"configure": everything, "write": everything, "read": everything}
     async with (
         broker_user(**permissions) as user,
-        Publisher.connect(changed(settings, amqp_url=user.url)) as publisher,
+        Publisher.connect(publisher_config(changed(settings, amqp_url=user.url))) as publisher,
     ):
         await publisher.publish(GetCommand(vin="WAUZZZF49HA036784"))
     queue = await channel.get_queue(Topology(settings.prefix).command_queue("get"))
     message = await queue.get(no_ack=True, fail=True)
     assert message is not None and message.user_id == user.name
+
+
+async def test_a_publisher_that_declares_nothing_needs_only_write_on_the_commands_exchange(
+    settings: Settings, channel: AbstractChannel, prefix: str, publisher_user: BrokerUser
+) -> None:
+    await declare(channel, topology_of(settings))  # as the admin: recalls topology
+    config = replace(publisher_config(settings), amqp_url=publisher_user.url, declare=False)
+    async with Publisher.connect(config) as publisher:
+        await publisher.publish(GetCommand(vin="WAUZZZF49HA036784"))
+    queue = await channel.get_queue(Topology(settings.prefix).command_queue("get"))
+    message = await queue.get(no_ack=True, fail=True)
+    assert message is not None and message.user_id == publisher_user.name
 
 
 async def test_a_command_from_an_unlisted_user_is_dead_lettered_and_never_reaches_dvsa(
@@ -326,7 +339,7 @@ async def test_a_full_command_queue_makes_the_publisher_raise_queue_full(
 ) -> None:
     capped = changed(settings, command_queue_max_length=2)
     refused: QueueFull | None = None
-    async with Publisher.connect(capped) as publisher:
+    async with Publisher.connect(publisher_config(capped)) as publisher:
         for number in range(20):  # a quorum queue may take a few past its cap before it refuses
             try:
                 await publisher.publish(GetCommand(vin=f"SALGA2EV5HA1000{number:02d}"))
@@ -361,7 +374,8 @@ async def test_recalls_topology_says_how_to_cap_a_queue_an_earlier_version_decla
     assert (
         f"rabbitmqctl delete_queue {uncapped.name}" in result.stderr and "recalls topology" in result.stderr
     )
-    async with Publisher.connect(settings) as publisher:  # the fleet goes on using the queue as it is
+    # The fleet goes on using the queue as it is.
+    async with Publisher.connect(publisher_config(settings)) as publisher:
         await publisher.publish(GetCommand(vin="SALGA2EV5HA000010"))
 
 
@@ -400,7 +414,7 @@ async def test_fleet_processes_that_may_not_configure_say_to_run_recalls_topolog
 ) -> None:
     as_publisher = changed(settings, amqp_url=publisher_user.url)
     with pytest.raises(TopologyError, match="run `recalls topology`") as publishing:
-        async with Publisher.connect(as_publisher):
+        async with Publisher.connect(publisher_config(as_publisher)):
             pass
     async with broker_user(**worker_permissions(prefix)) as worker_user:
         as_worker = changed(settings, amqp_url=worker_user.url)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel
 
+from producers.config import publisher_config
 from producers.importer import Importer, ImportProgress
 from producers.publisher import Publisher
 from producers.sync import MassFixRefused, check_mass_fix, plan_sync, run_sync
@@ -35,7 +36,7 @@ BAD_ROWS = [
 
 @contextlib.asynccontextmanager
 async def importer(settings: Settings, **options: int) -> AsyncIterator[Importer]:
-    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
+    async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         yield Importer(publisher, Ledger(db), Batches(db), **options)  # type: ignore[arg-type]
 
 

@@ -35,7 +35,7 @@ async def test_worker_and_producer_connections_beat_as_configured(query: str, ex
     settings = base_settings("hb", amqp_url=SecretStr(f"amqp://guest:guest@127.0.0.1:5672/{query}"))
     worker_name, producer_name = f"hb-worker-{uuid.uuid4().hex}", f"hb-producer-{uuid.uuid4().hex}"
     worker = await connect(settings, worker_name)
-    producer = await connect_producer(settings, name=producer_name)
+    producer = await connect_producer(settings.amqp_url.get_secret_value(), name=producer_name)
     try:
         assert await heartbeat_of(worker_name) == expected
         assert await heartbeat_of(producer_name) == expected

@@ -34,6 +34,7 @@ from redis import asyncio as aioredis
 from cli.sandbox_process import pointed_at
 from producers.batch_api import create_app
 from producers.batch_api.correlation import HEADER, CorrelationMiddleware
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared import logs
 from shared.contracts import CreateCommand, FixCommand
@@ -278,7 +279,7 @@ def captured_logs(prefix: str) -> Iterator[io.StringIO]:
 @contextlib.asynccontextmanager
 async def api_with_correlation(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """The batch API as test_batch_api serves it, under the correlation middleware, and a key it accepts."""
-    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
+    async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         _, key = await ApiKeys(db).create("log test")
         app = create_app(settings, db, publisher)
         if not any(getattr(added, "cls", None) is CorrelationMiddleware for added in app.user_middleware):

@@ -77,6 +77,17 @@ def test_bad_settings_exit_2_with_the_settings_error(cli_env: dict[str, str]) ->
     assert result.stderr.startswith("error: invalid configuration:\n  RECALLS_PREFIX: ")
 
 
+def test_a_broker_url_no_publisher_can_use_exits_2_naming_it_without_the_password(
+    cli_env: dict[str, str],
+) -> None:
+    result = recalls(*CREATE, env={**cli_env, "RECALLS_AMQP_URL": "redis://guest:secretpw@127.0.0.1/"})
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: invalid publisher configuration: "
+        "RECALLS_AMQP_URL: must be an amqp:// or amqps:// URL naming a host\n"
+    )
+
+
 async def test_topology_declares_and_lists_every_name(
     cli_env: dict[str, str], names: Topology, connection: AbstractConnection, queue_count: QueueCount
 ) -> None:

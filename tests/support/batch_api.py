@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from producers.batch_api import create_app
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.contracts import GetCommand, OutcomeEvent, Recall, Result, utc_now
 from shared.settings import Settings
@@ -83,7 +84,7 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings) -> AsyncIterator[Api]:
     """The API on ``settings`` with its store and publisher, served, and a new key for it."""
-    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
+    async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         _, key = await ApiKeys(db).create("fleet team")
         async with serving(create_app(settings, db, publisher)) as http:
             yield Api(http, key, db)
@@ -166,7 +167,7 @@ async def running_ops_api(settings: Settings) -> AsyncIterator[Api]:
     async with (
         connection,
         Database.connect(settings) as db,
-        Publisher.on_connection(connection, topology) as publisher,
+        Publisher.on_connection(connection, topology, declare=True) as publisher,
     ):
         _, key = await ApiKeys(db).create("operations")
         async with serving(create_app(settings, db, publisher, connection=connection)) as http:

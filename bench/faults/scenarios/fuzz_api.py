@@ -28,6 +28,7 @@ from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode
 from bench.faults.scenarios import fuzz
 from producers.batch_api import create_app
+from producers.config import publisher_config
 from producers.publisher import Publisher
 from shared.settings import Settings
 from shared.store.api_keys import ApiKeys
@@ -220,7 +221,7 @@ def _names_a_field(message: str, case: ApiCase) -> bool:
 @contextlib.asynccontextmanager
 async def _serving(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """The batch API under uvicorn on a loopback port, a client for it, and a key it accepts."""
-    async with Database.connect(settings) as db, Publisher.connect(settings) as publisher:
+    async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         _, key = await ApiKeys(db).create("bad input")
         listening = socket.create_server(("127.0.0.1", 0))
         host, port = listening.getsockname()[:2]
