@@ -14,8 +14,8 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 
-from shared.amqp import broker_url
-from shared.settings import Settings
+from recalls.shared.amqp import broker_url
+from recalls.shared.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}

@@ -3,7 +3,7 @@
 For the manufacturer's Python systems and for the fleet's own CLI, importers and batch API.  A command
 given to :class:`Publisher` is
 
-* checked against DVSA's rules first (:func:`shared.validation.validate`), so a bad command fails in
+* checked against DVSA's rules first (:func:`recalls.shared.validation.validate`), so a bad command fails in
   its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
 * sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
   to its verb's queue in the live, bulk or background lane;
@@ -36,13 +36,13 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
 
-from producers import broker
-from producers.keyed_lock import KeyedLock
-from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
-from shared.contracts import Command, Lane
-from shared.settings import Settings
-from shared.topology import Topology, ensure, topology_of
-from shared.validation import InvalidCommand, validate
+from recalls.producers import broker
+from recalls.producers.keyed_lock import KeyedLock
+from recalls.shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
+from recalls.shared.contracts import Command, Lane
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology, ensure, topology_of
+from recalls.shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
 """Per command of :meth:`Publisher.publish_many`: its message_id once confirmed, or why it was not."""
@@ -60,7 +60,7 @@ class Publisher:
 
     Build one with :meth:`connect` (from settings) or :meth:`on_connection` (sharing a connection the
     caller owns); both check the topology first and declare what is missing, so publishing works on a
-    fresh broker when the broker user may configure (:func:`shared.topology.ensure`).
+    fresh broker when the broker user may configure (:func:`recalls.shared.topology.ensure`).
     """
 
     def __init__(
@@ -87,8 +87,8 @@ class Publisher:
     ) -> AsyncIterator[Publisher]:
         """Connect to ``settings.amqp_url``, ensure the topology, and close everything on exit.
 
-        Raises :class:`producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds, and
-        :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
+        Raises :class:`recalls.producers.broker.BrokerUnreachable` within ``connect_timeout`` seconds, and
+        :class:`recalls.shared.topology.TopologyError` as :meth:`on_connection` does.
         """
         connection = await broker.connect(settings, name=name, connect_timeout=connect_timeout)
         async with connection, cls.on_connection(connection, topology_of(settings)) as publisher:
@@ -101,7 +101,7 @@ class Publisher:
     ) -> AsyncIterator[Publisher]:
         """A publisher on its own channel of ``connection``; closes the channel, not the connection.
 
-        Raises :class:`shared.topology.TopologyError` when part of the topology is missing and the
+        Raises :class:`recalls.shared.topology.TopologyError` when part of the topology is missing and the
         broker user may not declare it.
         """
         await ensure(connection, topology)
@@ -115,9 +115,9 @@ class Publisher:
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
         """Validate, publish and return the message_id once the broker has confirmed it.
 
-        Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
-        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing),
-        :class:`QueueFull` or :class:`~shared.amqp.PublishFailed` (lost connection or no confirm in
+        Raises :class:`~recalls.shared.validation.InvalidCommand` (nothing sent),
+        :class:`~recalls.shared.amqp.Unroutable` (no queue for the verb and lane: topology missing),
+        :class:`QueueFull` or :class:`~recalls.shared.amqp.PublishFailed` (lost connection or no confirm in
         time), or ``ValueError`` for a lane other than "live", "bulk" or "background" or a
         ``reply_to`` that is no queue of the caller's own (workers send outcomes to no other).
         """
@@ -139,9 +139,9 @@ class Publisher:
         """Publish many commands with up to ``max_in_flight`` confirms outstanding at once.
 
         Every command is validated before any is sent (``validated=True``: the caller already ran
-        :func:`~shared.validation.validate` on each).  Returns one result per command, in order: its
+        :func:`~recalls.shared.validation.validate` on each).  Returns one result per command, in order: its
         message_id once confirmed, or the exception that stopped it (an invalid command is never sent
-        and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
+        and gets its :class:`~recalls.shared.validation.InvalidCommand`).  Never raises for one command.
         """
         _check_lane(lane)
         _check_reply_to(reply_to)

@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
-from shared.settings import Settings
+from recalls.shared.settings import Settings
 
 
 class PublishFailed(Exception):
