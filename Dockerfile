@@ -15,7 +15,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY producers ./producers
 COPY workers ./workers
-COPY simulator ./simulator
+COPY sandbox ./sandbox
 COPY cli ./cli
 # recalls/ is the one import root; its packages are links to the folders above (pip follows them).
 COPY recalls ./recalls
