@@ -15,8 +15,10 @@ COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY producers ./producers
 COPY workers ./workers
-COPY simulator ./simulator
+COPY sandbox ./sandbox
 COPY cli ./cli
+# recalls/ is the one import root; its packages are links to the folders above (pip follows them).
+COPY recalls ./recalls
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --system --create-home --home-dir /home/recalls recalls
 

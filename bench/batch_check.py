@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from bench.fleet_throughput import ROOT, Options, running_workers, sandbox_and_broker, seed
-from shared.settings import Settings, load_settings
+from recalls.shared.settings import Settings, load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ONE_WORKER = Options(processes=1, per_verb=0, redis=None, samples=0, gap=0.0, lane="bulk")
@@ -48,7 +48,7 @@ def free_port() -> int:
 
 async def recalls(*args: str, env: dict[str, str]) -> str:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", *args,
+        sys.executable, "-c", "from recalls.cli.main import main; main()", *args,
         env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await child.communicate()
@@ -59,7 +59,7 @@ async def recalls(*args: str, env: dict[str, str]) -> str:
 
 async def api_process(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "api", "--port", str(port),
+        sys.executable, "-c", "from recalls.cli.main import main; main()", "api", "--port", str(port),
         env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     async with httpx.AsyncClient() as probe, asyncio.timeout(60):

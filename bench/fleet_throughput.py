@@ -61,12 +61,12 @@ import httpx
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from cli import sandbox_process
-from cli.sandbox_process import credential_env, pointed_at
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.amqp import connect
-from shared.contracts import (
+from recalls.cli import sandbox_process
+from recalls.cli.sandbox_process import credential_env, pointed_at
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.amqp import connect
+from recalls.shared.contracts import (
     VERBS,
     Command,
     CreateCommand,
@@ -77,8 +77,8 @@ from shared.contracts import (
     OutcomeEvent,
     Verb,
 )
-from shared.settings import Settings, load_settings
-from shared.topology import LANES, Topology, declare, delete
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import LANES, Topology, declare, delete
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -91,7 +91,7 @@ GOAL_CPU_RATIO = 2.5  # worker CPU per DVSA call against the sandbox's CPU per r
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's CPU times
 PUBLISH_IN_FLIGHT = 1000
 SEED_CHUNK = 500  # recalls per seed request: well under aiohttp's 1 MiB body limit
-WORKER_ENTRY = "from cli.main import main; main()"  # what ``recalls worker`` runs
+WORKER_ENTRY = "from recalls.cli.main import main; main()"  # what ``recalls worker`` runs
 Json = dict[str, Any]
 
 
@@ -620,7 +620,7 @@ async def sandbox_broker_and_pid(
 ) -> AsyncIterator[tuple[Settings, httpx.AsyncClient, AbstractChannel, int]]:
     """As ``sandbox_and_broker``, and the sandbox's process id (to read its CPU time)."""
     topology = Topology(settings.prefix, settings.retry_tiers)
-    # cli.sandbox_process.sandbox_process, with the process at hand.
+    # recalls.cli.sandbox_process.sandbox_process, with the process at hand.
     url, process = await asyncio.to_thread(sandbox_process.start, settings)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as admin:

@@ -25,8 +25,8 @@ from typing import Any
 
 from bench.fleet_throughput import Options, running_workers, sandbox_and_broker, subscribe
 from bench.import_throughput import write_file
-from shared.settings import Settings, load_settings
-from shared.topology import Topology
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import Topology
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ONE_WORKER = Options(processes=1, per_verb=0, redis=None, samples=0, gap=0.0, lane="bulk")
@@ -36,7 +36,7 @@ async def import_file(settings: Settings, path: Path) -> float:
     """Run ``recalls import``; return its wall time."""
     started = time.perf_counter()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "import", str(path),
+        sys.executable, "-c", "from recalls.cli.main import main; main()", "import", str(path),
         env={**os.environ, "RECALLS_PREFIX": settings.prefix},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -32,11 +32,11 @@ from typing import Any
 import aio_pika
 import msgspec
 
-from producers.snapshot_csv import create_message_id
-from shared.amqp import connect
-from shared.contracts import CreateCommand
-from shared.settings import Settings, load_settings
-from shared.topology import Topology, declare, delete
+from recalls.producers.snapshot_csv import create_message_id
+from recalls.shared.amqp import connect
+from recalls.shared.contracts import CreateCommand
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import Topology, declare, delete
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 1000
@@ -108,7 +108,7 @@ async def run_import(settings: Settings, path: Path, database: Path) -> Json:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "import",
         str(path),
         env=env,

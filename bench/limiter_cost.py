@@ -17,8 +17,8 @@ import uuid
 
 from redis import asyncio as aioredis
 
-from shared.fleet_limiter import RedisLimiter
-from shared.ratelimit import RateLimiter
+from recalls.shared.fleet_limiter import RedisLimiter
+from recalls.shared.ratelimit import RateLimiter
 
 UNREACHABLE_LIMIT = 10_000_000  # per second: no call ever waits for its slot
 

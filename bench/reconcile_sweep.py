@@ -73,13 +73,13 @@ from bench.fleet_throughput import (
     vin,
     worker_env,
 )
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.contracts import CreateCommand, GetCommand, OutcomeEvent
-from shared.settings import Settings, load_settings
-from shared.store.database import Database
-from shared.store.ledger import Ledger
-from shared.topology import Topology
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.contracts import CreateCommand, GetCommand, OutcomeEvent
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.topology import Topology
 
 GOAL_RATIO = 1.03  # the sweep alone against N / 25 s, and a batch check beside it against the batch alone
 LEDGER_CHUNK = 1000  # events per Ledger.apply: one transaction each

@@ -24,8 +24,8 @@ from bench.fleet_throughput import GOAL_CPU_RATIO, GOAL_WORKER_MS_PER_CALL
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
 from bench.reconcile_sweep import GOAL_LIVE_MS
 from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
-from shared.contracts import VERBS
-from shared.topology import LANES
+from recalls.shared.contracts import VERBS
+from recalls.shared.topology import LANES
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]

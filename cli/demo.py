@@ -21,15 +21,22 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from rich.console import Console
 from rich.table import Table
 
-from cli.sandbox_process import pointed_at, sandbox_process
-from producers.publisher import Publisher
-from shared.amqp import connect
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
-from shared.dvsa.client import DvsaClient
-from shared.settings import Settings, SettingsError, load_settings
-from shared.topology import Topology, delete, topology_of
-from shared.validation import InvalidCommand
-from workers.runtime import Worker, dvsa_client
+from recalls.cli.sandbox_process import pointed_at, sandbox_process
+from recalls.producers.publisher import Publisher
+from recalls.shared.amqp import connect
+from recalls.shared.contracts import (
+    Command,
+    CreateCommand,
+    DeleteCommand,
+    FixCommand,
+    GetCommand,
+    OutcomeEvent,
+)
+from recalls.shared.dvsa.client import DvsaClient
+from recalls.shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.topology import Topology, delete, topology_of
+from recalls.shared.validation import InvalidCommand
+from recalls.workers.runtime import Worker, dvsa_client
 
 START = dt.date(2025, 9, 1)
 

@@ -1,22 +1,23 @@
 """Entry point of the ``recalls`` console script.
 
-Each layer owns its commands (``simulator.command``, ``producers.command``, ``workers.command``); this module
-only gathers them under one group, so ``recalls --help`` lists everything the product can do.
+Each layer owns its commands (``recalls.sandbox.command``, ``recalls.producers.command``,
+``recalls.workers.command``); this module only gathers them under one group, so ``recalls --help`` lists
+everything the product can do.
 """
 
 from __future__ import annotations
 
 import click
 
-from cli.demo import demo
-from producers.api_command import api
-from producers.bulk_command import import_, sync
-from producers.command import publish, schemas, topology
-from producers.reconcile_command import reconcile
-from simulator.command import simulator
-from workers.command import worker
-from workers.dlq_command import dlq
-from workers.status_command import batch, status
+from recalls.cli.demo import demo
+from recalls.producers.api_command import api
+from recalls.producers.bulk_command import import_, sync
+from recalls.producers.command import publish, schemas, topology
+from recalls.producers.reconcile_command import reconcile
+from recalls.sandbox.command import simulator
+from recalls.workers.command import worker
+from recalls.workers.dlq_command import dlq
+from recalls.workers.status_command import batch, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

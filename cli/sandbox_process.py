@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Mapping
 
 from pydantic import AnyUrl
 
-from shared.settings import SANDBOX_TOKEN_PATH, Settings
+from recalls.shared.settings import SANDBOX_TOKEN_PATH, Settings
 
-_ENTRY = "from cli.main import main; main()"
+_ENTRY = "from recalls.cli.main import main; main()"
 
 
 def credential_env(settings: Settings) -> dict[str, str]:

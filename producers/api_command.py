@@ -24,12 +24,12 @@ from typing import TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from producers.batch_api.server import Tls, serve
-from producers.command import InputError, ServiceError, cli_settings, run_with_broker
-from shared import logs
-from shared.settings import Settings
-from shared.store.api_keys import SCOPES, ApiKey, ApiKeys
-from shared.store.database import Database, StoreError
+from recalls.producers.batch_api.server import Tls, serve
+from recalls.producers.command import InputError, ServiceError, cli_settings, run_with_broker
+from recalls.shared import logs
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import SCOPES, ApiKey, ApiKeys
+from recalls.shared.store.database import Database, StoreError
 
 _T = TypeVar("_T")
 

@@ -14,8 +14,8 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 
-from shared.amqp import with_heartbeat
-from shared.topology import Topology, TopologyError, missing_exchanges
+from recalls.shared.amqp import with_heartbeat
+from recalls.shared.topology import Topology, TopologyError, missing_exchanges
 
 CONNECT_TIMEOUT = 5.0
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}

@@ -18,12 +18,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from producers.command import InputError, cli_settings, run_with_broker
-from producers.importer import Importer, ImportProgress
-from producers.publish_process import PublisherProcess
-from producers.reject_report import report_path
-from producers.snapshot_csv import UnreadableFile
-from producers.sync import (
+from recalls.producers.command import InputError, cli_settings, run_with_broker
+from recalls.producers.importer import Importer, ImportProgress
+from recalls.producers.publish_process import PublisherProcess
+from recalls.producers.reject_report import report_path
+from recalls.producers.snapshot_csv import UnreadableFile
+from recalls.producers.sync import (
     DEFAULT_MAX_FIX_SHARE,
     SAMPLE,
     MassFixRefused,
@@ -33,10 +33,10 @@ from producers.sync import (
     run_sync,
     snapshot_date,
 )
-from shared.settings import Settings
-from shared.store.batches import Batches
-from shared.store.database import Database
-from shared.store.ledger import Ledger
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
 
 _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 STOPPED_EXIT = 130  # as a shell reports a command stopped by Ctrl-C

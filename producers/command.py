@@ -19,16 +19,16 @@ import click
 import msgspec
 from aiormq.exceptions import AMQPError
 
-from producers import broker
-from producers.config import PublisherConfigError, publisher_config
-from producers.publisher import Publisher
-from shared.amqp import PublishFailed
-from shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
-from shared.contracts import VERBS, Command, Lane
-from shared.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
-from shared.settings import Settings, SettingsError, load_settings
-from shared.topology import LANES, Topology, TopologyError, declare, topology_of
-from shared.validation import InvalidCommand, decode_command
+from recalls.producers import broker
+from recalls.producers.config import PublisherConfigError, publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.asyncapi import ASYNCAPI_PATH, stale_asyncapi, write_asyncapi
+from recalls.shared.contracts import VERBS, Command, Lane
+from recalls.shared.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
+from recalls.shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.topology import LANES, Topology, TopologyError, declare, topology_of
+from recalls.shared.validation import InvalidCommand, decode_command
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -264,7 +264,7 @@ def topology() -> None:
 
 
 def declared_names(names: Topology) -> list[str]:
-    """What :func:`shared.topology.declare` creates, one ``exchange|queue <name>`` line each."""
+    """What :func:`recalls.shared.topology.declare` creates, one ``exchange|queue <name>`` line each."""
     command_queues = [names.command_queue(verb, lane) for verb in VERBS for lane in LANES]
     retries = [names.retry_name(tier) for tier in range(len(names.retry_tiers))]
     exchanges = [names.commands_exchange, names.events_exchange, names.dead_exchange, *retries]

@@ -1,11 +1,11 @@
 """What a publisher needs to know to reach the fleet: the broker URL, the prefix, and a few choices.
 
 :class:`PublisherConfig` is all another team's system configures to publish commands
-(:class:`producers.publisher.Publisher`) or follow their outcomes (:func:`producers.events.events`),
-instead of the product-wide :class:`shared.settings.Settings` and its ``.env`` file.  It is checked when
-built, and its repr never shows the broker password.  :meth:`PublisherConfig.from_env` reads it from the
-same ``RECALLS_*`` environment variables the fleet reads, and from nothing else (no ``.env`` file);
-:func:`publisher_config` is the one place where the fleet's own code turns its settings into one.
+(:class:`recalls.Publisher`) or follow their outcomes (:func:`recalls.events`), instead of the product-wide
+:class:`recalls.shared.settings.Settings` and its ``.env`` file. It is checked when built, and its repr never
+shows the broker password. :meth:`PublisherConfig.from_env` reads it from the same ``RECALLS_*`` environment
+variables the fleet reads, and from nothing else (no ``.env`` file); :func:`publisher_config` is the one place
+where the fleet's own code turns its settings into one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from shared.topology import (
+from recalls.shared.topology import (
     DEFAULT_COMMAND_QUEUE_MAX_LENGTH,
     DEFAULT_PREFIX,
     DEFAULT_RETRY_TIERS,
@@ -30,7 +30,7 @@ from shared.topology import (
 )
 
 if TYPE_CHECKING:  # the publisher library does not import pydantic-settings
-    from shared.settings import Settings
+    from recalls.shared.settings import Settings
 
 ENV_PREFIX = "RECALLS_"
 DEFAULT_NAME = "recalls-publisher"

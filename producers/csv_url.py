@@ -1,7 +1,7 @@
 """Fetching the CSV a batch check names by ``csvUrl``, with CarsXE's error codes for every way it can fail.
 
 Every hop (the URL and each redirect, followed by hand) is checked as the first one is: https, a public
-address (see :mod:`shared.url_safety`), a host in ``csv_url_allowed_hosts`` when that is set; and the
+address (see :mod:`recalls.shared.url_safety`), a host in ``csv_url_allowed_hosts`` when that is set; and the
 request goes to the address that was checked.  The size cap counts the bytes as they come off the wire,
 and a body the server compressed is refused unread (``Accept-Encoding: identity`` is only a request, and
 a decoder inflates a chunk a thousandfold before any cap could see it).  The timeout covers the whole
@@ -22,8 +22,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from shared.settings import Settings
-from shared.url_safety import (
+from recalls.shared.settings import Settings
+from recalls.shared.url_safety import (
     CheckedUrl,
     HostNotAllowed,
     NotPublicAddress,

@@ -1,7 +1,8 @@
 """Where the ledger and DVSA disagree about one vehicle, and what would bring DVSA back in line.
 
 Pure functions of the ledger's entries for a vehicle and DVSA's answer to a ``get`` of it, so every rule
-is tested from tables with no broker (``recalls reconcile`` acts on them in :mod:`producers.reconcile`).
+is tested from tables with no broker (``recalls reconcile`` acts on them in
+:mod:`recalls.producers.reconcile`).
 Three kinds of drift, per campaign (manufacturer reference):
 
 - ``missing_at_dvsa``: the ledger holds it open or fixed; DVSA has no such campaign for the vehicle.
@@ -26,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.contracts import Command, CreateCommand, FixCommand, Recall, RepairStatus
-from shared.message_ids import content_id
-from shared.store.ledger import LedgerEntry
+from recalls.shared.contracts import Command, CreateCommand, FixCommand, Recall, RepairStatus
+from recalls.shared.message_ids import content_id
+from recalls.shared.store.ledger import LedgerEntry
 
 Kind = Literal["missing_at_dvsa", "status_differs", "unknown_to_ledger"]
 KINDS: tuple[Kind, ...] = ("missing_at_dvsa", "status_differs", "unknown_to_ledger")

@@ -1,6 +1,6 @@
 """Following what became of the commands: the fleet's outcome events, from a queue of the caller's own.
 
-Every command the fleet finishes is reported as an :class:`~shared.contracts.OutcomeEvent` on the topic
+Every command the fleet finishes is reported as an :class:`~recalls.OutcomeEvent` on the topic
 exchange ``<prefix>.events``, with the routing key ``recall.created``, ``recall.fixed``,
 ``recall.deleted``, ``recall.checked`` (applied or already applied) or ``recall.failed`` (failed for
 good).  :func:`events` reads them for another system::
@@ -18,10 +18,10 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelPreconditionFailed
 
-from producers import broker
-from producers.config import PublisherConfig
-from shared.contracts import OutcomeEvent, decode_event
-from shared.topology import TopologyError, ensure
+from recalls.producers import broker
+from recalls.producers.config import PublisherConfig
+from recalls.shared.contracts import OutcomeEvent, decode_event
+from recalls.shared.topology import TopologyError, ensure
 
 log = logging.getLogger("recalls.events")
 DEFAULT_PREFETCH = 32
@@ -55,7 +55,7 @@ async def events(
     ``recalls.events`` and rejected without requeueing, which dead-letters it where the caller's queue
     has a dead-letter exchange (a policy of the caller's) and drops it otherwise.
 
-    Raises :class:`~producers.broker.BrokerUnreachable`, and :class:`~shared.topology.TopologyError`
+    Raises :class:`~recalls.BrokerUnreachable`, and :class:`~recalls.TopologyError`
     when ``<prefix>.events`` is missing (``config.declare=True`` declares the fleet's topology first)
     or ``queue`` exists with other arguments.
     """

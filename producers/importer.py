@@ -22,12 +22,12 @@ from typing import Protocol
 
 import msgspec
 
-from producers.publisher import PublishResult
-from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import Chunk, SnapshotReader, chunks
-from shared.contracts import Command, CreateCommand, Lane
-from shared.store.batches import Batches
-from shared.store.ledger import Ledger
+from recalls.producers.publisher import PublishResult
+from recalls.producers.reject_report import RejectReport, report_path
+from recalls.producers.snapshot_csv import Chunk, SnapshotReader, chunks
+from recalls.shared.contracts import Command, CreateCommand, Lane
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.ledger import Ledger
 
 
 @dataclass
@@ -59,8 +59,9 @@ class ImportProgress:
 
 
 class BulkPublisher(Protocol):
-    """What the import needs of a publisher: :class:`~producers.publisher.Publisher` in this process,
-    or :class:`~producers.publish_process.PublisherProcess` in a child (what ``recalls import`` uses)."""
+    """What the import needs of a publisher: :class:`~recalls.producers.publisher.Publisher` in this process,
+    or :class:`~recalls.producers.publish_process.PublisherProcess` in a child (what ``recalls import``
+    uses)."""
 
     async def publish_many(
         self, commands: Iterable[Command], *, lane: Lane, max_in_flight: int, validated: bool

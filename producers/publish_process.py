@@ -3,8 +3,8 @@
 A historic load reads, validates and journals every row, and the AMQP client spends several hundred
 microseconds of CPU on every message it publishes.  In one process the two share one interpreter lock
 and the load publishes about a fifth slower than the client alone could.  :class:`PublisherProcess`
-offers :meth:`~producers.publisher.Publisher.publish_many` to the load while a child process
-(``python -m producers.publish_process``) does the publishing with a :class:`Publisher` of its own.
+offers :meth:`~recalls.producers.publisher.Publisher.publish_many` to the load while a child process
+(``python -m recalls.producers.publish_process``) does the publishing with a :class:`Publisher` of its own.
 
 The two talk over the child's stdin and stdout in length-prefixed msgpack frames: first the settings
 (secrets included: a pipe, never the command line or the environment), then the child's ``Ready`` or
@@ -28,13 +28,13 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 
-from producers.broker import BrokerUnreachable
-from producers.config import publisher_config
-from producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult, validated_or_error
-from shared.amqp import PublishFailed
-from shared.contracts import Command, Lane
-from shared.settings import Settings, load_settings
-from shared.validation import InvalidCommand
+from recalls.producers.broker import BrokerUnreachable
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult, validated_or_error
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import Command, Lane
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.validation import InvalidCommand
 
 log = logging.getLogger("recalls.publish_process")
 
@@ -80,14 +80,14 @@ class PublisherProcess:
     async def start(cls, settings: Settings, *, name: str) -> AsyncIterator[PublisherProcess]:
         """Start the child and wait until it is connected; raise :class:`BrokerUnreachable` if it cannot.
 
-        Raises :class:`~producers.config.PublisherConfigError` before starting the child when the
+        Raises :class:`~recalls.producers.config.PublisherConfigError` before starting the child when the
         settings describe no publisher configuration the child could use.
         """
         publisher_config(settings, name=name)
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "producers.publish_process",
+            "recalls.producers.publish_process",
             name,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

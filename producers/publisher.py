@@ -3,7 +3,7 @@
 For the manufacturer's Python systems and for the fleet's own CLI, importers and batch API.  A command
 given to :class:`Publisher` is
 
-* checked against DVSA's rules first (:func:`shared.validation.validate`), so a bad command fails in
+* checked against DVSA's rules first (:func:`recalls.shared.validation.validate`), so a bad command fails in
   its sender, naming the field and the reason, instead of costing a rate-limited DVSA call;
 * sent as a persistent JSON message, ``message_id`` = the command's idempotency key, routed mandatorily
   to its verb's queue in the live, bulk or background lane;
@@ -37,13 +37,13 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
 
-from producers import broker
-from producers.config import CONFIRM_TIMEOUT, PublisherConfig
-from producers.keyed_lock import KeyedLock
-from shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
-from shared.contracts import Command, Lane
-from shared.topology import Topology, ensure
-from shared.validation import InvalidCommand, validate
+from recalls.producers import broker
+from recalls.producers.config import CONFIRM_TIMEOUT, PublisherConfig
+from recalls.producers.keyed_lock import KeyedLock
+from recalls.shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
+from recalls.shared.contracts import Command, Lane
+from recalls.shared.topology import Topology, ensure
+from recalls.shared.validation import InvalidCommand, validate
 
 PublishResult = str | Exception
 """Per command of :meth:`Publisher.publish_many`: its message_id once confirmed, or why it was not."""
@@ -58,16 +58,16 @@ class QueueFull(PublishFailed):
 class Publisher:
     """Publishes validated commands to ``<prefix>.commands`` and waits for the broker's confirms.
 
-    Build one with :meth:`connect` (from a :class:`~producers.config.PublisherConfig`) or
+    Build one with :meth:`connect` (from a :class:`~recalls.producers.config.PublisherConfig`) or
     :meth:`on_connection` (sharing a connection the caller owns).  Neither declares anything unless
     asked: by default they check passively that ``<prefix>.commands`` exists, and a command whose queue
-    is missing raises :class:`~shared.amqp.Unroutable`.  With ``declare=True`` they declare whatever of
-    the fleet's topology is missing (:func:`shared.topology.ensure`), as the fleet's own processes do.
+    is missing raises :class:`~recalls.Unroutable`.  With ``declare=True`` they declare whatever of
+    the fleet's topology is missing (:func:`recalls.shared.topology.ensure`), as the fleet's own processes do.
 
     Which ``message_id`` to give a command:
 
     * anything a system may send again (after a crash, a timeout, a re-run of a job, a redelivered
-      event of its own): derive it with :func:`shared.message_ids.message_id_for` from the command's
+      event of its own): derive it with :func:`recalls.shared.message_ids.message_id_for` from the command's
       business key and the system's own id of the event that caused it.  A command rebuilt for a retry
       then carries the same id, and the fleet applies it once;
     * a one-off command (a person at a prompt, a script run once): leave the default, a random UUID.
@@ -92,8 +92,8 @@ class Publisher:
     async def connect(cls, config: PublisherConfig) -> AsyncIterator[Publisher]:
         """Connect to ``config.amqp_url``, check (or declare) the topology, and close everything on exit.
 
-        Raises :class:`producers.broker.BrokerUnreachable` within ``config.connect_timeout`` seconds,
-        and :class:`shared.topology.TopologyError` as :meth:`on_connection` does.
+        Raises :class:`recalls.BrokerUnreachable` within ``config.connect_timeout`` seconds,
+        and :class:`recalls.TopologyError` as :meth:`on_connection` does.
         """
         connection = await broker.connect(
             config.amqp_url, name=config.name, connect_timeout=config.connect_timeout
@@ -118,7 +118,7 @@ class Publisher:
     ) -> AsyncIterator[Publisher]:
         """A publisher on its own channel of ``connection``; closes the channel, not the connection.
 
-        Raises :class:`shared.topology.TopologyError` when ``<prefix>.commands`` is missing, or with
+        Raises :class:`recalls.TopologyError` when ``<prefix>.commands`` is missing, or with
         ``declare=True`` when part of the topology is missing and the broker user may not declare it.
         """
         if declare:
@@ -135,9 +135,9 @@ class Publisher:
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
         """Validate, publish and return the message_id once the broker has confirmed it.
 
-        Raises :class:`~shared.validation.InvalidCommand` (nothing sent),
-        :class:`~shared.amqp.Unroutable` (no queue for the verb and lane: topology missing),
-        :class:`QueueFull` or :class:`~shared.amqp.PublishFailed` (lost connection or no confirm in
+        Raises :class:`~recalls.InvalidCommand` (nothing sent),
+        :class:`~recalls.Unroutable` (no queue for the verb and lane: topology missing),
+        :class:`QueueFull` or :class:`~recalls.PublishFailed` (lost connection or no confirm in
         time), or ``ValueError`` for a lane other than "live", "bulk" or "background" or a
         ``reply_to`` that is no queue of the caller's own (workers send outcomes to no other).
         """
@@ -157,9 +157,9 @@ class Publisher:
         """Publish many commands with up to ``max_in_flight`` confirms outstanding at once.
 
         Every command is validated before any is sent (``validated=True``: the caller already ran
-        :func:`~shared.validation.validate` on each).  Returns one result per command, in order: its
+        :func:`~recalls.shared.validation.validate` on each).  Returns one result per command, in order: its
         message_id once confirmed, or the exception that stopped it (an invalid command is never sent
-        and gets its :class:`~shared.validation.InvalidCommand`).  Never raises for one command.
+        and gets its :class:`~recalls.InvalidCommand`).  Never raises for one command.
         """
         checked = checked_commands(
             commands, lane=lane, reply_to=reply_to, max_in_flight=max_in_flight, validated=validated
@@ -260,8 +260,8 @@ def _properties(command: Command, reply_to: str | None) -> Basic.Properties:
 def checked_command(command: Command, *, lane: Lane, reply_to: str | None) -> Command:
     """What :meth:`Publisher.publish` sends for ``command``: it validated, once lane and reply_to pass.
 
-    Every publisher's one check, the test double's (:mod:`producers.testing`) included.  Raises
-    :class:`~shared.validation.InvalidCommand` or ``ValueError`` as :meth:`Publisher.publish` does.
+    Every publisher's one check, the test double's (:mod:`recalls.producers.testing`) included.  Raises
+    :class:`~recalls.InvalidCommand` or ``ValueError`` as :meth:`Publisher.publish` does.
     """
     _check_lane(lane)
     _check_reply_to(reply_to)

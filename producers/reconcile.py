@@ -5,7 +5,7 @@ vehicle, published on the background lane, whose calls take only the DVSA budget
 leave, so batch checks and live commands go on at their pace.  The event recorder journals each answer
 in the batch and leaves the ledger alone (a sweep's answers are compared with the ledger, not written
 into it).  Once every answer is in, each vehicle's is compared with the ledger as it stands then
-(:mod:`producers.drift`): a page of vehicles at a time, so memory does not grow with the ledger.
+(:mod:`recalls.producers.drift`): a page of vehicles at a time, so memory does not grow with the ledger.
 
 A repair is a second batch, kind ``reconcile-repair``, on the bulk lane: the creates and fixes that
 bring DVSA back to the ledger; campaigns DVSA holds that the ledger lacks are written into the ledger.
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from producers.drift import KINDS, Answer, Drift, Kind, Repair, check_mass_repair, compare, repair
-from shared.contracts import Command, GetCommand, Lane, OutcomeEvent, Recall, utc_now
-from shared.store.batches import RESULT_COLUMNS, Batches, BatchStatus, check_message_id
-from shared.store.ledger import Ledger, LedgerEntry
+from recalls.producers.drift import KINDS, Answer, Drift, Kind, Repair, check_mass_repair, compare, repair
+from recalls.shared.contracts import Command, GetCommand, Lane, OutcomeEvent, Recall, utc_now
+from recalls.shared.store.batches import RESULT_COLUMNS, Batches, BatchStatus, check_message_id
+from recalls.shared.store.ledger import Ledger, LedgerEntry
 
 RECONCILE_KIND = "reconcile"
 REPAIR_KIND = "reconcile-repair"
@@ -106,7 +106,7 @@ class Reconciler:
     async def repair(self, found: Reconciliation, *, max_share: float) -> None:
         """Carry out ``found``'s repairs, unless they touch more than ``max_share`` of the vehicles.
 
-        Raises :class:`producers.drift.MassRepairRefused` (nothing done) or :class:`SweepFailed`.
+        Raises :class:`recalls.producers.drift.MassRepairRefused` (nothing done) or :class:`SweepFailed`.
         """
         doable = [planned for planned in found.repairs if planned.not_repaired is None]
         check_mass_repair(len({planned.drift.vin for planned in doable}), found.swept, max_share)

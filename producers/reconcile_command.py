@@ -23,17 +23,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from producers.command import InputError, ServiceError, cli_settings, run_with_broker
-from producers.config import publisher_config
-from producers.drift import DEFAULT_MAX_REPAIR_SHARE, KINDS, MassRepairRefused
-from producers.publisher import Publisher
-from producers.reconcile import SAMPLE, Reconciler, Reconciliation, SweepFailed, drift_rows
-from shared.contracts import GetCommand
-from shared.settings import Settings
-from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
-from shared.store.ledger import Ledger
-from shared.validation import InvalidCommand, validate
+from recalls.producers.command import InputError, ServiceError, cli_settings, run_with_broker
+from recalls.producers.config import publisher_config
+from recalls.producers.drift import DEFAULT_MAX_REPAIR_SHARE, KINDS, MassRepairRefused
+from recalls.producers.publisher import Publisher
+from recalls.producers.reconcile import SAMPLE, Reconciler, Reconciliation, SweepFailed, drift_rows
+from recalls.shared.contracts import GetCommand
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches, BatchStatus
+from recalls.shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.validation import InvalidCommand, validate
 
 DRIFT_EXIT = 3
 REFUSED_EXIT = 4

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import IO
 
-from producers.snapshot_csv import COLUMNS, RowError
+from recalls.producers.snapshot_csv import COLUMNS, RowError
 
 
 def report_path(source: Path) -> Path:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from shared.contracts import CreateCommand
-from shared.message_ids import content_id
-from shared.validation import FieldError, InvalidCommand, validate
+from recalls.shared.contracts import CreateCommand
+from recalls.shared.message_ids import content_id
+from recalls.shared.validation import FieldError, InvalidCommand, validate
 
 COLUMNS = (
     "VIN",

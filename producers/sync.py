@@ -4,8 +4,8 @@ DVSA's SFTP route takes a full snapshot of every outstanding recall each day, ad
 marks vehicles missing from it as fixed.  The API has no such semantics, so :func:`plan_sync` works
 them out: rows the ledger does not hold become creates; recalls the ledger holds open that the
 snapshot lacks become fixes, dated the snapshot's day.  :func:`run_sync` then publishes the plan as a
-batch through :class:`~producers.importer.Importer`.  Every command's message_id comes from its content
-and the date, so running the same snapshot twice publishes nothing the second time.
+batch through :class:`~recalls.producers.importer.Importer`.  Every command's message_id comes from its
+content and the date, so running the same snapshot twice publishes nothing the second time.
 
 A truncated file must not mark half the country's recalls fixed: a plan that would fix more than
 ``max_fix_share`` of the open recalls is refused unless the caller allows it.
@@ -20,12 +20,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from producers.importer import Importer, ImportProgress
-from producers.reject_report import RejectReport, report_path
-from producers.snapshot_csv import SnapshotReader, chunks
-from shared.contracts import CreateCommand, FixCommand
-from shared.message_ids import content_id
-from shared.store.ledger import Ledger, LedgerEntry
+from recalls.producers.importer import Importer, ImportProgress
+from recalls.producers.reject_report import RejectReport, report_path
+from recalls.producers.snapshot_csv import SnapshotReader, chunks
+from recalls.shared.contracts import CreateCommand, FixCommand
+from recalls.shared.message_ids import content_id
+from recalls.shared.store.ledger import Ledger, LedgerEntry
 
 DEFAULT_MAX_FIX_SHARE = 0.2
 SAMPLE = 5

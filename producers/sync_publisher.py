@@ -1,6 +1,6 @@
 """The publisher for code without an event loop: WSGI apps, Django views, scripts, Celery tasks.
 
-:class:`SyncPublisher` owns one event loop on a daemon thread and a :class:`~producers.publisher.Publisher`
+:class:`SyncPublisher` owns one event loop on a daemon thread and a :class:`~recalls.Publisher`
 on it; each call hands its work to that loop and blocks until the broker has confirmed::
 
     with SyncPublisher(PublisherConfig.from_env(name="orders-web")) as publisher:
@@ -8,10 +8,10 @@ on it; each call hands its work to that loop and blocks until the broker has con
 
 Any number of threads may publish through one at once (a WSGI server's worker threads): open it once
 per process, for instance when the app starts, rather than once per request.  Exceptions reach the
-caller unchanged: :class:`~shared.validation.InvalidCommand`, ``ValueError``,
-:class:`~shared.amqp.Unroutable`, :class:`~producers.publisher.QueueFull`,
-:class:`~shared.amqp.PublishFailed`, and from opening :class:`~producers.broker.BrokerUnreachable` and
-:class:`~shared.topology.TopologyError`.  Code that runs in an event loop uses ``Publisher`` itself:
+caller unchanged: :class:`~recalls.InvalidCommand`, ``ValueError``,
+:class:`~recalls.Unroutable`, :class:`~recalls.QueueFull`,
+:class:`~recalls.PublishFailed`, and from opening :class:`~recalls.BrokerUnreachable` and
+:class:`~recalls.TopologyError`.  Code that runs in an event loop uses ``Publisher`` itself:
 blocking that loop's thread until a confirm arrives would stall everything else on it, so
 ``SyncPublisher`` refuses to be called there.
 """
@@ -26,15 +26,15 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, TypeVar
 
-from producers.config import PublisherConfig
-from producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult
-from shared.contracts import Command, Lane
+from recalls.producers.config import PublisherConfig
+from recalls.producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult
+from recalls.shared.contracts import Command, Lane
 
 _T = TypeVar("_T")
 
 
 class SyncPublisher:
-    """A :class:`~producers.publisher.Publisher` for threads without an event loop; see the module."""
+    """A :class:`~recalls.Publisher` for threads without an event loop; see the module."""
 
     def __init__(self, config: PublisherConfig) -> None:
         self._config = config
@@ -90,7 +90,7 @@ class SyncPublisher:
             self._stop()
 
     def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
-        """As :meth:`Publisher.publish <producers.publisher.Publisher.publish>`, blocking until confirmed."""
+        """As :meth:`Publisher.publish <recalls.Publisher.publish>`, blocking until confirmed."""
         return self._call(self._open_publisher().publish(command, lane=lane, reply_to=reply_to))
 
     def publish_many(
@@ -102,7 +102,7 @@ class SyncPublisher:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         validated: bool = False,
     ) -> list[PublishResult]:
-        """As :meth:`Publisher.publish_many <producers.publisher.Publisher.publish_many>`, blocking."""
+        """As :meth:`Publisher.publish_many <recalls.Publisher.publish_many>`, blocking."""
         publisher = self._open_publisher()
         many = publisher.publish_many(
             commands, lane=lane, reply_to=reply_to, max_in_flight=max_in_flight, validated=validated

@@ -1,6 +1,6 @@
 """A publisher for other systems' tests: it checks commands as the real one does and keeps them in memory.
 
-Code that publishes through :class:`producers.publisher.Publisher` can be tested without RabbitMQ by
+Code that publishes through :class:`recalls.Publisher` can be tested without RabbitMQ by
 handing it an :class:`InMemoryPublisher` instead::
 
     async with InMemoryPublisher() as publisher:
@@ -8,10 +8,10 @@ handing it an :class:`InMemoryPublisher` instead::
     assert [p.command.vin for p in publisher.published] == ["WAUZZZF49HA036784"]
 
 It refuses exactly what the real publisher refuses, with the same exception and message, because both
-run the same checks (:func:`producers.publisher.checked_command`); what it accepts it records as the real
-one would send it (VIN upper-cased) in :attr:`InMemoryPublisher.published`.  It never raises what only a
-broker can cause (``Unroutable``, ``QueueFull``), except ``PublishFailed`` once it is closed, as the real
-one does after its connection closes.
+run the same checks (:func:`recalls.producers.publisher.checked_command`); what it accepts it records as
+the real one would send it (VIN upper-cased) in :attr:`InMemoryPublisher.published`.  It never raises
+what only a broker can cause (``Unroutable``, ``QueueFull``), except ``PublishFailed`` once it is closed,
+as the real one does after its connection closes.
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
-from producers.config import PublisherConfig
-from producers.publisher import DEFAULT_MAX_IN_FLIGHT, PublishResult, checked_command, checked_commands
-from shared.amqp import PublishFailed
-from shared.contracts import Command, Lane
-from shared.validation import InvalidCommand
+from recalls.producers.config import PublisherConfig
+from recalls.producers.publisher import (
+    DEFAULT_MAX_IN_FLIGHT,
+    PublishResult,
+    checked_command,
+    checked_commands,
+)
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import Command, Lane
+from recalls.shared.validation import InvalidCommand
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,11 @@ class Published:
 
 
 class InMemoryPublisher:
-    """Stands in for :class:`~producers.publisher.Publisher`: same ``publish`` and ``publish_many``.
+    """Stands in for :class:`~recalls.Publisher`: same ``publish`` and ``publish_many``.
 
     Usable as it is, as an async context manager, or through :meth:`connect` where the code under
     test calls ``Publisher.connect(config)``.  Publishing after the context has closed raises
-    :class:`~shared.amqp.PublishFailed`.
+    :class:`~recalls.PublishFailed`.
     """
 
     def __init__(self) -> None:
@@ -53,7 +58,7 @@ class InMemoryPublisher:
     @classmethod
     @asynccontextmanager
     async def connect(cls, config: PublisherConfig | None = None) -> AsyncIterator[InMemoryPublisher]:
-        """As :meth:`Publisher.connect <producers.publisher.Publisher.connect>`; ``config`` is not used."""
+        """As :meth:`Publisher.connect <recalls.Publisher.connect>`; ``config`` is not used."""
         async with cls() as publisher:
             yield publisher
 
@@ -74,7 +79,7 @@ class InMemoryPublisher:
         return [published.command for published in self.published]
 
     async def publish(self, command: Command, *, lane: Lane = "live", reply_to: str | None = None) -> str:
-        """As :meth:`Publisher.publish <producers.publisher.Publisher.publish>`, recording the command."""
+        """As :meth:`Publisher.publish <recalls.Publisher.publish>`, recording the command."""
         checked = checked_command(command, lane=lane, reply_to=reply_to)
         self._record(checked, lane, reply_to)
         return checked.message_id
@@ -88,7 +93,7 @@ class InMemoryPublisher:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         validated: bool = False,
     ) -> list[PublishResult]:
-        """As :meth:`Publisher.publish_many <producers.publisher.Publisher.publish_many>`."""
+        """As :meth:`Publisher.publish_many <recalls.Publisher.publish_many>`."""
         checked = checked_commands(
             commands, lane=lane, reply_to=reply_to, max_in_flight=max_in_flight, validated=validated
         )

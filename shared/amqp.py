@@ -20,7 +20,7 @@ from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
 if TYPE_CHECKING:  # pydantic-settings is no import of the publisher library's
-    from shared.settings import Settings
+    from recalls.shared.settings import Settings
 
 
 class PublishFailed(Exception):

@@ -1,9 +1,9 @@
 """The AsyncAPI 3.0.0 document of the fleet's queues, exchanges and messages, generated from the code.
 
-Channels are what :func:`shared.topology.declare` declares, recorded by running it against a fake
+Channels are what :func:`recalls.shared.topology.declare` declares, recorded by running it against a fake
 channel for the prefix placeholder ``{prefix}`` (a channel parameter whose default is the settings'
 default prefix), so exchange types, queue arguments and bindings cannot drift from the real topology.
-Payload schemas are :func:`shared.schema_export.schema_of` of the contract's Structs, embedded under
+Payload schemas are :func:`recalls.shared.schema_export.schema_of` of the contract's Structs, embedded under
 ``components.schemas``.  The document is committed as ``shared/asyncapi.json`` (pretty, key-sorted JSON)
 and a test checks that it equals :func:`render_asyncapi`; ``recalls schemas`` rewrites it.
 """
@@ -18,11 +18,11 @@ from typing import Any, cast
 
 from aio_pika.abc import AbstractChannel
 
-from shared.contracts import COMMAND_TYPES, SCHEMA_VERSION, VERBS, Command, OutcomeEvent
-from shared.schema_export import schema_of
-from shared.settings import Settings
-from shared.telemetry import WorkerStats, declare_stats
-from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declare
+from recalls.shared.contracts import COMMAND_TYPES, SCHEMA_VERSION, VERBS, Command, OutcomeEvent
+from recalls.shared.schema_export import schema_of
+from recalls.shared.settings import Settings
+from recalls.shared.telemetry import WorkerStats, declare_stats
+from recalls.shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declare
 
 ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.json"
 PREFIX = "{prefix}"
@@ -65,7 +65,7 @@ DEAD_LETTER_HEADERS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Declared:
-    """What :func:`shared.topology.declare` asked the broker for."""
+    """What :func:`recalls.shared.topology.declare` asked the broker for."""
 
     exchanges: dict[str, str] = field(default_factory=dict)  # name -> type
     durable: dict[str, bool] = field(default_factory=dict)  # exchange or queue name -> durable

@@ -3,7 +3,8 @@
 Commands are msgspec Structs tagged by ``verb``, so one decoder reads any of them and publishers in other
 languages can follow the JSON Schema generated from these classes (``shared/schemas/``).  Field
 constraints live here as ``Meta`` annotations so that the schema and the validation are one thing.
-Python callers build Structs directly; :func:`shared.validation.validate` checks them before publishing.
+Python callers build Structs directly; :func:`recalls.shared.validation.validate` checks them before
+publishing.
 """
 
 from __future__ import annotations

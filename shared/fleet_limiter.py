@@ -1,18 +1,18 @@
 """Fleet mode's rate limiter: one schedule per verb in Redis, shared by every worker on every host.
 
-The two steps of :mod:`shared.ratelimit` (spacing, then a gate), each made atomic across processes by
+The two steps of :mod:`recalls.shared.ratelimit` (spacing, then a gate), each made atomic across processes by
 a Lua script: the spacing is GCRA with no burst (each caller reserves the verb's next free slot and
 sleeps until it), the gate a sorted set of the calls let go, each scored by when it stops counting:
 far ahead while it is in flight, then its answer plus one window once its sender reports the answer.
 Time is Redis's own clock (``TIME``), so hosts with skewed clocks share one schedule.  A 429 pauses
 the verb for everyone: callers waiting at the gate reserve new slots after the pause.  The lanes share
 each schedule as in local mode: a live caller reserves at once (up to
-:data:`shared.ratelimit.LIVE_BOOKINGS` unused per verb and process), a bulk or background caller only once
-the schedule is booked no further ahead than its lane's :data:`shared.ratelimit.BOOKING_HORIZON`
+:data:`recalls.shared.ratelimit.LIVE_BOOKINGS` unused per verb and process), a bulk or background caller only
+once the schedule is booked no further ahead than its lane's :data:`recalls.shared.ratelimit.BOOKING_HORIZON`
 (checked in the same script as the reservation), so live work goes first, then bulk, then background,
 fleet-wide.
 
-When Redis cannot be reached the limiter does not guess: see :mod:`shared.redis_hold`.
+When Redis cannot be reached the limiter does not guess: see :mod:`recalls.shared.redis_hold`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from shared.contracts import VERBS, Lane, Verb
-from shared.ratelimit import BOOKING_HORIZON, LIVE_BOOKINGS, Permit, Ready, Sleep
-from shared.redis_hold import RedisHold
+from recalls.shared.contracts import VERBS, Lane, Verb
+from recalls.shared.ratelimit import BOOKING_HORIZON, LIVE_BOOKINGS, Permit, Ready, Sleep
+from recalls.shared.redis_hold import RedisHold
 
 # KEYS[1] schedule (next free slot, µs)  KEYS[2] pause-until (µs)  KEYS[3] call time (hash, µs)
 # ARGV[1] limit  ARGV[2] window (µs)  ARGV[3] (bulk and background lanes only) the lane's booking
 # horizon, in intervals.  Reserves the verb's next slot, spaced so that a window plus the slack of a
-# call's time from grant to answer holds the limit (see shared.ratelimit); returns {wait before it
+# call's time from grant to answer holds the limit (see recalls.shared.ratelimit); returns {wait before it
 # (µs), 1}.  With a horizon, it reserves only a slot at most that far ahead: otherwise it returns
 # {wait until the schedule is booked no further ahead than the horizon (µs, at least 1), 0}.
 _RESERVE = """
@@ -89,7 +89,7 @@ return {0, ticket}
 # KEYS[1] calls let go  KEYS[2] call time (hash: mean, spread, µs)  ARGV[1] ticket  ARGV[2] window
 # ARGV[3] in-flight lease (µs).  Now is after the call's answer came, so after it reached DVSA: it
 # stops counting a window from now.  Its time from grant to answer joins the running averages (as
-# shared.ratelimit.CallTime keeps them).
+# recalls.shared.ratelimit.CallTime keeps them).
 _ANSWERED = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]

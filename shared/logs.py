@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.settings import Settings
+from recalls.shared.settings import Settings
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 # The user may be empty (redis://:password@host) but the password may not.

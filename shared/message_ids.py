@@ -11,7 +11,7 @@ import hashlib
 
 import msgspec
 
-from shared.contracts import VERBS, Verb
+from recalls.shared.contracts import VERBS, Verb
 
 
 def content_id(content: str) -> str:

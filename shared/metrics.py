@@ -2,7 +2,7 @@
 
 :class:`WorkerMetrics` owns a ``CollectorRegistry`` of its own (never prometheus_client's global one,
 so several workers in one test process stay apart) and, beside the counters, a tally of the current
-interval that the live stats (``shared.telemetry.WorkerStats``) take and reset once a second.  Every
+interval that the live stats (``recalls.shared.telemetry.WorkerStats``) take and reset once a second.  Every
 label takes values from a small fixed set: a verb, a lane, an HTTP status, a retry tier, a reason kind.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
-from shared.queue_depths import QueueDepth
+from recalls.shared.queue_depths import QueueDepth
 
 # DVSA answers in tens of milliseconds; the limiter's waits run from nothing to about a second.
 _CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from shared.contracts import VERBS
-from shared.topology import LANES, Topology, tier_label
+from recalls.shared.contracts import VERBS
+from recalls.shared.topology import LANES, Topology, tier_label
 
 
 @dataclass(frozen=True)

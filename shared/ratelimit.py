@@ -40,7 +40,7 @@ A caller may hand :meth:`RateLimiter.acquire` work to do once its slot has come,
 grant to answer, so it neither widens the spacing nor holds a place at the gate.
 
 Anything that limits calls implements :class:`RateLimiter`, so local mode (this module) and fleet mode
-(:mod:`shared.fleet_limiter`, the same in Redis) are interchangeable.
+(:mod:`recalls.shared.fleet_limiter`, the same in Redis) are interchangeable.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.contracts import VERBS, Lane, Verb
+from recalls.shared.contracts import VERBS, Lane, Verb
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -95,7 +95,7 @@ class CallTime:
 class RateLimiter(Protocol):
     async def acquire(self, verb: Verb, lane: Lane = "live", ready: Ready | None = None) -> Permit:
         """Return when a call of ``verb`` may be sent now; other lanes only with slots the lanes before
-        them in :data:`shared.topology.LANES` leave.  ``ready`` is awaited once, when the call's slot
+        them in :data:`recalls.shared.topology.LANES` leave.  ``ready`` is awaited once, when the call's slot
         has come and before the gate; what it raises, ``acquire`` raises, and the slot goes unused."""
 
     async def answered(self, permit: Permit) -> None:

@@ -2,7 +2,7 @@
 
 TLS (``rediss://`` with its ``ssl_*`` options) and the ACL user and password come in
 ``RECALLS_REDIS_URL`` itself.  Every socket operation, connecting included, gives up after
-:data:`REDIS_TIMEOUT_S`: a Redis that does not answer is an outage (:mod:`shared.redis_hold` waits it
+:data:`REDIS_TIMEOUT_S`: a Redis that does not answer is an outage (:mod:`recalls.shared.redis_hold` waits it
 out) or a failed readiness probe, never a caller stuck on a dead connection.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from redis import asyncio as aioredis
 
-from shared.settings import Settings
+from recalls.shared.settings import Settings
 
 REDIS_TIMEOUT_S = 2
 

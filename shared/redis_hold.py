@@ -16,7 +16,7 @@ from typing import TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.ratelimit import Sleep
+from recalls.shared.ratelimit import Sleep
 
 log = logging.getLogger("recalls.redis")
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""JSON Schema of the wire contract, generated from the msgspec Structs of :mod:`shared.contracts`.
+"""JSON Schema of the wire contract, generated from the msgspec Structs of :mod:`recalls.shared.contracts`.
 
 Enterprise systems publish commands from other languages; these files are the contract they code
 against.  They are committed under ``shared/schemas/`` and a test checks that they equal
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shared.contracts import (
+from recalls.shared.contracts import (
     Command,
     CreateCommand,
     DeleteCommand,

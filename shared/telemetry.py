@@ -13,9 +13,10 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from shared.topology import Topology
+from recalls.shared.topology import Topology
 
-# Tallies by label, e.g. {"create": {"201": 24, "429": 0}}; labels are bounded sets (see shared.metrics).
+# Tallies by label, e.g. {"create": {"201": 24, "429": 0}}; labels are bounded sets
+# (see recalls.shared.metrics).
 Tally = dict[str, int]
 
 

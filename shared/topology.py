@@ -17,7 +17,7 @@ operator to run ``recalls topology``.  Each command queue holds at most ``comman
 messages and then refuses publishes, so no publisher can fill the broker until its memory alarm blocks
 every other.  Every worker consumes every lane; the lanes share each verb's rate budget in the order of
 :data:`LANES`: bulk calls take only the slots live calls leave, background calls only those live and
-bulk calls leave (:mod:`shared.ratelimit`).
+bulk calls leave (:mod:`recalls.shared.ratelimit`).
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity, ChannelPreconditionFailed
 from pamqp.common import FieldValue
 
-from shared.contracts import VERBS, Lane, Verb
+from recalls.shared.contracts import VERBS, Lane, Verb
 
 if TYPE_CHECKING:  # pydantic-settings is no import of the publisher library's
-    from shared.settings import Settings
+    from recalls.shared.settings import Settings
 
 LANES: tuple[Lane, ...] = ("live", "bulk", "background")
-# As RECALLS_PREFIX's default and rule in shared.settings (which may not import this module).
+# As RECALLS_PREFIX's default and rule in recalls.shared.settings (which may not import this module).
 DEFAULT_PREFIX = "recalls"
 PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _LANE_SUFFIXES: dict[str, Lane] = {lane: lane for lane in LANES if lane != "live"}
@@ -99,7 +99,7 @@ class Topology:
 
     @property
     def stats_exchange(self) -> str:
-        """The workers' live figures (shared.telemetry); transient, declared by whoever uses it."""
+        """The workers' live figures (recalls.shared.telemetry); transient, declared by whoever uses it."""
         return f"{self.prefix}.stats"
 
     @property

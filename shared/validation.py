@@ -1,7 +1,7 @@
 """DVSA's rules applied to commands before they are queued, with errors that name the field.
 
 A command DVSA would certainly refuse with 400 is refused here, so it never costs a rate-limited call.
-The rules themselves are the ``Meta`` constraints in :mod:`shared.contracts`; this module runs them on
+The rules themselves are the ``Meta`` constraints in :mod:`recalls.shared.contracts`; this module runs them on
 Structs built in Python and on raw JSON, and turns msgspec's messages into :class:`FieldError` values.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from shared.contracts import Command
+from recalls.shared.contracts import Command
 
 _decoder = msgspec.json.Decoder(Command)
 _AT_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

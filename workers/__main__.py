@@ -1,5 +1,5 @@
-"""``python -m workers``: one worker process (what the supervisor starts N of)."""
+"""``python -m recalls.workers``: one worker process (what the supervisor starts N of)."""
 
-from workers.command import worker
+from recalls.workers.command import worker
 
 worker()

@@ -6,7 +6,7 @@ horizon), ``x-maybe-applied`` (an earlier attempt may have reached DVSA: a 404 o
 was deleted by that attempt) and ``x-history`` (one short line per attempt, newest last, bounded).
 
 Only the fleet writes these headers, so they are read only from a message a fleet user sent
-(:mod:`workers.senders`); a command from anyone else starts as a first attempt, whatever it carries.
+(:mod:`recalls.workers.senders`); a command from anyone else starts as a first attempt, whatever it carries.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from aio_pika.abc import AbstractRobustConnection, UnderlayConnection
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
-from shared.settings import Settings
+from recalls.shared.settings import Settings
 
 log = logging.getLogger("recalls.worker.budget")
 

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import click
 
-from shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.settings import Settings, SettingsError, load_settings
 
 
 def fail(message: str, code: int) -> NoReturn:

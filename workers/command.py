@@ -8,15 +8,15 @@ import sys
 
 import click
 
-from shared import event_loop, logs
-from shared.gc_tuning import settle_after_startup
-from shared.malloc_tuning import pin_mmap_threshold
-from shared.settings import Settings, SettingsError, load_settings
-from shared.store.database import StoreError
-from shared.topology import TopologyError
-from workers.budget import Refused
-from workers.runtime import Worker, dvsa_client
-from workers.supervisor import supervise
+from recalls.shared import event_loop, logs
+from recalls.shared.gc_tuning import settle_after_startup
+from recalls.shared.malloc_tuning import pin_mmap_threshold
+from recalls.shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.store.database import StoreError
+from recalls.shared.topology import TopologyError
+from recalls.workers.budget import Refused
+from recalls.workers.runtime import Worker, dvsa_client
+from recalls.workers.supervisor import supervise
 
 
 async def serve(settings: Settings) -> int:

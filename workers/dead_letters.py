@@ -9,10 +9,10 @@ ack; purge: ack), and closes the channel: RabbitMQ returns every message not ack
 
 Each pass counts one delivery of every message it returns (a quorum queue records it in the
 ``x-delivery-count`` header). ``<prefix>.dead`` has no ``x-delivery-limit`` (see
-:mod:`shared.topology`), so that count never drops or dead-letters a message; it only shows how often
+:mod:`recalls.shared.topology`), so that count never drops or dead-letters a message; it only shows how often
 the queue has been read. At most 65,535 messages (AMQP's largest prefetch) are seen in one pass.
 
-A dead letter published by a worker carries its history in headers (:mod:`workers.attempts`) plus
+A dead letter published by a worker carries its history in headers (:mod:`recalls.workers.attempts`) plus
 ``x-reason``, ``x-routing-key`` (the verb, then ``.bulk`` or ``.background`` for those lanes) and
 ``x-dead-at``; a message dead-lettered by RabbitMQ itself (a command queue's delivery limit) carries
 ``x-death`` instead, and RabbitMQ's account wins over any ``x-reason`` the sender put on it.
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from shared.amqp import PublishFailed, publish_confirmed
-from shared.contracts import VERBS, Lane
-from shared.topology import Topology, lane_of
+from recalls.shared.amqp import PublishFailed, publish_confirmed
+from recalls.shared.contracts import VERBS, Lane
+from recalls.shared.topology import Topology, lane_of
 
 MAX_PREFETCH = 65_535
 IDLE_TIMEOUT = 1.0

@@ -12,7 +12,7 @@ vehicle: ``already_applied`` only when DVSA holds what the command asked for, ot
 that is not there.
 
 Before any of that, :func:`issued_in_future` refuses a command stamped well after now: issue times
-decide which of two commands about a recall is newer (:mod:`workers.doubts`), so a delete dated 2099
+decide which of two commands about a recall is newer (:mod:`recalls.workers.doubts`), so a delete dated 2099
 would make every genuine create of its recall count as superseded.
 """
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand
-from shared.dvsa.client import DvsaReply, DvsaTransportError
-from workers.attempts import Attempts
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand
+from recalls.shared.dvsa.client import DvsaReply, DvsaTransportError
+from recalls.workers.attempts import Attempts
 
 _ALREADY_FIXED = "already been marked as fixed"
 ISSUED_IN_FUTURE = "issued_in_future"

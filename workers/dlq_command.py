@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.amqp import broker_url
-from shared.contracts import VERBS
-from shared.settings import Settings
-from shared.topology import Topology
-from workers.cli_errors import fail, settings_or_exit
-from workers.dead_letters import DeadLetter, DeadLetterQueue, Filter
+from recalls.shared.amqp import broker_url
+from recalls.shared.contracts import VERBS
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.workers.cli_errors import fail, settings_or_exit
+from recalls.workers.dead_letters import DeadLetter, DeadLetterQueue, Filter
 
 _T = TypeVar("_T")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

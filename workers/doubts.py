@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.contracts import CreateCommand, DeleteCommand, FixCommand, OutcomeEvent
-from shared.store.group_commit import GroupCommit
-from shared.store.ledger import Ledger, LedgerEntry
+from recalls.shared.contracts import CreateCommand, DeleteCommand, FixCommand, OutcomeEvent
+from recalls.shared.store.group_commit import GroupCommit
+from recalls.shared.store.ledger import Ledger, LedgerEntry
 
 log = logging.getLogger("recalls.worker.doubts")
 
@@ -126,7 +126,7 @@ class Doubts:
     async def remember(self, event: OutcomeEvent) -> None:
         """Write what DVSA confirmed of a create, fix or delete to the ledger now, not when recorded.
 
-        Writes asked for at the same time share one transaction (:mod:`shared.store.group_commit`).
+        Writes asked for at the same time share one transaction (:mod:`recalls.shared.store.group_commit`).
         """
         if event.verb == "get" or event.result == "failed" or event.dvsa_status is None:
             return

@@ -1,7 +1,7 @@
 """One delivery, start to finish: decode, call DVSA, decide, report, and only then acknowledge.
 
 Nothing a message contains can crash the worker or block its queue: a message from a sender the worker
-may not take commands from (:mod:`workers.senders`), an undecodable or invalid body, or a command
+may not take commands from (:mod:`recalls.workers.senders`), an undecodable or invalid body, or a command
 issued too far in the future goes straight to the dead-letter queue with the reason; any other failure
 either schedules a retry or dead-letters with the reason.  If a replacement cannot be published, the
 delivery is requeued rather than acked, so the command is never lost.
@@ -22,9 +22,9 @@ from functools import partial
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
-from shared import logs
-from shared.amqp import PublishFailed
-from shared.contracts import (
+from recalls.shared import logs
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import (
     VERBS,
     Command,
     CreateCommand,
@@ -35,13 +35,20 @@ from shared.contracts import (
     OutcomeEvent,
     Recall,
 )
-from shared.dvsa.client import BudgetTaken, DvsaClient, DvsaReply, DvsaTransportError, LastLook, Withdrawn
-from shared.dvsa.tokens import TokenUnavailable
-from shared.settings import Settings
-from shared.topology import lane_of, tier_label
-from shared.validation import InvalidCommand, decode_command
-from workers.attempts import Attempts
-from workers.decisions import (
+from recalls.shared.dvsa.client import (
+    BudgetTaken,
+    DvsaClient,
+    DvsaReply,
+    DvsaTransportError,
+    LastLook,
+    Withdrawn,
+)
+from recalls.shared.dvsa.tokens import TokenUnavailable
+from recalls.shared.settings import Settings
+from recalls.shared.topology import lane_of, tier_label
+from recalls.shared.validation import InvalidCommand, decode_command
+from recalls.workers.attempts import Attempts
+from recalls.workers.decisions import (
     Confirm,
     Decision,
     Done,
@@ -53,10 +60,10 @@ from workers.decisions import (
     describe,
     issued_in_future,
 )
-from workers.doubts import DeleteInDoubt, DeleteMark, Doubts
-from workers.reporting import Reporter
-from workers.schedule import Later, schedule
-from workers.senders import UNTRUSTED_SENDER, Senders
+from recalls.workers.doubts import DeleteInDoubt, DeleteMark, Doubts
+from recalls.workers.reporting import Reporter
+from recalls.workers.schedule import Later, schedule
+from recalls.workers.senders import UNTRUSTED_SENDER, Senders
 
 log = logging.getLogger("recalls.worker")
 REQUEUE_READY_WAIT_S = 30.0  # the most a failed delivery waits for its channel before going back

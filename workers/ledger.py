@@ -9,8 +9,8 @@ cost per event small (one commit per group, not three per event) at the fleet's 
 error returns the group's events to the queue after a short pause (so an outage does not spin); an event
 that cannot be decoded is logged and dropped, as it never will be.
 
-Only the fleet's own broker users publish outcome events (:mod:`workers.senders`).  An event from anyone
-else is dead-lettered ``untrusted_sender`` by the recorder itself, to ``<prefix>.dead`` where the
+Only the fleet's own broker users publish outcome events (:mod:`recalls.workers.senders`).  An event from
+anyone else is dead-lettered ``untrusted_sender`` by the recorder itself, to ``<prefix>.dead`` where the
 operator sees it: the ledger queue has no dead-letter exchange of its own, and giving it one would
 change its arguments, which RabbitMQ refuses for a queue that exists.  A time in an event that lies in
 the future is recorded as now: the ledger and the cache keep the newest event, and a time to come would
@@ -32,17 +32,17 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.amqp import PublishFailed
-from shared.contracts import OutcomeEvent, utc_now
-from shared.metrics import WorkerMetrics
-from shared.store.batches import Batches
-from shared.store.checks import VinChecks
-from shared.store.database import Database
-from shared.store.ledger import Ledger
-from shared.topology import Topology
-from workers.inflight import InFlight
-from workers.reporting import Reporter
-from workers.senders import UNTRUSTED_SENDER, Senders
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import OutcomeEvent, utc_now
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.checks import VinChecks
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.topology import Topology
+from recalls.workers.inflight import InFlight
+from recalls.workers.reporting import Reporter
+from recalls.workers.senders import UNTRUSTED_SENDER, Senders
 
 log = logging.getLogger("recalls.worker.ledger")
 
@@ -90,7 +90,8 @@ class EventRecorder:
         self._progress = asyncio.Condition()
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        """Consume the ledger queue (declared by :func:`shared.topology.declare`) on a channel of its own."""
+        """Consume the ledger queue (declared by :func:`recalls.shared.topology.declare`) on a channel of
+        its own."""
         self._writer = asyncio.create_task(self._write_forever(), name="ledger-writer")
         self._channel = await connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self._prefetch)

@@ -18,9 +18,9 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from shared.metrics import WorkerMetrics
-from shared.queue_depths import queue_depths
-from shared.topology import Topology
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.queue_depths import queue_depths
+from recalls.shared.topology import Topology
 
 log = logging.getLogger("recalls.worker.ops")
 Check = Callable[[], Awaitable[None]]  # returns when the dependency answers, raises when it does not

@@ -6,7 +6,7 @@ restarted fleet does not knock in step), with one JSON line per failed try namin
 attempt, the delay and the error (its URL passwords removed).  Refusals are retried the same way (a
 wrong password, ACCESS_REFUSED, a missing database): a broker user or a database is often provisioned
 after the workers start, and the line says what is wrong meanwhile.  Only a store URL that is not one
-at all (:class:`~shared.store.database.StoreError`) ends the start.  SIGTERM during the wait ends it
+at all (:class:`~recalls.shared.store.database.StoreError`) ends the start.  SIGTERM during the wait ends it
 too (:class:`Stopped`), cleanly.
 """
 
@@ -23,10 +23,10 @@ from urllib.parse import unquote, urlsplit
 
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.amqp import connect
-from shared.redis_client import redis_client
-from shared.settings import Settings
-from shared.store.database import Database, database_url
+from recalls.shared.amqp import connect
+from recalls.shared.redis_client import redis_client
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database, database_url
 
 log = logging.getLogger("recalls.worker.startup")
 T = TypeVar("T")

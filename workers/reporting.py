@@ -2,7 +2,7 @@
 
 Every publish here is confirmed by the broker before the handler acks the original delivery, so a
 crash between the two can duplicate a message but never lose one.  A reply_to is honoured only when it
-names a queue its sender owns (:func:`shared.amqp.is_own_reply_queue`): otherwise anyone who may
+names a queue its sender owns (:func:`recalls.shared.amqp.is_own_reply_queue`): otherwise anyone who may
 publish a command could have outcomes delivered into any queue, another deployment's included.
 """
 
@@ -18,9 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from aiormq.exceptions import AMQPError
 from pamqp.commands import Basic
 
-from shared.amqp import is_own_reply_queue, publish_body_confirmed, publish_confirmed
-from shared.contracts import OutcomeEvent
-from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology, TopologyError
+from recalls.shared.amqp import is_own_reply_queue, publish_body_confirmed, publish_confirmed
+from recalls.shared.contracts import OutcomeEvent
+from recalls.shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, Topology, TopologyError
 
 log = logging.getLogger("recalls.worker")
 
@@ -35,7 +35,8 @@ class Reporter:
         exchanges: Mapping[str, AbstractExchange],
         mend: Callable[[], Awaitable[None]],
     ) -> None:
-        """``mend`` declares again what is missing of the topology (:func:`shared.topology.ensure`)."""
+        """``mend`` declares again what is missing of the topology
+        (:func:`recalls.shared.topology.ensure`)."""
         self._channel = channel
         self._topology = topology
         self._exchanges = exchanges

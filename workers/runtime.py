@@ -1,7 +1,7 @@
 """The worker process: consume every verb's queues, hand deliveries to the handler, stop gracefully.
 
-Before it consumes, a worker waits for its services (:mod:`workers.patience`) and claims its prefix's
-rate budget (:mod:`workers.budget`); a delivery goes on to the handler only while that claim holds.
+Before it consumes, a worker waits for its services (:mod:`recalls.workers.patience`) and claims its prefix's
+rate budget (:mod:`recalls.workers.budget`); a delivery goes on to the handler only while that claim holds.
 
 One connection, one consuming channel (prefetch bounds the unacked deliveries per queue, and so the
 concurrency) and one confirm channel for everything the handler publishes.  Alongside, the event
@@ -22,32 +22,32 @@ from functools import partial
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from shared.contracts import VERBS
-from shared.dvsa.client import DvsaClient
-from shared.dvsa.fleet_tokens import RedisTokenCache
-from shared.dvsa.token_hold import TokenHold
-from shared.dvsa.tokens import TokenCache, TokenSource
-from shared.dvsa.transport import pooled_transport
-from shared.fleet_limiter import RedisLimiter
-from shared.metrics import WorkerMetrics
-from shared.ratelimit import RateLimiter, SpacingLimiter
-from shared.redis_client import redis_client
-from shared.redis_hold import RedisHold
-from shared.settings import Settings
-from shared.store.database import Database
-from shared.store.ledger import Ledger
-from shared.topology import LANES, ensure, topology_of
-from workers.budget import BudgetClaim, Refused
-from workers.doubts import Doubts
-from workers.handler import Handler
-from workers.inflight import Handle, InFlight
-from workers.ledger import EventRecorder
-from workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
-from workers.patience import Patience, Stopped, broker_answering, redis_answering, store_answering
-from workers.reporting import Reporter
-from workers.senders import Senders
-from workers.telemetry import publish_stats_forever
-from workers.webhooks import WebhookSender
+from recalls.shared.contracts import VERBS
+from recalls.shared.dvsa.client import DvsaClient
+from recalls.shared.dvsa.fleet_tokens import RedisTokenCache
+from recalls.shared.dvsa.token_hold import TokenHold
+from recalls.shared.dvsa.tokens import TokenCache, TokenSource
+from recalls.shared.dvsa.transport import pooled_transport
+from recalls.shared.fleet_limiter import RedisLimiter
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.ratelimit import RateLimiter, SpacingLimiter
+from recalls.shared.redis_client import redis_client
+from recalls.shared.redis_hold import RedisHold
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.topology import LANES, ensure, topology_of
+from recalls.workers.budget import BudgetClaim, Refused
+from recalls.workers.doubts import Doubts
+from recalls.workers.handler import Handler
+from recalls.workers.inflight import Handle, InFlight
+from recalls.workers.ledger import EventRecorder
+from recalls.workers.ops_http import Check, OpsEndpoints, serving, watch_queue_depths
+from recalls.workers.patience import Patience, Stopped, broker_answering, redis_answering, store_answering
+from recalls.workers.reporting import Reporter
+from recalls.workers.senders import Senders
+from recalls.workers.telemetry import publish_stats_forever
+from recalls.workers.webhooks import WebhookSender
 
 log = logging.getLogger("recalls.worker")
 
@@ -115,7 +115,7 @@ async def coordination(
 ) -> AsyncIterator[tuple[RateLimiter, TokenSource]]:
     """Local mode: this process's own limiter and token.  Fleet mode (Redis): the fleet's.
 
-    Either way, a call holds for a token while the endpoint fails (:mod:`shared.dvsa.token_hold`).
+    Either way, a call holds for a token while the endpoint fails (:mod:`recalls.shared.dvsa.token_hold`).
     """
     fetcher = TokenCache(settings, metrics=metrics)
     patience = settings.token_patience

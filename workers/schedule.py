@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers.decisions import Fail, Retry
+from recalls.workers.decisions import Fail, Retry
 
 # A wait for a token climbs no higher than the third tier: the token endpoint's own backoff keeps it from
 # being hammered, and commands resume soon after it is back.

@@ -1,8 +1,8 @@
 """Which broker users the workers believe: commands from the publishers, history and events from the fleet.
 
 A message's AMQP ``user_id`` names its sender: RabbitMQ refuses one that is not the user of the
-publishing connection, and the fleet stamps its own (:func:`shared.amqp.publish_body_confirmed`).  So a
-worker takes commands from ``RECALLS_PUBLISHER_USERS`` and the fleet's own users (retries come back
+publishing connection, and the fleet stamps its own (:func:`recalls.shared.amqp.publish_body_confirmed`).
+So a worker takes commands from ``RECALLS_PUBLISHER_USERS`` and the fleet's own users (retries come back
 from the retry queues carrying the worker's user_id), and believes attempt headers and outcome events
 only from ``RECALLS_FLEET_USERS`` (by default the user of ``RECALLS_AMQP_URL``).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.amqp import broker_user
-from shared.settings import Settings
+from recalls.shared.amqp import broker_user
+from recalls.shared.settings import Settings
 
 UNTRUSTED_SENDER = "untrusted_sender"
 

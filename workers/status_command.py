@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.settings import Settings
-from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
-from shared.store.ledger import Ledger, LedgerEntry
-from workers.cli_errors import fail, settings_or_exit
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches, BatchStatus
+from recalls.shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
+from recalls.shared.store.ledger import Ledger, LedgerEntry
+from recalls.workers.cli_errors import fail, settings_or_exit
 
 _T = TypeVar("_T")
 _VIN = re.compile(r"[A-Za-z0-9]{16,17}")

@@ -1,6 +1,6 @@
 """``recalls worker --processes N``: N worker processes on this host under one supervisor.
 
-Each child is an ordinary ``python -m workers`` process, so a fleet of N here behaves exactly like N
+Each child is an ordinary ``python -m recalls.workers`` process, so a fleet of N here behaves exactly like N
 workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
 reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
 pause, so one crash does not shrink the fleet.  A child that refuses to start (exit 2: its settings,
@@ -30,7 +30,7 @@ METRICS_PORT = "RECALLS_METRICS_PORT"
 class Supervisor:
     def __init__(self, processes: int, argv: Sequence[str] = ()) -> None:
         self._count = processes
-        self._argv = [sys.executable, "-m", "workers", *argv]
+        self._argv = [sys.executable, "-m", "recalls.workers", *argv]
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""Publishes this worker's live figures (``shared.telemetry.WorkerStats``) once a second.
+"""Publishes this worker's live figures (``recalls.shared.telemetry.WorkerStats``) once a second.
 
 The dashboard of ``recalls api`` adds up what every worker sends.  A lost or late message costs one
 second of one worker's figures and nothing else, so publishing is fire-and-forget on a channel of its
@@ -17,9 +17,9 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.metrics import WorkerMetrics
-from shared.telemetry import WorkerStats, declare_stats, encode_stats
-from shared.topology import Topology
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.telemetry import WorkerStats, declare_stats, encode_stats
+from recalls.shared.topology import Topology
 
 log = logging.getLogger("recalls.worker.telemetry")
 Clock = Callable[[], float]

@@ -36,12 +36,12 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import msgspec
 
-from shared.contracts import utc_now
-from shared.settings import Settings
-from shared.store.api_keys import WEBHOOK_SECRET_PREFIX, ApiKeys
-from shared.store.batches import Batches, BatchStatus, WebhookDue
-from shared.store.database import Database
-from shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_stream
+from recalls.shared.contracts import utc_now
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import WEBHOOK_SECRET_PREFIX, ApiKeys
+from recalls.shared.store.batches import Batches, BatchStatus, WebhookDue
+from recalls.shared.store.database import Database
+from recalls.shared.url_safety import UnresolvedHost, UnsafeUrl, check_target, pinned_stream
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.contracts import VERBS
+from recalls.shared.contracts import VERBS
 
 Json = dict[str, Any]
 BASELINE_S = 5.0  # the rate before a fault is measured over this many seconds

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from bench import fleet_throughput
-from cli import sandbox_process
-from shared.settings import Settings
+from recalls.cli import sandbox_process
+from recalls.shared.settings import Settings
 
 Json = dict[str, Any]
 STOP_WAIT = 60.0  # seconds a SIGTERMed worker has to finish its in-flight commands
@@ -58,7 +58,7 @@ class SandboxControl:
         await asyncio.to_thread(sandbox_process.stop, self._process)
 
     async def faults(self, **faults: float) -> Json:
-        """Change the faults in force (any subset of ``simulator.faults`` settings); the new set."""
+        """Change the faults in force (any subset of ``recalls.sandbox.faults`` settings); the new set."""
         return await self._call("PUT", "/__admin/faults", json=faults)  # type: ignore[no-any-return]
 
     async def recalls(self) -> list[Json]:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bench.fleet_throughput import FIXED_ON, REFERENCE, START, vin
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
+from recalls.shared.contracts import (
+    Command,
+    CreateCommand,
+    DeleteCommand,
+    FixCommand,
+    GetCommand,
+    OutcomeEvent,
+)
 
 End = Literal["NOT_FIXED", "FIXED", "absent"]
 Key = tuple[str, str]  # (VIN, manufacturer campaign reference)

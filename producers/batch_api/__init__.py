@@ -7,7 +7,7 @@ started, published and purged), ``views`` (the JSON and CSV shapes), ``errors`` 
 ``server``.
 """
 
-from producers.batch_api.app import create_app
-from producers.batch_api.server import serve
+from recalls.producers.batch_api.app import create_app
+from recalls.producers.batch_api.server import serve
 
 __all__ = ["create_app", "serve"]

@@ -22,19 +22,19 @@ from contextlib import asynccontextmanager
 from aio_pika.abc import AbstractConnection
 from fastapi import FastAPI, Request, Response
 
-from producers.batch_api import dashboard, errors, ops
-from producers.batch_api.auth import KeyInUrlDeprecation, authenticator
-from producers.batch_api.body_limit import BodyLimit
-from producers.batch_api.correlation import CorrelationMiddleware
-from producers.batch_api.jobs import PURGE_EVERY, RESUME_EVERY, BatchChecks, every
-from producers.batch_api.routes import router
-from producers.publisher import Publisher
-from shared.contracts import utc_now
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import BatchStatus
-from shared.store.database import Database
-from shared.store.sessions import Sessions
+from recalls.producers.batch_api import dashboard, errors, ops
+from recalls.producers.batch_api.auth import KeyInUrlDeprecation, authenticator
+from recalls.producers.batch_api.body_limit import BodyLimit
+from recalls.producers.batch_api.correlation import CorrelationMiddleware
+from recalls.producers.batch_api.jobs import PURGE_EVERY, RESUME_EVERY, BatchChecks, every
+from recalls.producers.batch_api.routes import router
+from recalls.producers.publisher import Publisher
+from recalls.shared.contracts import utc_now
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import BatchStatus
+from recalls.shared.store.database import Database
+from recalls.shared.store.sessions import Sessions
 
 log = logging.getLogger("recalls.api")
 

@@ -23,9 +23,9 @@ from fastapi.security import APIKeyHeader, APIKeyQuery
 from starlette.datastructures import MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producers.batch_api.errors import ApiError
-from shared.store.api_keys import ApiKey, ApiKeys
-from shared.store.sessions import Sessions
+from recalls.producers.batch_api.errors import ApiError
+from recalls.shared.store.api_keys import ApiKey, ApiKeys
+from recalls.shared.store.sessions import Sessions
 
 SESSION_COOKIE = "recalls_session"
 SIGN_IN = "/dashboard/sign-in"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producers.batch_api.errors import ApiError, response_for
+from recalls.producers.batch_api.errors import ApiError, response_for
 
 
 class BodyLimit:

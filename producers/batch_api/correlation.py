@@ -13,7 +13,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import logs
+from recalls.shared import logs
 
 HEADER = "x-correlation-id"
 _HEADER_BYTES = HEADER.encode("ascii")

@@ -21,13 +21,13 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
-from producers.batch_api.quotas import Quota
-from producers.publisher import Publisher
-from shared.contracts import utc_now
-from shared.settings import Settings
-from shared.store.batches import Batches, BatchStatus
-from shared.store.checks import VinChecks
-from shared.store.database import Database
+from recalls.producers.batch_api.quotas import Quota
+from recalls.producers.publisher import Publisher
+from recalls.shared.contracts import utc_now
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches, BatchStatus
+from recalls.shared.store.checks import VinChecks
+from recalls.shared.store.database import Database
 
 log = logging.getLogger("recalls.api")
 

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.store.database import Database
+from recalls.shared.store.database import Database
 
 UNMATCHED = "unmatched"  # the route label of a request no route took (404s of made-up paths)
 STORE_TIMEOUT = 2.0

@@ -1,6 +1,6 @@
 """Each API key's quota: so many batch submits a minute, and so many batches open at once.
 
-Decided purely from the key's usage as the store counts it (:class:`shared.store.batches.KeyUsage`):
+Decided purely from the key's usage as the store counts it (:class:`recalls.shared.store.batches.KeyUsage`):
 the store is what every API process shares, so the quota holds however many serve the key.  A key
 over either limit is refused with 429 and ``Retry-After``: for the rate, the seconds until the submit
 that fills the window leaves it; for open batches, :data:`OPEN_RETRY_AFTER`, since when a batch ends
@@ -13,8 +13,8 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from producers.batch_api.errors import ApiError
-from shared.store.batches import Admission, KeyUsage
+from recalls.producers.batch_api.errors import ApiError
+from recalls.shared.store.batches import Admission, KeyUsage
 
 RATE_WINDOW = dt.timedelta(minutes=1)
 OPEN_RETRY_AFTER = 60  # seconds: about what a batch of a few thousand VINs takes at DVSA's 25/s

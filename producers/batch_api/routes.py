@@ -2,7 +2,7 @@
 
 Every endpoint needs an API key; a batch is visible only to the key that submitted it (any other key
 meets 404, as if it did not exist).  Results and download answer 409 until the batch has finished.
-A key over its quota (:mod:`producers.batch_api.quotas`) is refused before its VINs are read.
+A key over its quota (:mod:`recalls.producers.batch_api.quotas`) is refused before its VINs are read.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, which name the
@@ -12,14 +12,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from producers.batch_api.auth import Caller
-from producers.batch_api.errors import SUBMIT_PATH, ApiError, error_responses
-from producers.batch_api.jobs import BatchChecks
-from producers.batch_api.submit import SubmitRequest, checked_webhook, requested_vins
-from producers.batch_api.views import FINISHED, Job, Reply, Results, csv_lines, job, reply, vin_result
-from shared.settings import Settings
-from shared.store.api_keys import ApiKey
-from shared.store.batches import BatchStatus
+from recalls.producers.batch_api.auth import Caller
+from recalls.producers.batch_api.errors import SUBMIT_PATH, ApiError, error_responses
+from recalls.producers.batch_api.jobs import BatchChecks
+from recalls.producers.batch_api.submit import SubmitRequest, checked_webhook, requested_vins
+from recalls.producers.batch_api.views import FINISHED, Job, Reply, Results, csv_lines, job, reply, vin_result
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKey
+from recalls.shared.store.batches import BatchStatus
 
 QUEUED = (
     "Batch submitted and queued for processing. Poll the status endpoint or wait for webhook notification."

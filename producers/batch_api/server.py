@@ -23,13 +23,13 @@ from typing import Any, Literal
 import uvicorn
 from starlette.types import ASGIApp
 
-from producers import broker
-from producers.batch_api.app import create_app
-from producers.batch_api.ops import ApiMetrics, metrics_app
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.settings import Settings
-from shared.store.database import Database
+from recalls.producers import broker
+from recalls.producers.batch_api.app import create_app
+from recalls.producers.batch_api.ops import ApiMetrics, metrics_app
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database
 
 HSTS = ("Strict-Transport-Security", "max-age=31536000")  # a year, the usual floor for preload lists
 

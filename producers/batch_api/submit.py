@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
-from producers.batch_api.errors import ApiError
-from producers.csv_url import CsvUrlError, fetch_csv
-from shared.contracts import GetCommand, Vin
-from shared.settings import Settings
-from shared.url_safety import UnsafeUrl, check_url
-from shared.validation import InvalidCommand, validate
+from recalls.producers.batch_api.errors import ApiError
+from recalls.producers.csv_url import CsvUrlError, fetch_csv
+from recalls.shared.contracts import GetCommand, Vin
+from recalls.shared.settings import Settings
+from recalls.shared.url_safety import UnsafeUrl, check_url
+from recalls.shared.validation import InvalidCommand, validate
 
 _AT_INDEX = re.compile(r"at `\$\[(\d+)\]`")
 _SHOWN = 24  # characters of an invalid value quoted back

@@ -22,7 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.store.batches import BatchState, BatchStatus
+from recalls.shared.store.batches import BatchState, BatchStatus
 
 ApiState = Literal["uploading", "processing", "completed", "partial", "failed"]
 _STATES: dict[BatchState, ApiState] = {

@@ -3,7 +3,7 @@
 The client does not decide what a reply means for a command (that is the worker's job); it only makes
 the call faithfully: a token from the cache, ``x-api-key``, one limiter slot per HTTP request (retries
 count at DVSA too), one refresh-and-retry on 401.  The HTTP exchange itself is the transport's
-(:mod:`shared.dvsa.transport`); its failures become :class:`DvsaTransportError` with ``maybe_sent``
+(:mod:`recalls.shared.dvsa.transport`); its failures become :class:`DvsaTransportError` with ``maybe_sent``
 telling whether DVSA could have applied the request.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 
 import msgspec
 
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
-from shared.dvsa.tokens import TokenSource
-from shared.dvsa.transport import MAX_BODY_BYTES, RawReply, Transport, TransportFailure
-from shared.metrics import WorkerMetrics
-from shared.ratelimit import Permit, RateLimiter, Ready
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
+from recalls.shared.dvsa.tokens import TokenSource
+from recalls.shared.dvsa.transport import MAX_BODY_BYTES, RawReply, Transport, TransportFailure
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.ratelimit import Permit, RateLimiter, Ready
 
 _METHODS: dict[Verb, str] = {"create": "POST", "fix": "PUT", "delete": "DELETE", "get": "GET"}
 

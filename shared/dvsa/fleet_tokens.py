@@ -2,7 +2,7 @@
 
 Each process keeps the shared token in memory until its refresh time, so a DVSA call costs no Redis
 round trip.  When the token is due, one process takes a Redis lock and fetches a new one from the
-token endpoint (through :class:`shared.dvsa.tokens.TokenCache`'s fetch), while the others go on using
+token endpoint (through :class:`recalls.shared.dvsa.tokens.TokenCache`'s fetch), while the others go on using
 the old token, which is still valid, or wait for the new one if it has already expired.  A 401 forces
 a refresh only if the shared token is still the one DVSA rejected.
 """
@@ -16,10 +16,10 @@ import uuid
 
 from redis import asyncio as aioredis
 
-from shared.dvsa.tokens import Token, TokenCache, TokenUnavailable, note_token
-from shared.metrics import WorkerMetrics
-from shared.ratelimit import Clock
-from shared.redis_hold import RedisHold
+from recalls.shared.dvsa.tokens import Token, TokenCache, TokenUnavailable, note_token
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.ratelimit import Clock
+from recalls.shared.redis_hold import RedisHold
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

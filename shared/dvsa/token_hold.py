@@ -3,7 +3,7 @@
 Without it, every command that finds no token goes through a retry queue and comes back, again and
 again for as long as the endpoint is down: broker traffic and log lines for nothing.  Held here, the
 delivery stays unacked (nothing is lost) and the call goes on as soon as a token can be had.  The
-endpoint itself is protected by :class:`shared.dvsa.tokens.TokenCache`'s quiet spells, so asking the
+endpoint itself is protected by :class:`recalls.shared.dvsa.tokens.TokenCache`'s quiet spells, so asking the
 cache every ``retry_every`` seconds costs nothing while it is failing.  After ``patience`` seconds the
 call gives up with :class:`TokenUnavailable`, and the command waits in a retry queue as before.
 """
@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from shared.dvsa.tokens import TokenSource, TokenUnavailable
-from shared.ratelimit import Clock, Sleep
+from recalls.shared.dvsa.tokens import TokenSource, TokenUnavailable
+from recalls.shared.ratelimit import Clock, Sleep
 
 log = logging.getLogger("recalls.tokens")
 

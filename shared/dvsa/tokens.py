@@ -21,10 +21,10 @@ with warnings.catch_warnings(record=True):
     # httpx is what this project uses, so the warning is recorded here and dropped.
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
-from shared import logs
-from shared.metrics import WorkerMetrics
-from shared.ratelimit import Clock
-from shared.settings import Settings
+from recalls.shared import logs
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.ratelimit import Clock
+from recalls.shared.settings import Settings
 
 MAX_QUIET = 30.0  # s: the longest the endpoint is left alone after failures
 

@@ -1,10 +1,10 @@
 """How a DVSA call travels: one HTTP exchange, answered with its status, Retry-After and body, or a failure.
 
-The client (:mod:`shared.dvsa.client`) decides nothing here; it hands a :class:`Transport` the method, URL,
-query, JSON body and headers.  :class:`PooledTransport` is the fleet's: httpcore's connection pool, the
-engine under httpx, called directly.  httpx's client merges URLs, cookies, auth and redirects on every
-request, none of which a DVSA call uses, and that layer cost a sixth of a worker's CPU.  Tests
-may pass any object with the same ``request``.
+The client (:mod:`recalls.shared.dvsa.client`) decides nothing here; it hands a :class:`Transport` the method,
+URL, query, JSON body and headers. :class:`PooledTransport` is the fleet's: httpcore's connection pool, the
+engine under httpx, called directly. httpx's client merges URLs, cookies, auth and redirects on every request,
+none of which a DVSA call uses, and that layer cost a sixth of a worker's CPU. Tests may pass any object with
+the same ``request``.
 
 The proxy for DVSA's address comes from the environment once, when the pool opens (``HTTPS_PROXY``,
 ``HTTP_PROXY``, ``NO_PROXY``, as httpx and curl read them).

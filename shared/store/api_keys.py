@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import Row, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.contracts import utc_now
-from shared.store.database import Database
-from shared.store.tables import UtcDateTime, api_keys
+from recalls.shared.contracts import utc_now
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import UtcDateTime, api_keys
 
 NAME_MAX = 100
 _KEY = re.compile(r"rk_([0-9a-f]{8})_([A-Za-z0-9_-]{32})")

@@ -48,10 +48,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import Command, GetCommand, OutcomeEvent, Recall, utc_now
-from shared.message_ids import content_id
-from shared.store.database import Database
-from shared.store.tables import api_keys, batch_commands, batches, webhook_deliveries
+from recalls.shared.contracts import Command, GetCommand, OutcomeEvent, Recall, utc_now
+from recalls.shared.message_ids import content_id
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import api_keys, batch_commands, batches, webhook_deliveries
 
 BatchState = Literal["publishing", "running", "completed", "failed", "cancelled"]
 OPEN_STATES: tuple[BatchState, ...] = ("publishing", "running")

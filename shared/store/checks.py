@@ -17,9 +17,9 @@ import msgspec
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.contracts import OutcomeEvent, Recall
-from shared.store.database import Database
-from shared.store.tables import vin_checks
+from recalls.shared.contracts import OutcomeEvent, Recall
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import vin_checks
 
 _PAGE = 1000
 _RECALLS = msgspec.json.Decoder(list[Recall])

@@ -33,9 +33,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shared.settings import Settings
-from shared.store.migrations import MIGRATIONS, apply_migrations
-from shared.store.postgres_tls import TlsSettingError, split_tls
+from recalls.shared.settings import Settings
+from recalls.shared.store.migrations import MIGRATIONS, apply_migrations
+from recalls.shared.store.postgres_tls import TlsSettingError, split_tls
 
 _SQLITE_BUSY_MS = 30_000
 _SQLITE_THREADS = 2  # a write and a read at once: WAL lets a reader go beside the writer
@@ -115,7 +115,7 @@ class Database:
     @classmethod
     def postgresql(cls, url: URL) -> Database:
         """A store in the PostgreSQL database of ``url`` (an asyncpg URL; libpq's ``sslmode`` and the like
-        are honoured, see :mod:`shared.store.postgres_tls`)."""
+        are honoured, see :mod:`recalls.shared.store.postgres_tls`)."""
         try:
             plain, tls = split_tls(url)
         except TlsSettingError as exc:

@@ -18,9 +18,9 @@ from typing import Any, Literal, cast
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.contracts import OutcomeEvent, Recall
-from shared.store.database import Database
-from shared.store.tables import ledger
+from recalls.shared.contracts import OutcomeEvent, Recall
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import ledger
 
 log = logging.getLogger("recalls.store.ledger")
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from sqlalchemy import delete, insert, select
 
-from shared.contracts import utc_now
-from shared.store.api_keys import ApiKey, digest, key_record
-from shared.store.database import Database
-from shared.store.tables import api_keys, sessions
+from recalls.shared.contracts import utc_now
+from recalls.shared.store.api_keys import ApiKey, digest, key_record
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import api_keys, sessions
 
 LIFETIME = dt.timedelta(hours=12)  # a working day and then some: an operator signs in once a day
 _TOKEN_BYTES = 32

@@ -24,12 +24,12 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from cli.sandbox_process import credential_env, pointed_at, sandbox_process
-from shared.contracts import Command, OutcomeEvent
-from shared.settings import Settings
-from shared.topology import Topology, declare, delete
+from recalls.cli.sandbox_process import credential_env, pointed_at, sandbox_process
+from recalls.shared.contracts import Command, OutcomeEvent
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology, declare, delete
+from recalls.workers.runtime import Worker, dvsa_client
 from tests.support.services import AMQP_URL
-from workers.runtime import Worker, dvsa_client
 
 pytestmark = pytest.mark.integration
 

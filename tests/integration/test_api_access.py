@@ -24,11 +24,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from producers.batch_api.auth import SESSION_COOKIE
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
-from shared.store.sessions import LIFETIME
-from shared.store.tables import sessions
+from recalls.producers.batch_api.auth import SESSION_COOKIE
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
+from recalls.shared.store.sessions import LIFETIME
+from recalls.shared.store.tables import sessions
 from tests.integration.conftest import base_settings
 from tests.support.batch_api import API, LIGHT, Api, assert_error, delete_topology, running_api
 from tests.support.commands import vin

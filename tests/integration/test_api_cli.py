@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from shared.settings import load_settings
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
+from recalls.cli.main import cli
+from recalls.shared.settings import load_settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
 from tests.support.certificates import self_signed
 
 pytestmark = pytest.mark.integration

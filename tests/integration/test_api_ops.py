@@ -18,11 +18,11 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.batch_api import create_app
-from producers.publisher import Publisher
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
-from shared.topology import Topology
+from recalls.producers.batch_api import create_app
+from recalls.producers.publisher import Publisher
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
+from recalls.shared.topology import Topology
 from tests.integration.conftest import base_settings
 from tests.support.api_server import served
 from tests.support.batch_api import API, LIGHT, delete_topology, serving

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from producers.batch_api.auth import SESSION_COOKIE
-from producers.batch_api.server import Tls
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
+from recalls.producers.batch_api.auth import SESSION_COOKIE
+from recalls.producers.batch_api.server import Tls
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
 from tests.integration.conftest import base_settings
 from tests.support.api_server import served
 from tests.support.batch_api import LIGHT, delete_topology

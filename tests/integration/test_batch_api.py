@@ -31,16 +31,16 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from bench.faults.harness import fresh_database
-from producers.batch_api import create_app, serve
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.contracts import GetCommand, Recall, utc_now
-from shared.message_ids import content_id
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import CHECK_KIND, Batches, check_message_id
-from shared.store.checks import VinChecks
-from shared.store.database import Database
+from recalls.producers.batch_api import create_app, serve
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.contracts import GetCommand, Recall, utc_now
+from recalls.shared.message_ids import content_id
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import CHECK_KIND, Batches, check_message_id
+from recalls.shared.store.checks import VinChecks
+from recalls.shared.store.database import Database
 from tests.integration.conftest import Sandbox, base_settings, running_worker
 from tests.support.batch_api import (
     API,

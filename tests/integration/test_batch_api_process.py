@@ -26,11 +26,11 @@ import httpx
 import pytest
 
 from bench.faults.tcp_proxy import TcpProxy
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import Batches, BatchStatus
-from shared.store.database import Database
-from shared.topology import Topology
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import Batches, BatchStatus
+from recalls.shared.store.database import Database
+from recalls.shared.topology import Topology
 from tests.integration.conftest import Sandbox, base_settings, running_worker, worker_env
 from tests.support.batch_api import API, LIGHT, assert_error, delete_topology
 from tests.support.commands import vin
@@ -76,7 +76,7 @@ async def api_process(settings: Settings, **variables: str) -> AsyncIterator[Api
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "api",
         "--port",
         str(port),

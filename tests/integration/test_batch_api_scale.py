@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from shared.settings import Settings
+from recalls.shared.settings import Settings
 from tests.integration.conftest import Sandbox, running_worker
 from tests.support.batch_api import by_vin, expected_results, running_api
 from tests.support.commands import vin

@@ -30,8 +30,8 @@ from schemathesis.checks import (
 from schemathesis.core.result import Ok
 from schemathesis.errors import FailureGroup
 
-from shared.store.api_keys import ApiKeys
-from shared.store.checks import VinChecks
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.checks import VinChecks
 from tests.integration.conftest import base_settings
 from tests.support.batch_api import API, LIGHT, Api, checked, delete_topology, running_api
 from tests.support.commands import vin

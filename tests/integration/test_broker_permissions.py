@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aiormq.exceptions import ChannelAccessRefused
 from pamqp.commands import Basic
 
-from shared.topology import Topology, declare
+from recalls.shared.topology import Topology, declare
 
 pytestmark = pytest.mark.integration
 

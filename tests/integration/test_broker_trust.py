@@ -26,19 +26,19 @@ from aiormq.exceptions import ChannelPreconditionFailed
 from click.testing import CliRunner
 from pamqp.common import FieldValue
 
-from cli.main import cli
-from producers.config import publisher_config
-from producers.publisher import Publisher, QueueFull
-from shared.contracts import CreateCommand, DeleteCommand, GetCommand, OutcomeEvent
-from shared.settings import Settings
-from shared.store.checks import VinChecks
-from shared.store.database import Database
-from shared.store.ledger import Ledger
-from shared.topology import DELIVERY_LIMIT, Topology, TopologyError, declare, topology_of
+from recalls.cli.main import cli
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher, QueueFull
+from recalls.shared.contracts import CreateCommand, DeleteCommand, GetCommand, OutcomeEvent
+from recalls.shared.settings import Settings
+from recalls.shared.store.checks import VinChecks
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.topology import DELIVERY_LIMIT, Topology, TopologyError, declare, topology_of
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import Collected, DeadLetters, Events, Sandbox, publish, running_worker
 from tests.support.logged import watching
 from tests.support.polling import poll_until
-from workers.runtime import Worker
 
 FAR_FUTURE = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 
@@ -382,7 +382,7 @@ async def test_recalls_topology_says_how_to_cap_a_queue_an_earlier_version_decla
 def worker_permissions(prefix: str) -> dict[str, str]:
     """What an operator grants a worker: no configure but its budget lock, its queues, its exchanges."""
     return {
-        # The local-mode budget lock is an exclusive queue of the worker's own (workers.budget).
+        # The local-mode budget lock is an exclusive queue of the worker's own (recalls.workers.budget).
         "configure": only(prefix, "worker\\.local"),
         "write": only(prefix, "events", "dead", "retry\\..+"),
         "read": only(prefix, "(create|fix|delete|get)(\\.bulk|\\.background)?", "ledger"),

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from producers.config import publisher_config
-from producers.importer import Importer, ImportProgress
-from producers.publisher import Publisher
-from producers.sync import MassFixRefused, check_mass_fix, plan_sync, run_sync
-from shared.settings import Settings
-from shared.store.batches import Batches
-from shared.store.database import Database
-from shared.store.ledger import Ledger
+from recalls.producers.config import publisher_config
+from recalls.producers.importer import Importer, ImportProgress
+from recalls.producers.publisher import Publisher
+from recalls.producers.sync import MassFixRefused, check_mass_fix, plan_sync, run_sync
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
 from tests.integration.conftest import Events, Sandbox, running_worker, worker_env
 from tests.support.commands import vin
 from tests.support.csv_files import good_row, write_csv
@@ -135,7 +135,7 @@ async def test_a_snapshot_that_would_fix_too_many_is_refused(
     cli = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "sync",
         str(truncated),
         env=worker_env(settings, RECALLS_SQLITE_PATH=str(settings.sqlite_path)),

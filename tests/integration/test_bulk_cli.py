@@ -9,8 +9,8 @@ from pathlib import Path
 
 from aio_pika.abc import AbstractChannel
 
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
 from tests.integration.conftest import worker_env
 from tests.support.csv_files import good_row, write_csv
 
@@ -19,7 +19,7 @@ ROWS = 30_000
 
 async def recalls(settings: Settings, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", *args,
+        sys.executable, "-c", "from recalls.cli.main import main; main()", *args,
         env=worker_env(settings), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from shared.contracts import CreateCommand, FixCommand
-from shared.settings import Settings
-from shared.store.database import Database
-from shared.store.ledger import Ledger, LedgerEntry
+from recalls.shared.contracts import CreateCommand, FixCommand
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger, LedgerEntry
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import DeadLetters, Events, Sandbox, base_settings, publish, running_sandbox
 from tests.support.commands import vin
-from workers.runtime import Worker
 
 START = dt.date(2025, 9, 1)
 

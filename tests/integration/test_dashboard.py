@@ -26,17 +26,17 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from playwright.async_api import ConsoleMessage, Page, expect
 
-from producers.batch_api.auth import SESSION_COOKIE
-from shared.contracts import VERBS
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.telemetry import WorkerStats, declare_stats, encode_stats
-from shared.topology import LANES, Topology
+from recalls.producers.batch_api.auth import SESSION_COOKIE
+from recalls.shared.contracts import VERBS
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.telemetry import WorkerStats, declare_stats, encode_stats
+from recalls.shared.topology import LANES, Topology
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import base_settings, publish
 from tests.support.batch_api import LIGHT, Api, assert_error, delete_topology, running_ops_api
 from tests.support.browser import headless_chromium, screenshot_dir
 from tests.support.commands import create, vin
-from workers.runtime import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,12 @@ import sys
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from cli.sandbox_process import pointed_at
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, Verb
-from shared.settings import Settings
-from shared.topology import Topology
-from shared.validation import decode_command
+from recalls.cli.sandbox_process import pointed_at
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, Verb
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.shared.validation import decode_command
+from recalls.workers.runtime import dvsa_client
 from tests.integration.conftest import (
     Events,
     Sandbox,
@@ -27,14 +28,13 @@ from tests.integration.conftest import (
 from tests.support.commands import create, vin
 from tests.support.logged import watching
 from tests.support.polling import poll_until
-from workers.runtime import dvsa_client
 
 
 async def start_worker_process(settings: Settings) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "worker",
         env=worker_env(settings),
         stderr=asyncio.subprocess.PIPE,

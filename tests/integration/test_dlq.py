@@ -11,20 +11,20 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from shared.contracts import FixCommand
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.contracts import FixCommand
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.workers.dead_letters import DeadLetterQueue, Filter
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, worker_env
 from tests.support.commands import create, vin
 from tests.support.dead_letters import dead_count, wait_for_dead
-from workers.dead_letters import DeadLetterQueue, Filter
-from workers.runtime import Worker
 
 
 async def recalls(settings: Settings, *args: str, answer: str = "") -> tuple[int, str, str]:
     """Run ``recalls ARGS`` as a user would; ``answer`` is typed at its prompt."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", *args,
+        sys.executable, "-c", "from recalls.cli.main import main; main()", *args,
         env=worker_env(settings), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from shared.dvsa.transport import MAX_BODY_BYTES, RawReply, TransportFailure, pooled_transport
+from recalls.shared.dvsa.transport import MAX_BODY_BYTES, RawReply, TransportFailure, pooled_transport
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -9,12 +9,12 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from shared.contracts import DeleteCommand, FixCommand, GetCommand
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.contracts import DeleteCommand, FixCommand, GetCommand
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import DeadLetters, Events, Sandbox, publish, publish_raw
 from tests.support.commands import create, vin
-from workers.runtime import Worker
 
 
 async def test_each_verb_end_to_end(

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis import asyncio as aioredis
 
-from shared.contracts import Lane
-from shared.fleet_limiter import RedisLimiter
+from recalls.shared.contracts import Lane
+from recalls.shared.fleet_limiter import RedisLimiter
 from tests.support.services import REDIS_URL
 from tests.support.windows import max_in_any_window
 

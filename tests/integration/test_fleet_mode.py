@@ -13,9 +13,9 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from bench.faults.tcp_proxy import TcpProxy
-from cli.sandbox_process import pointed_at
-from shared.contracts import Command, FixCommand, GetCommand
-from shared.settings import Settings
+from recalls.cli.sandbox_process import pointed_at
+from recalls.shared.contracts import Command, FixCommand, GetCommand
+from recalls.shared.settings import Settings
 from tests.integration.conftest import (
     Events,
     Sandbox,
@@ -36,7 +36,7 @@ async def worker_fleet(settings: Settings, processes: int) -> AsyncIterator[None
     supervisor = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "worker",
         "--processes",
         str(processes),

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from producers.broker import connect as connect_producer
-from shared.amqp import DEFAULT_HEARTBEAT_S, connect
+from recalls.producers.broker import connect as connect_producer
+from recalls.shared.amqp import DEFAULT_HEARTBEAT_S, connect
 from tests.integration.conftest import base_settings
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,13 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from pydantic import SecretStr
 
-from shared.contracts import Command, GetCommand, Lane, utc_now
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.contracts import Command, GetCommand, Lane, utc_now
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, running_worker
 from tests.support.commands import create
 from tests.support.services import REDIS_URL
-from workers.runtime import Worker
 
 BACKLOG = 2000
 

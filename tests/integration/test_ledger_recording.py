@@ -12,14 +12,14 @@ from pathlib import Path
 from aio_pika.abc import AbstractChannel
 from click.testing import CliRunner, Result
 
-from cli.main import cli
-from shared.contracts import Command, CreateCommand, FixCommand
-from shared.settings import Settings, load_settings
-from shared.store.batches import Batches
-from shared.store.database import Database
+from recalls.cli.main import cli
+from recalls.shared.contracts import Command, CreateCommand, FixCommand
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.database import Database
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import Events, publish
 from tests.support.logged import watching
-from workers.runtime import Worker
 
 VIN = "SALGA2EV5HA123456"
 

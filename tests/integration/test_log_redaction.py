@@ -31,17 +31,17 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from redis import asyncio as aioredis
 
-from cli.sandbox_process import pointed_at
-from producers.batch_api import create_app
-from producers.batch_api.correlation import HEADER, CorrelationMiddleware
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared import logs
-from shared.contracts import CreateCommand, FixCommand
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
-from shared.topology import Topology, delete
+from recalls.cli.sandbox_process import pointed_at
+from recalls.producers.batch_api import create_app
+from recalls.producers.batch_api.correlation import HEADER, CorrelationMiddleware
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared import logs
+from recalls.shared.contracts import CreateCommand, FixCommand
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
+from recalls.shared.topology import Topology, delete
 from tests.integration.conftest import (
     Sandbox,
     base_settings,
@@ -103,7 +103,7 @@ async def worker_process(settings: Settings) -> AsyncIterator[Captured]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from recalls.cli.main import main; main()",
         "worker",
         env=worker_env(
             settings,

@@ -21,15 +21,15 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from click.testing import CliRunner, Result
 
-from cli.main import cli
-from shared.contracts import CreateCommand, GetCommand, OutcomeEvent
-from shared.settings import Settings
-from shared.store.database import Database
-from shared.store.ledger import Ledger
+from recalls.cli.main import cli
+from recalls.shared.contracts import CreateCommand, GetCommand, OutcomeEvent
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database
+from recalls.shared.store.ledger import Ledger
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import Sandbox, base_settings, publish, running_sandbox, worker_env
 from tests.support.commands import vin
 from tests.support.polling import poll_until
-from workers.runtime import Worker
 
 FAST = 250  # requests per second per verb, at the sandbox and in the fleet
 START = "2025-09-01"

@@ -18,10 +18,10 @@ import pytest
 from redis import asyncio as aioredis
 from redis.exceptions import NoPermissionError, ResponseError
 
-from shared.dvsa.fleet_tokens import RedisTokenCache
-from shared.dvsa.tokens import TokenCache
-from shared.fleet_limiter import RedisLimiter
-from shared.settings import Settings
+from recalls.shared.dvsa.fleet_tokens import RedisTokenCache
+from recalls.shared.dvsa.tokens import TokenCache
+from recalls.shared.fleet_limiter import RedisLimiter
+from recalls.shared.settings import Settings
 from tests.support.services import REDIS_URL
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.workers.dead_letters import DeadLetterQueue
+from recalls.workers.runtime import Worker
 from tests.integration.conftest import publish_raw
 from tests.support.dead_letters import wait_for_dead
 from tests.support.logged import watching
-from workers.dead_letters import DeadLetterQueue
-from workers.runtime import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.settings import Settings, load_settings
-from shared.store.database import Database, StoreError
-from shared.store.ledger import Ledger
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.database import Database, StoreError
+from recalls.shared.store.ledger import Ledger
 from tests.integration.conftest import Events, publish, running_worker
 from tests.support.certificates import Certificate, self_signed
 from tests.support.commands import create, vin

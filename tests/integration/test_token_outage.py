@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from shared.dvsa.tokens import TokenCache, TokenUnavailable
-from shared.settings import Settings
+from recalls.shared.dvsa.tokens import TokenCache, TokenUnavailable
+from recalls.shared.settings import Settings
 from tests.integration.conftest import Events, Sandbox, publish, running_worker
 from tests.support.commands import create
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from producers.csv_url import (
+from recalls.producers.csv_url import (
     FETCH_FAILED,
     HOST_NOT_ALLOWED,
     HTTP_ERROR,
@@ -33,8 +33,8 @@ from producers.csv_url import (
     check_hop,
     fetch_csv,
 )
-from shared.settings import Settings, load_settings
-from shared.url_safety import HostNotAllowed, UnsafeUrl, check_url, resolve_checked
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.url_safety import HostNotAllowed, UnsafeUrl, check_url, resolve_checked
 from tests.support.aiohttp_app import serving
 from tests.support.certificates import self_signed
 

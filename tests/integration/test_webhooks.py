@@ -23,14 +23,14 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, update
 
-from shared.contracts import OutcomeEvent, Recall
-from shared.settings import Settings, load_settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import Admission, Batches
-from shared.store.database import Database
-from shared.store.tables import api_keys, webhook_deliveries
+from recalls.shared.contracts import OutcomeEvent, Recall
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import Admission, Batches
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import api_keys, webhook_deliveries
+from recalls.workers.webhooks import BACKOFF, WebhookSender, sign, verify_signature
 from tests.support.aiohttp_app import serving
-from workers.webhooks import BACKOFF, WebhookSender, sign, verify_signature
 
 pytestmark = pytest.mark.integration
 
@@ -453,7 +453,7 @@ async def test_neither_the_secret_nor_the_url_reaches_a_log_or_a_stored_error(
     logged = "\n".join(
         f"{record.getMessage()} {record.__dict__}"
         for record in caplog.records
-        if record.name == "workers.webhooks"
+        if record.name == "recalls.workers.webhooks"
     )
     assert "webhook failed" in logged
     assert "webhook delivered" in logged

@@ -15,17 +15,17 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.contracts import DeleteCommand, FixCommand
-from shared.metrics import WorkerMetrics
-from shared.settings import Settings
-from shared.telemetry import WorkerStats, declare_stats, decode_stats
-from shared.topology import Topology
+from recalls.shared.contracts import DeleteCommand, FixCommand
+from recalls.shared.metrics import WorkerMetrics
+from recalls.shared.settings import Settings
+from recalls.shared.telemetry import WorkerStats, declare_stats, decode_stats
+from recalls.shared.topology import Topology
+from recalls.workers.ops_http import OpsEndpoints, serving
+from recalls.workers.runtime import Worker, dvsa_client
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw
 from tests.support.commands import create
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
-from workers.ops_http import OpsEndpoints, serving
-from workers.runtime import Worker, dvsa_client
 
 pytestmark = pytest.mark.integration
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

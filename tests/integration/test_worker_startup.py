@@ -26,9 +26,11 @@ from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 from pydantic import SecretStr
 
 from bench.faults.tcp_proxy import TcpProxy
-from cli.sandbox_process import pointed_at
-from shared.settings import Settings
-from shared.topology import Topology, delete
+from recalls.cli.sandbox_process import pointed_at
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology, delete
+from recalls.workers import budget
+from recalls.workers.budget import Refused, lock_queue, marker_queue
 from tests.integration.conftest import (
     Events,
     Sandbox,
@@ -42,8 +44,6 @@ from tests.support.commands import create
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
 from tests.support.services import AMQP_URL, REDIS_URL
-from workers import budget
-from workers.budget import Refused, lock_queue, marker_queue
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ async def children() -> AsyncIterator[Start]:
 
     async def start(env: dict[str, str], *args: str) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", *args, env=env, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-m", "recalls.workers", *args, env=env, stderr=asyncio.subprocess.PIPE
         )
         assert process.stderr is not None
         child = Child(process)

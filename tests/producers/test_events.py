@@ -13,15 +13,15 @@ import pytest
 from aio_pika.abc import AbstractConnection
 from pamqp.commands import Basic
 
-from producers.config import PublisherConfig
-from producers.events import events
-from shared.amqp import publish_body_confirmed
-from shared.contracts import OutcomeEvent, Verb
-from shared.settings import Settings
-from shared.topology import Topology, TopologyError
+from recalls.producers.config import PublisherConfig
+from recalls.producers.events import events
+from recalls.shared.amqp import publish_body_confirmed
+from recalls.shared.contracts import OutcomeEvent, Verb
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology, TopologyError
+from recalls.workers.reporting import Reporter
 from tests.producers.conftest import QueueCount
 from tests.support.logged import watching
-from workers.reporting import Reporter
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from producers.keyed_lock import KeyedLock
+from recalls.producers.keyed_lock import KeyedLock
 
 
 async def test_holders_of_one_key_take_turns_while_other_keys_proceed() -> None:

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from producers.command import publish
-from shared.contracts import CreateCommand, FixCommand, GetCommand
-from shared.validation import InvalidCommand, decode_command, validate
+from recalls.producers.command import publish
+from recalls.shared.contracts import CreateCommand, FixCommand, GetCommand
+from recalls.shared.validation import InvalidCommand, decode_command, validate
 
 VIN = "WAUZZZF49HA036784"
 REFERENCES = {"manufacturer_campaign_reference", "dvsa_campaign_reference"}

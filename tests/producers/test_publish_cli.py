@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from shared.topology import Topology
+from recalls.shared.topology import Topology
 
 pytestmark = pytest.mark.integration
 

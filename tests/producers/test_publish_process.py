@@ -12,13 +12,13 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from producers.broker import BrokerUnreachable
-from producers.publish_process import PublisherProcess, _settings_frame
-from shared.amqp import PublishFailed
-from shared.contracts import Command, CreateCommand, FixCommand, GetCommand
-from shared.settings import Settings, load_settings
-from shared.topology import Topology
-from shared.validation import InvalidCommand, decode_command, validate
+from recalls.producers.broker import BrokerUnreachable
+from recalls.producers.publish_process import PublisherProcess, _settings_frame
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import Command, CreateCommand, FixCommand, GetCommand
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import Topology
+from recalls.shared.validation import InvalidCommand, decode_command, validate
 
 pytestmark = pytest.mark.integration
 QueueCount = Callable[..., Awaitable[int]]

@@ -13,14 +13,23 @@ import pytest
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from producers.broker import BrokerUnreachable
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.amqp import Unroutable
-from shared.contracts import VERBS, Command, CreateCommand, DeleteCommand, FixCommand, GetCommand, Lane, Verb
-from shared.settings import Settings, load_settings
-from shared.topology import LANES, Topology, TopologyError, missing_exchanges
-from shared.validation import InvalidCommand, decode_command, validate
+from recalls.producers.broker import BrokerUnreachable
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.amqp import Unroutable
+from recalls.shared.contracts import (
+    VERBS,
+    Command,
+    CreateCommand,
+    DeleteCommand,
+    FixCommand,
+    GetCommand,
+    Lane,
+    Verb,
+)
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import LANES, Topology, TopologyError, missing_exchanges
+from recalls.shared.validation import InvalidCommand, decode_command, validate
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,13 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from producers.testing import InMemoryPublisher
-from shared.amqp import PublishFailed
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.producers.testing import InMemoryPublisher
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
 
 pytestmark = pytest.mark.integration
 

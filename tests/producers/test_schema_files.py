@@ -11,10 +11,10 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from producers.command import schemas
-from shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
-from shared.schema_export import DIALECT, SCHEMA_DIR, render_schemas, stale_schemas, write_schemas
-from shared.validation import InvalidCommand, decode_command
+from recalls.producers.command import schemas
+from recalls.shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
+from recalls.shared.schema_export import DIALECT, SCHEMA_DIR, render_schemas, stale_schemas, write_schemas
+from recalls.shared.validation import InvalidCommand, decode_command
 
 VIN = "WAUZZZF49HA036784"
 GOOD_COMMANDS: dict[str, Any] = {

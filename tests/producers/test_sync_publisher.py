@@ -12,15 +12,15 @@ from typing import TypeVar
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from producers.broker import BrokerUnreachable
-from producers.config import PublisherConfig, publisher_config
-from producers.publisher import QueueFull
-from producers.sync_publisher import SyncPublisher
-from shared.amqp import Unroutable
-from shared.contracts import GetCommand
-from shared.settings import Settings
-from shared.topology import Topology
-from shared.validation import InvalidCommand
+from recalls.producers.broker import BrokerUnreachable
+from recalls.producers.config import PublisherConfig, publisher_config
+from recalls.producers.publisher import QueueFull
+from recalls.producers.sync_publisher import SyncPublisher
+from recalls.shared.amqp import Unroutable
+from recalls.shared.contracts import GetCommand
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
+from recalls.shared.validation import InvalidCommand
 from tests.producers.conftest import QueueCount
 
 pytestmark = pytest.mark.integration

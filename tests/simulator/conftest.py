@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.config import SandboxConfig
-from simulator.server import RunningSandbox, running_sandbox
-from simulator.testing import TOKEN_PATH, api_headers, throwaway_config, token_form
+from recalls.sandbox.config import SandboxConfig
+from recalls.sandbox.server import RunningSandbox, running_sandbox
+from recalls.sandbox.testing import TOKEN_PATH, api_headers, throwaway_config, token_form
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from simulator.testing import DVSA_REF, MANUFACTURER_REF, START_DATE, TOKEN_PATH, VIN, VIN_16, recall
+from recalls.sandbox.testing import DVSA_REF, MANUFACTURER_REF, START_DATE, TOKEN_PATH, VIN, VIN_16, recall
 
 DEFAULT_FAULTS = {
     "error_rate": 0.0,

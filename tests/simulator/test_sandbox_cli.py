@@ -15,8 +15,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from simulator.command import simulator
-from simulator.testing import (
+from recalls.sandbox.command import simulator
+from recalls.sandbox.testing import (
     API_KEY,
     CLIENT_ID,
     CLIENT_SECRET,
@@ -54,7 +54,7 @@ async def spawn(args: list[str], cwd: Path, env: dict[str, str]) -> asyncio.subp
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from simulator.command import simulator; simulator()",
+        "from recalls.sandbox.command import simulator; simulator()",
         *args,
         cwd=cwd,  # away from the repository, so no stray .env is read
         env=env,

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.config import SandboxConfig
-from simulator.faults import FaultSettings
-from simulator.server import running_sandbox
-from simulator.testing import TOKEN_PATH, VIN, assert_azure_error, recall, token_form
+from recalls.sandbox.config import SandboxConfig
+from recalls.sandbox.faults import FaultSettings
+from recalls.sandbox.server import running_sandbox
+from recalls.sandbox.testing import TOKEN_PATH, VIN, assert_azure_error, recall, token_form
 
 
 async def set_faults(client: httpx.AsyncClient, **faults: float) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.testing import API_KEY, VIN, recall
+from recalls.sandbox.testing import API_KEY, VIN, recall
 
 
 def numbered_vin(index: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.testing import (
+from recalls.sandbox.testing import (
     DVSA_REF,
     MANUFACTURER_REF,
     START_DATE,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.testing import (
+from recalls.sandbox.testing import (
     CLIENT_ID,
     CLIENT_SECRET,
     TOKEN_PATH,

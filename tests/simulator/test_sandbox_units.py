@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import rules
-from simulator.faults import Fault, FaultInjector, FaultSettings, FaultSettingsError
-from simulator.journal import Journal, JournalEntry
-from simulator.ratelimit import SlidingWindowLimiter, SlidingWindowLog
-from simulator.state import (
+from recalls.sandbox import rules
+from recalls.sandbox.faults import Fault, FaultInjector, FaultSettings, FaultSettingsError
+from recalls.sandbox.journal import Journal, JournalEntry
+from recalls.sandbox.ratelimit import SlidingWindowLimiter, SlidingWindowLog
+from recalls.sandbox.state import (
     ALREADY_FIXED,
     ALREADY_NOT_FIXED,
     RECTIFIED_BEFORE_START,
@@ -18,8 +18,8 @@ from simulator.state import (
     RecallStore,
     RepairStatus,
 )
-from simulator.testing import throwaway_config
-from simulator.tokens import TokenStore
+from recalls.sandbox.testing import throwaway_config
+from recalls.sandbox.tokens import TokenStore
 from tests.support.windows import max_in_any_window
 
 

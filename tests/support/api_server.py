@@ -12,8 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from producers.batch_api import serve
-from shared.settings import Settings
+from recalls.producers.batch_api import serve
+from recalls.shared.settings import Settings
 from tests.support.batch_api import UvicornStarted
 
 

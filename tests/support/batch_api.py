@@ -19,14 +19,14 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from producers.batch_api import create_app
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.contracts import GetCommand, OutcomeEvent, Recall, Result, utc_now
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
-from shared.topology import Topology, delete
+from recalls.producers.batch_api import create_app
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.contracts import GetCommand, OutcomeEvent, Recall, Result, utc_now
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
+from recalls.shared.topology import Topology, delete
 
 API = "/v1/recalls-batch"
 LIGHT = {"retry_tiers": (1.0,), "batch_max_vins": 5}  # one retry tier: quorum queues are slow to declare

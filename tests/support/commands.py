@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.contracts import CreateCommand
+from recalls.shared.contracts import CreateCommand
 
 START = dt.date(2024, 3, 1)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractChannel
 
-from shared.settings import Settings
-from shared.topology import Topology
+from recalls.shared.settings import Settings
+from recalls.shared.topology import Topology
 from tests.support.polling import poll_until
 
 

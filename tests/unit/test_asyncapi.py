@@ -11,8 +11,8 @@ from typing import Any, cast
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from click.testing import CliRunner
 
-from producers.command import declared_names, schemas
-from shared.asyncapi import (
+from recalls.producers.command import declared_names, schemas
+from recalls.shared.asyncapi import (
     ASYNCAPI_PATH,
     DEAD_LETTER_HEADERS,
     PREFIX,
@@ -21,13 +21,13 @@ from shared.asyncapi import (
     render_asyncapi,
     stale_asyncapi,
 )
-from shared.contracts import VERBS
-from shared.dvsa.client import DvsaReply
-from shared.schema_export import SCHEMA_DIR
-from shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology
-from workers.attempts import Attempts
-from workers.handler import _dvsa_headers
-from workers.reporting import Reporter
+from recalls.shared.contracts import VERBS
+from recalls.shared.dvsa.client import DvsaReply
+from recalls.shared.schema_export import SCHEMA_DIR
+from recalls.shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology
+from recalls.workers.attempts import Attempts
+from recalls.workers.handler import _dvsa_headers
+from recalls.workers.reporting import Reporter
 
 REGENERATE = "run `.venv/bin/recalls schemas` and commit shared/asyncapi.json"
 KEY = re.compile(r"^[A-Za-z0-9_\-]+$")  # keys tools accept for channels, operations and components

@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared.contracts import GetCommand
-from shared.dvsa.client import BudgetTaken, DvsaClient
-from shared.dvsa.transport import RawReply
-from shared.ratelimit import SpacingLimiter
+from recalls.shared.contracts import GetCommand
+from recalls.shared.dvsa.client import BudgetTaken, DvsaClient
+from recalls.shared.dvsa.transport import RawReply
+from recalls.shared.ratelimit import SpacingLimiter
 
 VIN = "WAUZZZF49HA036784"
 

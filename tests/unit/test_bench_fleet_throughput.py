@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench import fleet_throughput as bench
-from shared.contracts import VERBS
+from recalls.shared.contracts import VERBS
 
 # A /proc/<pid>/stat line whose command name holds spaces and a ")"; utime..cstime = 250, 50, 30, 20 ticks.
 STAT = (

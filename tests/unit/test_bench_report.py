@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import report
-from shared.contracts import VERBS
+from recalls.shared.contracts import VERBS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DASH = "\u2013"  # the en dash of ranges

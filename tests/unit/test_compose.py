@@ -23,9 +23,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
-from shared.dvsa.transport import MAX_BODY_BYTES as ANSWER_BYTES
-from shared.validation import MAX_BODY_BYTES as COMMAND_BYTES
+from recalls.cli.main import cli
+from recalls.shared.dvsa.transport import MAX_BODY_BYTES as ANSWER_BYTES
+from recalls.shared.validation import MAX_BODY_BYTES as COMMAND_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"

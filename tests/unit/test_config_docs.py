@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.settings import ENV_PREFIX, Settings
+from recalls.shared.settings import ENV_PREFIX, Settings
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 

@@ -7,11 +7,20 @@ import datetime as dt
 
 import pytest
 
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
-from shared.dvsa.client import DvsaReply, DvsaTransportError
-from workers.attempts import Attempts
-from workers.decisions import Confirm, Done, Fail, Retry, confirm, decide, decide_transport, issued_in_future
-from workers.schedule import Later, schedule
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
+from recalls.shared.dvsa.client import DvsaReply, DvsaTransportError
+from recalls.workers.attempts import Attempts
+from recalls.workers.decisions import (
+    Confirm,
+    Done,
+    Fail,
+    Retry,
+    confirm,
+    decide,
+    decide_transport,
+    issued_in_future,
+)
+from recalls.workers.schedule import Later, schedule
 
 VIN = "WAUZZZF49HA036784"
 CREATE = CreateCommand(

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from producers.drift import (
+from recalls.producers.drift import (
     Answer,
     Drift,
     MassRepairRefused,
@@ -14,8 +14,8 @@ from producers.drift import (
     compare,
     repair,
 )
-from shared.contracts import CreateCommand, FixCommand, Recall
-from shared.store.ledger import LedgerEntry, State
+from recalls.shared.contracts import CreateCommand, FixCommand, Recall
+from recalls.shared.store.ledger import LedgerEntry, State
 
 VIN = "WAUZZZF49HA036784"
 BEFORE = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)

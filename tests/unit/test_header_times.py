@@ -10,7 +10,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pamqp import decode, encode
 
-from workers.attempts import Attempts
+from recalls.workers.attempts import Attempts
 
 
 def test_first_seen_survives_the_wire_to_the_second() -> None:

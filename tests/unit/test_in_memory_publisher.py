@@ -6,12 +6,12 @@ import inspect
 
 import pytest
 
-from producers.config import PublisherConfig
-from producers.publisher import Publisher
-from producers.testing import InMemoryPublisher, Published
-from shared.amqp import PublishFailed
-from shared.contracts import GetCommand
-from shared.validation import InvalidCommand
+from recalls.producers.config import PublisherConfig
+from recalls.producers.publisher import Publisher
+from recalls.producers.testing import InMemoryPublisher, Published
+from recalls.shared.amqp import PublishFailed
+from recalls.shared.contracts import GetCommand
+from recalls.shared.validation import InvalidCommand
 
 VIN = "WAUZZZF49HA036784"
 

@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from workers.inflight import InFlight
+from recalls.workers.inflight import InFlight
 
 MESSAGE = cast(AbstractIncomingMessage, object())  # the handlers below never look at it
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from producers.batch_api.correlation import correlation_id
-from shared import logs
-from shared.logs import ConsoleFormatter, Correlator, JsonFormatter, Redactor
-from shared.settings import Settings
+from recalls.producers.batch_api.correlation import correlation_id
+from recalls.shared import logs
+from recalls.shared.logs import ConsoleFormatter, Correlator, JsonFormatter, Redactor
+from recalls.shared.settings import Settings
 
 SECRET = "client-secret-value-123"
 API_KEY = "dvsa-api-key-value-456"

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from shared.malloc_tuning import pin_mmap_threshold
+from recalls.shared.malloc_tuning import pin_mmap_threshold
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="only glibc has the threshold to pin")

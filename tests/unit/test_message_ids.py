@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from shared.contracts import FixCommand, GetCommand, Verb
-from shared.message_ids import message_id_for
-from shared.validation import validate
+from recalls.shared.contracts import FixCommand, GetCommand, Verb
+from recalls.shared.message_ids import message_id_for
+from recalls.shared.validation import validate
 
 KEY: tuple[Verb, str, str | None, str] = ("fix", "WAUZZZF49HA036784", "RC-2025-07", "order-line-42")
 

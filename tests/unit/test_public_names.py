@@ -1,4 +1,4 @@
-"""The publisher library's public names: exactly these, each importable, and a light import."""
+"""The public names of ``recalls`` (the publisher library): exactly these, importable, and light."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import producers
+import recalls
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the fleet's services use and a publishing system should not have to load.
@@ -27,7 +27,7 @@ HEAVY = [
 
 
 def test_the_public_names_are_exactly_these() -> None:
-    assert producers.__all__ == [
+    assert recalls.__all__ == [
         "BrokerUnreachable",
         "Command",
         "CreateCommand",
@@ -53,19 +53,19 @@ def test_the_public_names_are_exactly_these() -> None:
 
 def test_each_public_name_is_importable() -> None:
     namespace: dict[str, object] = {}
-    exec("from producers import *", namespace)  # noqa: S102 (a fixed statement)
+    exec("from recalls import *", namespace)  # noqa: S102 (a fixed statement)
     del namespace["__builtins__"]
-    assert sorted(namespace) == sorted(producers.__all__)
-    assert all(namespace[name] is getattr(producers, name) for name in producers.__all__)
+    assert sorted(namespace) == sorted(recalls.__all__)
+    assert all(namespace[name] is getattr(recalls, name) for name in recalls.__all__)
 
 
 def test_the_package_is_typed() -> None:
-    assert (ROOT / "producers" / "py.typed").is_file()
+    assert (ROOT / "recalls" / "py.typed").is_file()
 
 
 def test_importing_the_library_loads_nothing_heavy() -> None:
     probe = (
-        "import json, sys, producers; "
+        "import json, sys, recalls, recalls.testing; "
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))"
     )
     result = subprocess.run(  # noqa: S603 (our own interpreter)

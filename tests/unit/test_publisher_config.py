@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.config import PublisherConfig, PublisherConfigError, masked_url, publisher_config
-from shared.settings import Settings, load_settings
-from shared.topology import PREFIX_PATTERN, Topology
+from recalls.producers.config import PublisherConfig, PublisherConfigError, masked_url, publisher_config
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.topology import PREFIX_PATTERN, Topology
 
 URL = "amqp://team:s3cret-pw@broker.example:5672/fleet"
 pytestmark = pytest.mark.usefixtures("clean_env")

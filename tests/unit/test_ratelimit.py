@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shared.contracts import VERBS, Lane, Verb
-from shared.ratelimit import SpacingLimiter
+from recalls.shared.contracts import VERBS, Lane, Verb
+from recalls.shared.ratelimit import SpacingLimiter
 from tests.support.windows import max_in_any_window
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.amqp import broker_user, is_own_reply_queue
-from shared.settings import load_settings
-from workers.senders import Senders
+from recalls.shared.amqp import broker_user, is_own_reply_queue
+from recalls.shared.settings import load_settings
+from recalls.workers.senders import Senders
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from recalls.shared.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -212,7 +212,7 @@ def test_a_worker_with_a_credential_and_no_base_url_exits_2_naming_the_base_url(
         "RECALLS_SQLITE_PATH": str(tmp_path / "recalls.db"),
     }
     done = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "worker"],
+        [sys.executable, "-c", "from recalls.cli.main import main; main()", "worker"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

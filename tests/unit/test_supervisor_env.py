@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.supervisor import _child_env
+from recalls.workers.supervisor import _child_env
 
 
 def test_each_child_gets_its_own_metrics_port_and_only_the_first_records(

@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from shared.dvsa.token_hold import TokenHold
-from shared.dvsa.tokens import TokenUnavailable
+from recalls.shared.dvsa.token_hold import TokenHold
+from recalls.shared.dvsa.tokens import TokenUnavailable
 
 
 class Endpoint:

@@ -1,5 +1,6 @@
-"""shared.url_safety's checks that need no network: host names, ports, and IPv6 addresses that carry an
-IPv4 one, as a submit meets them and again as a connection does (a literal address resolves to itself).
+"""recalls.shared.url_safety's checks that need no network: host names, ports, and IPv6 addresses that
+carry an IPv4 one, as a submit meets them and again as a connection does (a literal address resolves to
+itself).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from shared.url_safety import HostNotAllowed, NotPublicAddress, UnsafeUrl, check_url, resolve_checked
+from recalls.shared.url_safety import HostNotAllowed, NotPublicAddress, UnsafeUrl, check_url, resolve_checked
 
 LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
 

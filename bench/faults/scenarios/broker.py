@@ -25,9 +25,9 @@ from bench.faults.harness import FaultRun, Mode, fault_run
 from bench.faults.scenarios.outages import judge_lasting_fault, run_tool
 from bench.faults.tcp_proxy import TcpProxy
 from bench.faults.workload import Workload
-from shared.contracts import VERBS
-from shared.telemetry import decode_stats
-from shared.topology import LANES
+from recalls.shared.contracts import VERBS
+from recalls.shared.telemetry import decode_stats
+from recalls.shared.topology import LANES
 
 WORKERS = 3
 HEARTBEAT_S = 3  # a hang is noticed by the broker after ~2 beats, by aiormq after 3 * (beat + 1) s

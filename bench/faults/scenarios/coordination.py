@@ -20,7 +20,7 @@ from bench.faults.figures import Figures, Json
 from bench.faults.harness import REDIS_URL, FaultRun, Mode, fault_run
 from bench.faults.scenarios.outages import judge_lasting_fault, run_tool
 from bench.faults.workload import Workload
-from shared.contracts import VERBS
+from recalls.shared.contracts import VERBS
 
 WORKERS = 3
 REDIS_PORT = "6379"

@@ -19,7 +19,7 @@ from bench.faults.figures import Figures, Json
 from bench.faults.harness import Mode, fault_run
 from bench.faults.scenarios.outages import judge_lasting_fault
 from bench.faults.workload import Workload
-from shared.contracts import VERBS
+from recalls.shared.contracts import VERBS
 
 WORKERS = 3
 FAULTS = {"error_rate": 0.10, "timeout_rate": 0.05, "drop_rate": 0.02}

@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode
 from bench.faults.scenarios import fuzz
-from producers.batch_api import create_app
-from producers.config import publisher_config
-from producers.publisher import Publisher
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
+from recalls.producers.batch_api import create_app
+from recalls.producers.config import publisher_config
+from recalls.producers.publisher import Publisher
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
 
 SUBMIT = "/v1/recalls-batch/submit"
 MAX_VINS = 5  # a batch's most VINs here: every accepted batch costs DVSA calls

@@ -31,12 +31,12 @@ from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode
 from bench.faults.scenarios import fuzz
 from bench.fleet_throughput import vin
-from producers.reject_report import report_path
-from producers.snapshot_csv import COLUMNS, create_message_id
-from shared.contracts import CreateCommand
-from shared.settings import Settings
+from recalls.producers.reject_report import report_path
+from recalls.producers.snapshot_csv import COLUMNS, create_message_id
+from recalls.shared.contracts import CreateCommand
+from recalls.shared.settings import Settings
 
-ENTRY = "from cli.main import main; main()"  # what the ``recalls`` console script runs
+ENTRY = "from recalls.cli.main import main; main()"  # what the ``recalls`` console script runs
 IMPORT_TIMEOUT = 120.0
 SHOWN = 5
 # Cells are trimmed before they are checked, so a character that spoils a cell must not be white space.

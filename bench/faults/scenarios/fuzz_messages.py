@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from bench.faults.scenarios import fuzz
-from shared.contracts import VERBS
-from shared.topology import LANES, routing_key
+from recalls.shared.contracts import VERBS
+from recalls.shared.topology import LANES, routing_key
 
 ROUTING_KEYS = [routing_key(verb, lane) for verb in VERBS for lane in LANES]
 KNOWN_FIELDS = {

@@ -22,10 +22,10 @@ from pathlib import Path
 from bench.faults.figures import Figures
 from bench.faults.harness import Mode, fault_run
 from bench.faults.workload import Workload
-from shared.amqp import connect
-from shared.contracts import Command
-from shared.settings import Settings
-from shared.validation import InvalidCommand, decode_command
+from recalls.shared.amqp import connect
+from recalls.shared.contracts import Command
+from recalls.shared.settings import Settings
+from recalls.shared.validation import InvalidCommand, decode_command
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "publish.mjs"

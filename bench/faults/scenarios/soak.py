@@ -29,7 +29,7 @@ from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode, fault_run, fresh_database
 from bench.faults.workload import Workload
 from bench.fleet_throughput import FIXED_ON, REFERENCE, START, arrival_rate, seed, vin
-from shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
+from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixCommand, GetCommand
 
 PER_VERB = 25  # DVSA's limit: commands of each verb published per second
 PRIMING = 2  # seconds' worth published up front

@@ -8,7 +8,7 @@ the queue depths from RabbitMQ), ``board`` (the snapshot), ``routes`` (the endpo
 ``dashboard.js`` and ``dashboard.css`` are the page, ``sign-in.html`` and ``sign-in.js`` its door.
 """
 
-from producers.batch_api.dashboard.board import Dashboard
-from producers.batch_api.dashboard.routes import router
+from recalls.producers.batch_api.dashboard.board import Dashboard
+from recalls.producers.batch_api.dashboard.routes import router
 
 __all__ = ["Dashboard", "router"]

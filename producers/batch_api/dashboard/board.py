@@ -14,14 +14,14 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
-from producers.batch_api.dashboard.feed import DepthPoller, StatsFeed
-from producers.batch_api.dashboard.window import WINDOW, StatsWindow
-from producers.batch_api.views import FINISHED, job
-from shared.queue_depths import QueueDepth
-from shared.settings import Settings
-from shared.store.batches import Batches
-from shared.store.database import Database
-from shared.topology import topology_of
+from recalls.producers.batch_api.dashboard.feed import DepthPoller, StatsFeed
+from recalls.producers.batch_api.dashboard.window import WINDOW, StatsWindow
+from recalls.producers.batch_api.views import FINISHED, job
+from recalls.shared.queue_depths import QueueDepth
+from recalls.shared.settings import Settings
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.database import Database
+from recalls.shared.topology import topology_of
 
 RECENT = 20  # batches shown, newest first
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from producers.batch_api.dashboard.window import StatsWindow
-from shared.queue_depths import QueueDepth, queue_depths
-from shared.telemetry import declare_stats, decode_stats
-from shared.topology import Topology
+from recalls.producers.batch_api.dashboard.window import StatsWindow
+from recalls.shared.queue_depths import QueueDepth, queue_depths
+from recalls.shared.telemetry import declare_stats, decode_stats
+from recalls.shared.topology import Topology
 
 log = logging.getLogger("recalls.api.dashboard")
 

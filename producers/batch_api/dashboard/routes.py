@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from producers.batch_api.auth import authenticator, identifier, scoped
-from producers.batch_api.dashboard import sign_in
-from producers.batch_api.dashboard.assets import HEADERS, Assets
-from producers.batch_api.dashboard.board import Dashboard
-from shared.store.api_keys import ApiKey, ApiKeys
-from shared.store.sessions import Sessions
+from recalls.producers.batch_api.auth import authenticator, identifier, scoped
+from recalls.producers.batch_api.dashboard import sign_in
+from recalls.producers.batch_api.dashboard.assets import HEADERS, Assets
+from recalls.producers.batch_api.dashboard.board import Dashboard
+from recalls.shared.store.api_keys import ApiKey, ApiKeys
+from recalls.shared.store.sessions import Sessions
 
 
 def router(dashboard: Dashboard, keys: ApiKeys, sessions: Sessions, *, public_url: str | None) -> APIRouter:

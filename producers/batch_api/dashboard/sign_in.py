@@ -1,8 +1,8 @@
 """Signing in to the dashboard with an API key once, and out again: the key never travels in a URL.
 
 ``GET /dashboard/sign-in`` is a form; its ``POST`` takes the key from a small urlencoded body, checks
-it has ``ops``, starts a session (see ``shared.store.sessions``) and answers with its token in a cookie:
-HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Secure over https,
+it has ``ops``, starts a session (see ``recalls.shared.store.sessions``) and answers with its token in a
+cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Secure over https,
 living as long as the session.  A sign-in or sign-out must come from this site's own page (its Origin
 header says so): with SameSite=Strict that shuts out cross-site request forgery.  ``POST
 /dashboard/sign-out`` ends the session and drops the cookie.
@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from producers.batch_api.auth import SESSION_COOKIE, refuse_key_in_url, scoped
-from producers.batch_api.dashboard.assets import HEADERS, Assets
-from producers.batch_api.errors import ApiError
-from shared.store.api_keys import ApiKeys
-from shared.store.sessions import LIFETIME, Sessions
+from recalls.producers.batch_api.auth import SESSION_COOKIE, refuse_key_in_url, scoped
+from recalls.producers.batch_api.dashboard.assets import HEADERS, Assets
+from recalls.producers.batch_api.errors import ApiError
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.sessions import LIFETIME, Sessions
 
 log = logging.getLogger("recalls.api.dashboard")
 

@@ -12,8 +12,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from shared.contracts import VERBS
-from shared.telemetry import WorkerStats
+from recalls.shared.contracts import VERBS
+from recalls.shared.telemetry import WorkerStats
 
 WINDOW = 300  # seconds the dashboard shows
 SEEN_FOR = 5.0  # a worker silent longer than this is no longer counted as running

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.settings import Settings, load_settings
-from shared.store.database import Database
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.database import Database
 
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 

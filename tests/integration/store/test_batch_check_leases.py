@@ -13,12 +13,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from shared.contracts import Recall
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import Admission, Batches, KeyUsage
-from shared.store.database import Database
-from shared.store.tables import batch_commands, batches
+from recalls.shared.contracts import Recall
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import Admission, Batches, KeyUsage
+from recalls.shared.store.database import Database
+from recalls.shared.store.tables import batch_commands, batches
 from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.settings import Settings
-from shared.store.database import Database, database_url, store_location
-from shared.store.migrations import MIGRATIONS, apply_migrations
+from recalls.shared.settings import Settings
+from recalls.shared.store.database import Database, database_url, store_location
+from recalls.shared.store.migrations import MIGRATIONS, apply_migrations
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def recalls(args: list[str], variables: dict[str, str], cwd: Path) -> subprocess
     """``recalls ARGS`` in a process of its own, with no RECALLS_* variable but ``variables``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("RECALLS_")}
     return subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
-        [sys.executable, "-c", "from cli.main import main; main()", *args],
+        [sys.executable, "-c", "from recalls.cli.main import main; main()", *args],
         cwd=cwd,
         env=env | variables,
         capture_output=True,

@@ -12,10 +12,10 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from shared.store.api_keys import ApiKeys
-from shared.store.database import Database
-from shared.store.sessions import LIFETIME, Sessions
-from shared.store.tables import sessions as sessions_table
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.database import Database
+from recalls.shared.store.sessions import LIFETIME, Sessions
+from recalls.shared.store.tables import sessions as sessions_table
 
 pytestmark = pytest.mark.integration
 

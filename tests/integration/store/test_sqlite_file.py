@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from shared.settings import load_settings
-from shared.store.database import Database
+from recalls.shared.settings import load_settings
+from recalls.shared.store.database import Database
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from shared.contracts import Command, CreateCommand, FixCommand, OutcomeEvent, Recall
-from shared.settings import Settings, load_settings
-from shared.store.batches import Batches
-from shared.store.database import Database, StoreError, database_url
-from shared.store.ledger import Ledger
-from shared.store.migrations import MIGRATIONS
-from shared.store.tables import metadata
+from recalls.shared.contracts import Command, CreateCommand, FixCommand, OutcomeEvent, Recall
+from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.batches import Batches
+from recalls.shared.store.database import Database, StoreError, database_url
+from recalls.shared.store.ledger import Ledger
+from recalls.shared.store.migrations import MIGRATIONS
+from recalls.shared.store.tables import metadata
 from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from shared.contracts import GetCommand, OutcomeEvent, Recall
-from shared.settings import Settings
-from shared.store.api_keys import ApiKeys
-from shared.store.batches import (
+from recalls.shared.contracts import GetCommand, OutcomeEvent, Recall
+from recalls.shared.settings import Settings
+from recalls.shared.store.api_keys import ApiKeys
+from recalls.shared.store.batches import (
     CHECK_KIND,
     WEBHOOK_LEASE,
     Admission,
@@ -25,10 +25,10 @@ from shared.store.batches import (
     WebhookDue,
     check_message_id,
 )
-from shared.store.checks import VinChecks
-from shared.store.database import Database
-from shared.store.migrations import MIGRATIONS, apply_migrations
-from shared.store.tables import api_keys, batch_commands, batches, ledger, webhook_deliveries
+from recalls.shared.store.checks import VinChecks
+from recalls.shared.store.database import Database
+from recalls.shared.store.migrations import MIGRATIONS, apply_migrations
+from recalls.shared.store.tables import api_keys, batch_commands, batches, ledger, webhook_deliveries
 from tests.support.commands import vin
 
 pytestmark = pytest.mark.integration

@@ -5,5 +5,5 @@ strictest reading, and can inject faults (errors, latency, hangs, dropped connec
 outages) on demand.  Its rules are its own: it shares no DVSA logic with the fleet, so it can disagree with
 the fleet's client and catch its mistakes.
 
-Start it with :func:`simulator.server.running_sandbox` (in-process) or ``recalls simulator`` (CLI).
+Start it with :func:`recalls.sandbox.server.running_sandbox` (in-process) or ``recalls simulator`` (CLI).
 """

@@ -12,8 +12,8 @@ import time
 
 from aiohttp import web
 
-from simulator.journal import JournalEntry
-from simulator.responses import (
+from recalls.sandbox.journal import JournalEntry
+from recalls.sandbox.responses import (
     AZURE_INVALID_SCOPE,
     AZURE_MISSING_PARAMETER,
     AZURE_MISSING_SECRET,
@@ -24,7 +24,7 @@ from simulator.responses import (
     azure_error,
     json_response,
 )
-from simulator.sandbox import Sandbox
+from recalls.sandbox.sandbox import Sandbox
 
 # How the journal names token requests.
 TOKEN_VERB = "token"  # noqa: S105 - a label, not a password

@@ -1,6 +1,6 @@
 """DVSA's four recall endpoints: parse and check the request, change the store, answer as DVSA does.
 
-Authentication, rate limiting and faults happen before these handlers run (see ``simulator.gateway``).
+Authentication, rate limiting and faults happen before these handlers run (see ``recalls.sandbox.gateway``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from simulator import rules
-from simulator.responses import dvsa_error, json_response, no_content
-from simulator.sandbox import Sandbox
-from simulator.state import Recall, StateError
+from recalls.sandbox import rules
+from recalls.sandbox.responses import dvsa_error, json_response, no_content
+from recalls.sandbox.sandbox import Sandbox
+from recalls.sandbox.state import Recall, StateError
 
 _Method = Callable[["RecallsApi", web.Request], Awaitable[web.Response]]
 

@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from shared.settings import Settings
-from simulator.faults import FaultSettings
-from simulator.state import ConflictRule
+from recalls.sandbox.faults import FaultSettings
+from recalls.sandbox.state import ConflictRule
+from recalls.shared.settings import Settings
 
 DEFAULT_MANUFACTURER = "DVSA Motors"
 DEFAULT_TOKEN_TTL = 1199  # seconds: what Azure AD gives DVSA's clients

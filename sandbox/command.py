@@ -13,11 +13,11 @@ from typing import Any, get_args
 
 import click
 
-from shared.settings import SettingsError, load_settings
-from simulator.config import DEFAULT_MANUFACTURER, DEFAULT_TOKEN_TTL, SandboxConfig
-from simulator.faults import FaultSettings
-from simulator.server import RunningSandbox, serve_forever
-from simulator.state import ConflictRule
+from recalls.sandbox.config import DEFAULT_MANUFACTURER, DEFAULT_TOKEN_TTL, SandboxConfig
+from recalls.sandbox.faults import FaultSettings
+from recalls.sandbox.server import RunningSandbox, serve_forever
+from recalls.sandbox.state import ConflictRule
+from recalls.shared.settings import SettingsError, load_settings
 
 # Options whose default comes from the settings when the flag is not given.
 _FROM_SETTINGS = ("host", "port", "rate_limit", "client_id", "client_secret", "scope", "api_key")

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import time
 
-from simulator.config import SandboxConfig
-from simulator.faults import FaultInjector
-from simulator.journal import Journal
-from simulator.ratelimit import SlidingWindowLimiter
-from simulator.state import RecallStore
-from simulator.stats import Stats
-from simulator.tokens import TokenStore
-from simulator.verbs import Verb
+from recalls.sandbox.config import SandboxConfig
+from recalls.sandbox.faults import FaultInjector
+from recalls.sandbox.journal import Journal
+from recalls.sandbox.ratelimit import SlidingWindowLimiter
+from recalls.sandbox.state import RecallStore
+from recalls.sandbox.stats import Stats
+from recalls.sandbox.tokens import TokenStore
+from recalls.sandbox.verbs import Verb
 
 
 class Sandbox:

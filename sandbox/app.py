@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from simulator.admin import AdminApi
-from simulator.config import SandboxConfig
-from simulator.endpoints import RecallsApi
-from simulator.gateway import Gateway
-from simulator.oauth import TokenEndpoint
-from simulator.sandbox import Sandbox
-from simulator.verbs import Verb
+from recalls.sandbox.admin import AdminApi
+from recalls.sandbox.config import SandboxConfig
+from recalls.sandbox.endpoints import RecallsApi
+from recalls.sandbox.gateway import Gateway
+from recalls.sandbox.oauth import TokenEndpoint
+from recalls.sandbox.sandbox import Sandbox
+from recalls.sandbox.verbs import Verb
 
 SANDBOX = web.AppKey("sandbox", Sandbox)
 

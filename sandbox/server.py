@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from simulator.app import SANDBOX, build_app
-from simulator.config import SandboxConfig
-from simulator.sandbox import Sandbox
+from recalls.sandbox.app import SANDBOX, build_app
+from recalls.sandbox.config import SandboxConfig
+from recalls.sandbox.sandbox import Sandbox
 
 # On stop, in-flight requests (a hung "timeout" fault, say) get this long before they are cancelled.
 _SHUTDOWN_GRACE_SECONDS = 1.0

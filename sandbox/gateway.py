@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from simulator.faults import Fault
-from simulator.journal import JournalEntry
-from simulator.ratelimit import Admission
-from simulator.responses import dvsa_error, gateway_error
-from simulator.sandbox import Sandbox
-from simulator.verbs import Verb
+from recalls.sandbox.faults import Fault
+from recalls.sandbox.journal import JournalEntry
+from recalls.sandbox.ratelimit import Admission
+from recalls.sandbox.responses import dvsa_error, gateway_error
+from recalls.sandbox.sandbox import Sandbox
+from recalls.sandbox.verbs import Verb
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from simulator.ratelimit import SlidingWindowLog
-from simulator.verbs import Verb
+from recalls.sandbox.ratelimit import SlidingWindowLog
+from recalls.sandbox.verbs import Verb
 
 
 class VerbStats:

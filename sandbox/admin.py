@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from simulator import rules
-from simulator.faults import FaultSettingsError
-from simulator.responses import admin_error, json_response, no_content
-from simulator.sandbox import Sandbox
-from simulator.state import Recall, RecallNotFound, RecallStore, RepairStatus
+from recalls.sandbox import rules
+from recalls.sandbox.faults import FaultSettingsError
+from recalls.sandbox.responses import admin_error, json_response, no_content
+from recalls.sandbox.sandbox import Sandbox
+from recalls.sandbox.state import Recall, RecallNotFound, RecallStore, RepairStatus
 
 _REQUIRED = ("vin", "manufacturerCampaignReference", "recallCampaignStartDate")
 _OPTIONAL = ("dvsaCampaignReference", "repairStatus", "rectificationDate")

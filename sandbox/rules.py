@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from simulator.state import RepairStatus
+from recalls.sandbox.state import RepairStatus
 
 INVALID_BODY = "Invalid request body"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from simulator.config import SandboxConfig
+from recalls.sandbox.config import SandboxConfig
 
 CLIENT_ID = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"  # noqa: S105 - a throwaway credential for local tests
