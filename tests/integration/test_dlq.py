@@ -102,7 +102,7 @@ async def test_list_and_show_leave_the_queue_as_it_was(
     [shown] = json.loads(out)
     assert (shown["body"], shown["verb"]) == ("{not json", "get")
     code, out, err = await recalls(settings, "dlq", "show", "no-such-id")
-    assert (code, out, err) == (1, "", "error: no dead letter with message id 'no-such-id'\n")
+    assert (code, out, err) == (2, "", "error: MESSAGE_ID: no dead letter with message id 'no-such-id'\n")
 
     assert await dead_count(channel, settings) == 2
 
