@@ -26,6 +26,7 @@ from recalls.cli.broker import run_with_broker
 from recalls.cli.errors import InputError
 from recalls.cli.output import json_option, print_json
 from recalls.cli.store import with_store
+from recalls.ops import dashboard
 from recalls.producers.batch_api.server import Tls, serve
 from recalls.shared import logs
 from recalls.shared.settings import Settings
@@ -46,7 +47,10 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 def api(
     context: click.Context, host: str, port: int, ssl_certfile: Path | None, ssl_keyfile: Path | None
 ) -> None:
-    """Serve the CarsXE-shaped batch API (POST /v1/recalls-batch/submit, status, results, download)."""
+    """Serve the CarsXE-shaped batch API (POST /v1/recalls-batch/submit, status, results, download).
+
+    It also serves the operators' dashboard on /dashboard, for keys with the ops scope.
+    """
     if context.invoked_subcommand is not None:
         return
     tls = _tls(ssl_certfile, ssl_keyfile)
@@ -55,7 +59,7 @@ def api(
     scheme = "http" if tls is None else "https"
     click.echo(f"batch API on {scheme}://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped
-        run_with_broker(serve(settings, host, port, tls=tls), settings)
+        run_with_broker(serve(settings, host, port, tls=tls, surfaces=[dashboard.surface]), settings)
 
 
 def _tls(certfile: Path | None, keyfile: Path | None) -> Tls | None:

@@ -17,11 +17,11 @@ from recalls.cli import errors
 from recalls.cli.broker import run_with_broker
 from recalls.cli.output import json_option, print_json, printable, when
 from recalls.cli.tables import cell, console, table
+from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue, Filter
 from recalls.producers import broker
 from recalls.shared.contracts import VERBS
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
-from recalls.workers.dead_letters import DeadLetter, DeadLetterQueue, Filter
 
 _T = TypeVar("_T")
 

@@ -11,10 +11,10 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from recalls.ops.dead_letters import DeadLetterQueue, Filter
 from recalls.shared.contracts import FixCommand
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
-from recalls.workers.dead_letters import DeadLetterQueue, Filter
 from recalls.workers.runtime import Worker
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, worker_env
 from tests.support.commands import create, vin
