@@ -30,3 +30,22 @@ def test_a_burst_of_connections_at_the_last_reading_is_not_growth() -> None:
 def test_descriptors_that_climb_through_the_run_are_growth() -> None:
     climbing = [32.0 + i // 20 for i in range(180)]  # one more every 200 s
     assert judged(climbing) == ["worker 0 open_fds grew from 32 to 40"]
+
+
+def test_pools_that_fill_in_the_first_quarter_and_stay_full_are_not_growth() -> None:
+    run = 1800
+    filling = [30.0] * 30 + [34.0] * 150  # the pools' connections opened by minute five, then flat
+    extra = {
+        "rss_mb_baseline": [100.0],
+        "rss_mb_end": [100.0],
+        "tasks": soak._medians(readings(filling), "tasks", warm=soak.settled(run), window=120),
+        "open_fds": soak._medians(readings(filling), "fds", warm=soak.settled(run), window=120),
+    }
+    assert soak.settled(run) == 450 and soak.growth(extra) == []
+    assert judged(filling) == ["worker 0 open_fds grew from 30 to 34"]  # judged from minute one, it would
+
+
+def test_tasks_are_counted_net_of_the_three_each_command_in_hand_holds() -> None:
+    filling = {"recalls_asyncio_tasks": 3 * 112 + 15, "recalls_commands_in_flight": 112}
+    full = {"recalls_asyncio_tasks": 3 * 128 + 15, "recalls_commands_in_flight": 128}
+    assert soak.tasks_beside_deliveries(filling) == soak.tasks_beside_deliveries(full) == 15

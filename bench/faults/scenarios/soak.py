@@ -6,11 +6,16 @@ after two seconds' worth up front, so the queues never run dry.  Every ten secon
 asyncio tasks and open file descriptors are read, and every minute the broker's client connections.
 Promises: 429s 0, lost 0, memory flat, no growth in connections, tasks or file descriptors.
 
-Tasks are counted beside the commands in flight: each command holds one, up to the prefetch of every
-queue, and a soak fed at exactly the limit fills that slowly as its backlog grows.  Tasks and
-descriptors rise and fall with the load (a burst of calls opens pooled connections that close once
-idle), so one reading says little: each end of the run is judged by the median of its readings over a
-window, after the warm-up and before the end.  A leak lifts the later median; a burst does not.
+Each delivery in hand holds three tasks (aio-pika's consumer task, the in-flight tracker awaiting its
+handler, and the handler), so tasks are counted net of three per command in flight: a soak fed at
+exactly the limit fills the prefetch slowly as its backlog grows.  (A task dump of three workers in a
+15-minute soak read three tasks for each of 128 commands in flight and 15 to 45 others, flat from start
+to end.)  Tasks and descriptors rise and fall with the load (a burst of calls opens pooled connections
+that close once idle), and the pools themselves fill as concurrency first demands them (open
+descriptors went from 30 to 34 in the first five minutes of that soak, then stayed there), so one
+reading says little: the start is judged by the median
+of its readings over a window once the first quarter of the run is over, the end by the median over its
+last window.  A leak lifts the later median; a burst or a pool filling does not.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -34,6 +39,8 @@ from recalls.shared.contracts import Command, CreateCommand, DeleteCommand, FixC
 PER_VERB = 25  # DVSA's limit: commands of each verb published per second
 PRIMING = 2  # seconds' worth published up front
 WARM_UP = 60.0  # s before the baseline reading: imports, pools and caches settle
+SETTLE_SHARE = 0.25  # ...or this share of the run, if longer: pools fill as concurrency first demands
+TASKS_PER_DELIVERY = 3  # the consumer's task, the in-flight tracker and the handler of each command
 READ_EVERY, BROKER_EVERY = 10.0, 60.0
 WINDOW = 120.0  # s of readings whose median stands for the start (after the warm-up) or the end
 RSS_GROWTH = 0.10  # a worker's RSS may end at most this much above its baseline ("flat")
@@ -127,7 +134,7 @@ class Watch:
             await asyncio.sleep(READ_EVERY)  # a sampling cadence, not a wait for an event
 
     def summary(self, seconds: int) -> dict[str, Any]:
-        warm = min(WARM_UP, seconds / 2)
+        warm = settled(seconds)
         window = min(WINDOW, seconds / 4)
         baseline = _at_or_after(self.rss, warm)
         return {
@@ -143,6 +150,11 @@ class Watch:
             },
             "rss_samples": [(round(t), mb) for t, mb in self.rss],
         }
+
+
+def settled(seconds: float) -> float:
+    """Seconds into a run of ``seconds`` when its baseline readings start."""
+    return max(min(WARM_UP, seconds / 2), seconds * SETTLE_SHARE)
 
 
 def _at_or_after(series: Sequence[tuple[float, Any]], at: float) -> Any:
@@ -172,8 +184,13 @@ async def _handles(port: int) -> dict[str, float]:
     values = {
         s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels
     }
-    tasks = values.get("recalls_asyncio_tasks", -1.0) - values.get("recalls_commands_in_flight", 0.0)
-    return {"tasks": tasks, "fds": values.get("process_open_fds", -1.0)}
+    return {"tasks": tasks_beside_deliveries(values), "fds": values.get("process_open_fds", -1.0)}
+
+
+def tasks_beside_deliveries(values: Mapping[str, float]) -> float:
+    """A worker's asyncio tasks other than those of the commands it has in hand."""
+    in_flight = values.get("recalls_commands_in_flight", 0.0)
+    return values.get("recalls_asyncio_tasks", -1.0) - TASKS_PER_DELIVERY * in_flight
 
 
 async def _broker_connections() -> int:
