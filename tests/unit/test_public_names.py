@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import recalls
 
@@ -63,11 +66,10 @@ def test_the_package_is_typed() -> None:
     assert (ROOT / "recalls" / "py.typed").is_file()
 
 
-def test_importing_the_library_loads_nothing_heavy() -> None:
-    probe = (
-        "import json, sys, recalls, recalls.testing; "
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))"
-    )
+def loaded_by(statement: str, roots: set[str]) -> list[str]:
+    """The modules under ``roots`` that a fresh interpreter holds after running ``statement``."""
+    listed = f"sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})"
+    probe = f"import json, sys; {statement}; print(json.dumps({listed}))"
     result = subprocess.run(  # noqa: S603 (our own interpreter)
         [sys.executable, "-c", probe],
         cwd=ROOT,
@@ -76,4 +78,35 @@ def test_importing_the_library_loads_nothing_heavy() -> None:
         text=True,
         check=True,
     )
-    assert json.loads(result.stdout) == []
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
+
+
+def test_importing_the_library_loads_nothing_heavy() -> None:
+    assert loaded_by("import recalls, recalls.testing; from recalls import *", set(HEAVY)) == []
+
+
+def test_importing_a_module_below_the_root_loads_no_public_name() -> None:
+    loaded = loaded_by("import recalls.shared.contracts", {"aio_pika", "recalls"})
+    assert loaded == ["recalls", "recalls.shared", "recalls.shared.contracts"]
+
+
+def test_the_lazy_names_come_from_the_modules_the_type_checker_reads() -> None:
+    tree = ast.parse((ROOT / "recalls" / "__init__.py").read_text())
+    (block,) = [
+        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    typed = {
+        alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == recalls._HOMES
+    assert sorted(typed) == sorted(recalls.__all__)
+
+
+def test_the_root_lists_its_lazy_names_and_refuses_others() -> None:
+    assert set(recalls.__all__) <= set(dir(recalls))
+    with pytest.raises(AttributeError, match="no attribute 'Publish'"):
+        recalls.Publish  # type: ignore[attr-defined]  # noqa: B018 (the lookup is the test)
