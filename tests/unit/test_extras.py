@@ -1,0 +1,198 @@
+"""The base install is the publisher; each role's packages come with its extra (docs/design.md, decision 40).
+
+These tests read the imports of the code (no install): each entry point of a role, with every module of
+ours it imports, must import only packages that the base install and the role's extra bring, those
+packages' own dependencies included.  ``tests/integration/test_wheel_install.py`` checks the base install
+for real, in a fresh virtual environment.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import sys
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+import recalls
+from tests.support.base_install import NEVER_IN_BASE
+
+_T = TypeVar("_T")
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "recalls-fleet"
+# Where each role starts: a console command's module or a module a user imports.
+ENTRIES = {
+    "base": [*recalls._HOMES.values(), "recalls.testing", "recalls.producers.command"],
+    "worker": [
+        "recalls.workers.command",
+        "recalls.workers.__main__",
+        "recalls.workers.status_command",
+        "recalls.workers.dlq_command",
+        "recalls.producers.bulk_command",
+        "recalls.producers.reconcile_command",
+    ],
+    "api": ["recalls.producers.api_command", "recalls.producers.batch_api"],
+    "sandbox": ["recalls.sandbox.command", "recalls.sandbox.server", "recalls.sandbox.testing"],
+    "all": ["recalls.cli.main", "recalls.cli.demo"],
+}
+# Loaded by name rather than imported: SQLAlchemy's drivers, picked by the store's URL; sniffio, which
+# httpcore imports on each request without declaring it.
+LOADED_BY_NAME = {"aiosqlite", "asyncpg", "sniffio"}
+
+
+def declared() -> tuple[list[str], dict[str, list[str]]]:
+    """The base dependencies and the extras, as pyproject.toml declares them."""
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return table["dependencies"], table["optional-dependencies"]
+
+
+def each_once(start: Iterable[_T], more: Callable[[_T], Iterable[_T]]) -> Iterator[_T]:
+    """``start`` and all that ``more`` leads to from it, each once."""
+    pending = list(start)
+    seen: set[_T] = set()
+    while pending:
+        item = pending.pop()
+        if item not in seen:
+            seen.add(item)
+            yield item
+            pending.extend(more(item))
+
+
+def requirements(extra: str) -> list[Requirement]:
+    """What ``pip install recalls-fleet[extra]`` asks for, self-references expanded ("base": none)."""
+    base, extras = declared()
+
+    def asked(name: str) -> list[Requirement]:
+        return [Requirement(text) for text in extras[name]]
+
+    def referenced(name: str) -> list[str]:
+        return [e for r in asked(name) if canonicalize_name(r.name) == PROJECT for e in r.extras]
+
+    named = each_once([extra] if extra != "base" else [], referenced)
+    wanted = [r for name in named for r in asked(name) if canonicalize_name(r.name) != PROJECT]
+    return [*(Requirement(text) for text in base), *wanted]
+
+
+def installed_closure(wanted: Iterable[Requirement]) -> set[NormalizedName]:
+    """The distributions ``wanted`` installs here: them and their dependencies, markers evaluated."""
+
+    def chosen(requirements: Iterable[Requirement], extra: str) -> list[tuple[NormalizedName, str]]:
+        """(name, extra) of each requirement that applies when ``extra`` is asked for."""
+        return [
+            (canonicalize_name(r.name), asked)
+            for r in requirements
+            if r.marker is None or r.marker.evaluate({"extra": extra})
+            for asked in ["", *r.extras]
+        ]
+
+    def needs(item: tuple[NormalizedName, str]) -> list[tuple[NormalizedName, str]]:
+        name, extra = item
+        return chosen((Requirement(text) for text in importlib.metadata.requires(name) or []), extra)
+
+    return {name for name, _ in each_once(chosen(wanted, ""), needs)}
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of one of our modules (through the links below recalls/), else None."""
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imports(tree: ast.AST) -> Iterator[str]:
+    """The modules a file may import when run: not under ``if TYPE_CHECKING``, nor ``try``-ed as optional."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            yield from (name for child in node.orelse for name in imports(child))
+            continue
+        if isinstance(node, ast.Try) and any(
+            handler.type is not None and ast.unparse(handler.type) in {"ImportError", "ModuleNotFoundError"}
+            for handler in node.handlers
+        ):
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+        else:
+            yield from imports(node)
+
+
+def third_party(entries: Iterable[str]) -> set[str]:
+    """The top-level names of the packages not ours that ``entries`` and all they import may import."""
+
+    def imported(module: str) -> list[str]:
+        if module.split(".", maxsplit=1)[0] != "recalls":
+            return []
+        parts = module.split(".")
+        # Importing a module runs its packages' __init__ first.
+        parents = [".".join(parts[:end]) for end in range(1, len(parts))]
+        path = module_file(module)
+        return parents + (list(imports(ast.parse(path.read_bytes(), filename=str(path)))) if path else [])
+
+    tops = {module.split(".")[0] for module in each_once(entries, imported)}
+    return tops - {"recalls"} - sys.stdlib_module_names
+
+
+@functools.cache
+def _importable() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # reads every installed distribution's files
+
+
+def distributions(names: Iterable[str]) -> set[NormalizedName]:
+    """The installed distributions that provide the top-level modules ``names``."""
+    return {canonicalize_name(dist) for name in names for dist in _importable()[name]} - {PROJECT}
+
+
+def test_the_base_install_brings_nothing_of_the_web_database_or_server_stack() -> None:
+    assert not installed_closure(requirements("base")) & NEVER_IN_BASE
+
+
+def test_all_is_every_role_together() -> None:
+    roles = {"worker", "api", "sandbox"}
+    assert set(declared()[1]) == {*roles, "all", "dev"}
+    assert {str(r) for r in requirements("all")} == {str(r) for role in roles for r in requirements(role)}
+
+
+def test_a_package_in_two_extras_is_asked_for_alike() -> None:
+    asked: dict[str, set[str]] = {}
+    for role in ("worker", "api", "sandbox", "dev"):
+        for requirement in requirements(role):
+            asked.setdefault(canonicalize_name(requirement.name), set()).add(str(requirement))
+    assert {name: texts for name, texts in asked.items() if len(texts) > 1} == {}
+
+
+@pytest.mark.parametrize("role", ENTRIES)
+def test_each_role_imports_only_what_its_install_brings(role: str) -> None:
+    needed = distributions(third_party(ENTRIES[role]))
+    assert needed <= installed_closure(requirements(role)), sorted(needed)
+
+
+@pytest.mark.parametrize("role", ["base", "worker", "api", "sandbox"])
+def test_each_role_asks_for_nothing_it_does_not_use(role: str) -> None:
+    used = distributions(third_party(ENTRIES[role]))
+    optional = {"uvloop"}  # tried, and asyncio's loop used without it (shared/event_loop.py)
+    unused = {canonicalize_name(r.name) for r in requirements(role)} - used - LOADED_BY_NAME - optional
+    if role != "base":
+        unused -= {canonicalize_name(r.name) for r in requirements("base")}
+    assert not unused, sorted(unused)
+
+
+def test_the_scan_skips_what_only_the_type_checker_or_an_optional_import_reads() -> None:
+    source = (
+        "import click\n"
+        "if TYPE_CHECKING:\n    import httpx\n"
+        "try:\n    import uvloop\nexcept ImportError:\n    pass\n"
+        "def f():\n    from sqlalchemy import text\n"
+    )
+    assert set(imports(ast.parse(source))) == {"click", "sqlalchemy", "sqlalchemy.text"}
