@@ -7,3 +7,7 @@ the fleet's client and catch its mistakes.
 
 Start it with :func:`recalls.sandbox.server.running_sandbox` (in-process) or ``recalls simulator`` (CLI).
 """
+
+from recalls.shared.extras import require
+
+require("The DVSA sandbox", ("sandbox",), "aiohttp")

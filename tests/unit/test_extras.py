@@ -23,6 +23,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 import recalls
 from tests.support.base_install import NEVER_IN_BASE
+from tests.support.fresh_python import fresh_python
 
 _T = TypeVar("_T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +43,10 @@ ENTRIES = {
     "sandbox": ["recalls.sandbox.command", "recalls.sandbox.server", "recalls.sandbox.testing"],
     "all": ["recalls.cli.main", "recalls.cli.demo"],
 }
-# Loaded by name rather than imported: SQLAlchemy's drivers, picked by the store's URL; sniffio, which
-# httpcore imports on each request without declaring it.
-LOADED_BY_NAME = {"aiosqlite", "asyncpg", "sniffio"}
+# Declared but never imported as the scan sees it: SQLAlchemy's drivers, loaded by the store's URL;
+# sniffio, which httpcore imports on each request without declaring it; uvloop, tried and done without
+# (shared/event_loop.py).
+NOT_IMPORTED = {"aiosqlite", "asyncpg", "sniffio", "uvloop"}
 
 
 def declared() -> tuple[list[str], dict[str, list[str]]]:
@@ -181,8 +183,7 @@ def test_each_role_imports_only_what_its_install_brings(role: str) -> None:
 @pytest.mark.parametrize("role", ["base", "worker", "api", "sandbox"])
 def test_each_role_asks_for_nothing_it_does_not_use(role: str) -> None:
     used = distributions(third_party(ENTRIES[role]))
-    optional = {"uvloop"}  # tried, and asyncio's loop used without it (shared/event_loop.py)
-    unused = {canonicalize_name(r.name) for r in requirements(role)} - used - LOADED_BY_NAME - optional
+    unused = {canonicalize_name(r.name) for r in requirements(role)} - used - NOT_IMPORTED
     if role != "base":
         unused -= {canonicalize_name(r.name) for r in requirements("base")}
     assert not unused, sorted(unused)
@@ -196,3 +197,52 @@ def test_the_scan_skips_what_only_the_type_checker_or_an_optional_import_reads()
         "def f():\n    from sqlalchemy import text\n"
     )
     assert set(imports(ast.parse(source))) == {"click", "sqlalchemy", "sqlalchemy.text"}
+
+
+# Each package that checks for its extra as it is imported, with the extras it names.
+GUARDED = {
+    "recalls.sandbox": ("sandbox",),
+    "recalls.workers": ("worker",),
+    "recalls.producers.batch_api": ("api",),
+    "recalls.shared.store": ("worker", "api"),
+}
+
+
+def guard(package: str) -> tuple[tuple[str, ...], list[str]]:
+    """The extras and the modules that ``package``'s ``require(...)`` call names."""
+    path = module_file(package)
+    assert path is not None
+    (call,) = [
+        node
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "require"
+    ]
+    _, extras, *modules = (ast.literal_eval(argument) for argument in call.args)
+    return extras, modules
+
+
+@pytest.mark.parametrize("package", GUARDED)
+def test_a_guarded_package_checks_for_what_its_extras_bring(package: str) -> None:
+    extras, modules = guard(package)
+    assert extras == GUARDED[package]
+    checked = distributions(modules)
+    for extra in extras:
+        own = {canonicalize_name(r.name) for r in requirements(extra)} - NOT_IMPORTED
+        own -= {canonicalize_name(r.name) for r in requirements("base")}
+        # A role checks for all its extra imports; the store, shared by two roles, for its own part.
+        assert checked == own if len(extras) == 1 else checked <= own, (extra, sorted(checked), sorted(own))
+
+
+@pytest.mark.parametrize("package", GUARDED)
+def test_importing_a_guarded_package_without_its_packages_names_the_extra(package: str) -> None:
+    _, modules = guard(package)
+    # A None in sys.modules is how Python marks a module as not importable.
+    probe = (
+        f"import sys; sys.modules[{modules[-1]!r}] = None\n"
+        "from recalls.shared.extras import MissingExtra\n"
+        f"try:\n    import {package}\nexcept MissingExtra as error:\n    print(error)\n"
+    )
+    printed = fresh_python(probe)
+    for extra in GUARDED[package]:
+        assert f"pip install 'recalls-fleet[{extra}]'" in printed
+    assert f"needs {modules[-1]}," in printed

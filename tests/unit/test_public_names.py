@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import recalls
+from tests.support.fresh_python import fresh_python
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the fleet's services use and a publishing system should not have to load.
@@ -70,15 +69,7 @@ def loaded_by(statement: str, roots: set[str]) -> list[str]:
     """The modules under ``roots`` that a fresh interpreter holds after running ``statement``."""
     listed = f"sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})"
     probe = f"import json, sys; {statement}; print(json.dumps({listed}))"
-    result = subprocess.run(  # noqa: S603 (our own interpreter)
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    loaded: list[str] = json.loads(result.stdout)
+    loaded: list[str] = json.loads(fresh_python(probe))
     return loaded
 
 
