@@ -48,7 +48,7 @@ def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable,
         "-c",
-        "from recalls.sandbox.command import simulator; simulator()",
+        "from recalls.cli.simulator import simulator; simulator()",
         "--host=127.0.0.1",
         "--port=0",
         "--rate-limit=100000000",

@@ -13,7 +13,6 @@ import datetime as dt
 import sys
 import uuid
 
-import aio_pika
 import click
 import httpx
 import msgspec
@@ -21,6 +20,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from rich.console import Console
 from rich.table import Table
 
+from recalls.cli import errors
+from recalls.cli.broker import run_with_broker
 from recalls.cli.sandbox_process import pointed_at, sandbox_process
 from recalls.producers.publisher import Publisher
 from recalls.shared.amqp import connect
@@ -33,7 +34,7 @@ from recalls.shared.contracts import (
     OutcomeEvent,
 )
 from recalls.shared.dvsa.client import DvsaClient
-from recalls.shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology, delete, topology_of
 from recalls.shared.validation import InvalidCommand
 from recalls.workers.runtime import Worker, dvsa_client
@@ -198,16 +199,9 @@ async def _show_sandbox(console: Console, settings: Settings) -> None:
 def demo() -> None:
     """Show the fleet doing its job end to end against a local DVSA sandbox."""
     console = Console(width=None if sys.stdout.isatty() else 120)
-    try:
-        settings = load_settings(prefix=f"recalls-demo-{uuid.uuid4().hex[:6]}")
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = errors.settings(prefix=f"recalls-demo-{uuid.uuid4().hex[:6]}")
     if not settings.uses_sandbox:
-        raise click.ClickException(
-            "the demo runs against the local sandbox only; unset RECALLS_DVSA_BASE_URL"
+        raise errors.InputError(
+            "RECALLS_DVSA_BASE_URL: the demo runs against the local sandbox only; unset it"
         )
-    try:
-        code = asyncio.run(run_demo(settings, console))
-    except (aio_pika.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
-        raise click.ClickException(f"RabbitMQ unreachable: {type(exc).__name__}") from None
-    raise SystemExit(code)
+    raise SystemExit(run_with_broker(run_demo(settings, console), settings))

@@ -10,14 +10,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Mapping
 
 from pydantic import AnyUrl
 
+from recalls.cli.main import recalls_command
 from recalls.shared.settings import SANDBOX_TOKEN_PATH, Settings
-
-_ENTRY = "from recalls.cli.main import main; main()"
 
 
 def credential_env(settings: Settings) -> dict[str, str]:
@@ -55,7 +53,7 @@ def start(
 ) -> tuple[str, subprocess.Popen[str]]:
     """Start ``recalls simulator`` on a free loopback port; return its URL once it listens."""
     environment = {**os.environ, **credential_env(settings), **(env or {})}
-    argv = [sys.executable, "-c", _ENTRY, "simulator", "--host", "127.0.0.1", "--port", "0", *flags]
+    argv = recalls_command("simulator", "--host", "127.0.0.1", "--port", "0", *flags)
     process = subprocess.Popen(argv, env=environment, stdout=subprocess.PIPE, text=True)  # noqa: S603
     _ahead_of_the_fleet(process.pid)
     assert process.stdout is not None

@@ -9,9 +9,14 @@ handing it an :class:`InMemoryPublisher` instead::
 
 It refuses exactly what the real publisher refuses, with the same exception and message, because both
 run the same checks (:func:`recalls.producers.publisher.checked_command`); what it accepts it records as
-the real one would send it (VIN upper-cased) in :attr:`InMemoryPublisher.published`.  It never raises
-what only a broker can cause (``Unroutable``, ``QueueFull``), except ``PublishFailed`` once it is closed,
-as the real one does after its connection closes.
+the real one would send it (VIN upper-cased) in :attr:`InMemoryPublisher.published`.  What only a broker
+can cause (``Unroutable``, ``QueueFull``, ``PublishFailed``) it raises when a test asks it to, with
+:meth:`InMemoryPublisher.fail_next`, so the code's handling of them can be tested too; and
+``PublishFailed`` once it is closed, as the real one does after its connection closes::
+
+    publisher.fail_next(QueueFull("the create queue is full"))
+    with pytest.raises(QueueFull):
+        await handle_order(order, publisher)
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class InMemoryPublisher:
     def __init__(self) -> None:
         self.published: list[Published] = []
         self._closed = False
+        self._failures: list[PublishFailed] = []
 
     @classmethod
     @asynccontextmanager
@@ -72,6 +78,16 @@ class InMemoryPublisher:
         traceback: TracebackType | None,
     ) -> None:
         self._closed = True
+
+    def fail_next(self, error: PublishFailed, *, times: int = 1) -> None:
+        """The next ``times`` valid commands fail with ``error`` instead of being recorded.
+
+        ``publish`` raises it; ``publish_many`` reports it in those commands' places, as the real one
+        reports a command the broker returned or refused.  Invalid commands are refused before, as ever.
+        """
+        if times < 1:
+            raise ValueError(f"times must be 1 or more, not {times}")
+        self._failures += [error] * times
 
     @property
     def commands(self) -> list[Command]:
@@ -113,4 +129,6 @@ class InMemoryPublisher:
     def _record(self, command: Command, lane: Lane, reply_to: str | None) -> None:
         if self._closed:
             raise PublishFailed(f"publisher closed before {command.message_id} was sent")
+        if self._failures:
+            raise self._failures.pop(0)
         self.published.append(Published(command, lane, reply_to, command.message_id))

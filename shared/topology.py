@@ -126,6 +126,15 @@ class Topology:
         return f"{self.prefix}.retry.{tier_label(self.retry_tiers[tier])}"
 
 
+def declared_names(names: Topology) -> list[str]:
+    """What :func:`recalls.shared.topology.declare` creates, one ``exchange|queue <name>`` line each."""
+    command_queues = [names.command_queue(verb, lane) for verb in VERBS for lane in LANES]
+    retries = [names.retry_name(tier) for tier in range(len(names.retry_tiers))]
+    exchanges = [names.commands_exchange, names.events_exchange, names.dead_exchange, *retries]
+    queues = [*command_queues, *retries, names.dead_queue, names.ledger_queue]
+    return [f"exchange {name}" for name in exchanges] + [f"queue {name}" for name in queues]
+
+
 def topology_of(settings: Settings) -> Topology:
     return Topology(settings.prefix, settings.retry_tiers, settings.command_queue_max_length)
 

@@ -1,8 +1,8 @@
 """``recalls worker --processes N``: N worker processes on this host under one supervisor.
 
-Each child is an ordinary ``python -m recalls.workers`` process, so a fleet of N here behaves exactly like N
-workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM or SIGINT
-reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
+Each child runs the command line it is given (``recalls worker``, from the CLI), so a fleet of N here
+behaves like N workers on N hosts (which need Redis, fleet mode, to share one rate budget).  SIGTERM
+or SIGINT reaches every child, which stops gracefully; a child that dies on its own is restarted after a short
 pause, so one crash does not shrink the fleet.  A child that refuses to start (exit 2: its settings,
 or a second rate budget on the prefix) is not: the others would refuse alike, so the supervisor stops
 them and exits 2 itself, and an orchestrator sees the refusal instead of a restart loop.  Only the
@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 
 log = logging.getLogger("recalls.supervisor")
@@ -28,9 +27,9 @@ METRICS_PORT = "RECALLS_METRICS_PORT"
 
 
 class Supervisor:
-    def __init__(self, processes: int, argv: Sequence[str] = ()) -> None:
+    def __init__(self, processes: int, argv: Sequence[str]) -> None:
         self._count = processes
-        self._argv = [sys.executable, "-m", "recalls.workers", *argv]
+        self._argv = list(argv)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -74,7 +73,7 @@ def _child_env(index: int) -> dict[str, str]:
     return env
 
 
-async def supervise(processes: int, argv: Sequence[str] = ()) -> int:
+async def supervise(processes: int, argv: Sequence[str]) -> int:
     supervisor = Supervisor(processes, argv)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

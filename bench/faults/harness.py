@@ -37,12 +37,12 @@ from bench.faults.figures import Figures
 from bench.faults.processes import SandboxControl, WorkerProcess, free_port
 from bench.faults.workload import Workload
 from recalls.cli.sandbox_process import pointed_at
+from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue
 from recalls.producers.publisher import Publisher
 from recalls.shared.amqp import connect, publish_confirmed
 from recalls.shared.contracts import Command, OutcomeEvent
 from recalls.shared.settings import Settings, load_settings
 from recalls.shared.topology import Topology, declare, delete
-from recalls.workers.dead_letters import DeadLetter, DeadLetterQueue
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"  # this machine's, trust auth

@@ -1,11 +1,13 @@
 """The batch API's application: the endpoints, the error shape, and the work that outlives a request.
 
 :func:`create_app` takes what the caller owns (settings, an open store, a connected publisher, and
-the broker connection the dashboard reads the fleet's figures from) and opens nothing itself.  Old
+the broker connection its surfaces read the fleet's figures from) and opens nothing itself.  Old
 batches are purged as the app starts and hourly while it runs; at shutdown it waits for the batches
 still being published.  Requests are logged by method, path and status only: the query string may hold
-an API key.  Besides the batch API it serves the probes (``/healthz``, ``/readyz``) and the live
-dashboard (``/dashboard``); its metrics are counted into ``metrics``, served apart (see ``ops``).
+an API key.  Besides the batch API it serves the probes (``/healthz``, ``/readyz``) and the surfaces
+it is given, under the same keys: ``recalls api`` gives it the operators' dashboard
+(:mod:`recalls.ops.dashboard`), which the batch API does not import.  Its metrics are counted into
+``metrics``, served apart (see ``ops``).
 
 Batches whose publisher died are resumed as the app starts and every few seconds, and a body larger
 than ``api_max_body`` is refused before anything else reads it.
@@ -18,11 +20,12 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from aio_pika.abc import AbstractConnection
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
-from recalls.producers.batch_api import dashboard, errors, ops
+from recalls.producers.batch_api import errors, ops
 from recalls.producers.batch_api.auth import KeyInUrlDeprecation, authenticator
 from recalls.producers.batch_api.body_limit import BodyLimit
 from recalls.producers.batch_api.correlation import CorrelationMiddleware
@@ -37,6 +40,20 @@ from recalls.shared.store.database import Database
 from recalls.shared.store.sessions import Sessions
 
 log = logging.getLogger("recalls.api")
+
+
+class Surface(Protocol):
+    """Endpoints served beside the batch API under its keys, started and stopped with the app."""
+
+    @property
+    def router(self) -> APIRouter: ...
+
+    async def start(self, connection: AbstractConnection | None) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+SurfaceFactory = Callable[[Settings, Database], Surface]
 
 DESCRIPTION = """Recall checks of many vehicles at once, in the shape of CarsXE's Recalls Batch API.
 
@@ -55,17 +72,19 @@ def create_app(
     connection: AbstractConnection | None = None,
     metrics: ops.ApiMetrics | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
+    surfaces: Sequence[SurfaceFactory] = (),
 ) -> FastAPI:
     """The batch API over ``db`` (migrated) and ``publisher`` (connected), both owned by the caller.
 
-    ``connection``: the broker connection, also the caller's, that the dashboard reads the workers'
-    stats and the queue depths on and ``/readyz`` checks; without one the dashboard shows batches only
-    and ``/readyz`` answers 503.  ``metrics``: where the app counts its requests and batches (the
-    caller serves them with :func:`ops.metrics_app`); none given, a registry of its own that nobody reads.
+    ``connection``: the broker connection, also the caller's, that ``/readyz`` checks and each surface
+    reads on (the dashboard: the workers' stats and the queue depths); without one ``/readyz`` answers
+    503.  ``surfaces``: what else to serve, each built over ``settings`` and ``db``.  ``metrics``: where
+    the app counts its requests and batches (the caller serves them with :func:`ops.metrics_app`); none
+    given, a registry of its own that nobody reads.
     """
     metrics = metrics or ops.ApiMetrics()
     checks = _CountedChecks(settings, db, publisher, metrics, clock=clock)
-    board = dashboard.Dashboard(settings, db)
+    served = [make(settings, db) for make in surfaces]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -75,11 +94,13 @@ def create_app(
             asyncio.create_task(every(PURGE_EVERY, checks.purge), name="batch-purge"),
             asyncio.create_task(every(RESUME_EVERY, checks.resume), name="batch-resume"),
         ]
-        await board.start(connection)
+        for surface in served:
+            await surface.start(connection)
         try:
             yield
         finally:
-            await board.stop()
+            for surface in reversed(served):
+                await surface.stop()
             for chore in chores:
                 chore.cancel()
             await asyncio.gather(*chores, return_exceptions=True)
@@ -96,7 +117,8 @@ def create_app(
     errors.install(app)
     keys, sessions = ApiKeys(db), Sessions(db)
     app.include_router(router(settings, checks, authenticator(keys, sessions, "batch")))
-    app.include_router(dashboard.router(board, keys, sessions, public_url=settings.public_url))
+    for surface in served:
+        app.include_router(surface.router)
     app.include_router(ops.router(ops.readiness(connection, db)))
     app.add_middleware(BodyLimit, most=settings.api_max_body)  # innermost: its 413 is logged and counted
     app.middleware("http")(_log_request)

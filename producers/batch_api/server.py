@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +24,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from recalls.producers import broker
-from recalls.producers.batch_api.app import create_app
+from recalls.producers.batch_api.app import SurfaceFactory, create_app
 from recalls.producers.batch_api.ops import ApiMetrics, metrics_app
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
@@ -45,8 +45,15 @@ class Tls:
         return {"ssl_certfile": str(self.certfile), "ssl_keyfile": str(self.keyfile), "headers": [HSTS]}
 
 
-async def serve(settings: Settings, host: str, port: int, *, tls: Tls | None = None) -> None:
-    """Serve the batch API on ``host``:``port`` (https with ``tls``) until cancelled or signalled."""
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    tls: Tls | None = None,
+    surfaces: Sequence[SurfaceFactory] = (),
+) -> None:
+    """Serve the batch API and ``surfaces`` on ``host``:``port`` (https with ``tls``) until stopped."""
     config = publisher_config(settings, name="recalls-api")
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(Database.connect(settings))
@@ -57,7 +64,7 @@ async def serve(settings: Settings, host: str, port: int, *, tls: Tls | None = N
             Publisher.on_connection(connection, config.topology, declare=config.declare)
         )
         metrics = ApiMetrics()
-        app = create_app(settings, db, publisher, connection=connection, metrics=metrics)
+        app = create_app(settings, db, publisher, connection=connection, metrics=metrics, surfaces=surfaces)
         over_tls = tls.uvicorn_options() if tls is not None else {}
         servers = [uvicorn.Server(_config(app, host, port, lifespan="on", **over_tls))]
         if settings.api_metrics_port is not None:

@@ -18,6 +18,7 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from recalls.ops import dashboard
 from recalls.producers.batch_api import create_app
 from recalls.producers.publisher import Publisher
 from recalls.shared.store.api_keys import ApiKeys
@@ -119,7 +120,7 @@ async def test_readyz_names_each_failing_check_without_a_url(prefix: str, store_
         async with Publisher.on_connection(
             connection, Topology(settings.prefix, settings.retry_tiers), declare=True
         ) as publisher:
-            app = create_app(settings, db, publisher, connection=connection)
+            app = create_app(settings, db, publisher, connection=connection, surfaces=[dashboard.surface])
             async with serving(app) as http:
                 await connection.close()
                 ready = await http.get("/readyz")

@@ -31,6 +31,7 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from bench.faults.harness import fresh_database
+from recalls.ops import dashboard
 from recalls.producers.batch_api import create_app, serve
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
@@ -674,7 +675,11 @@ async def two_apis(settings: Settings) -> AsyncIterator[TwoApis]:
         for _ in range(2):
             db = await stack.enter_async_context(Database.connect(settings))
             publisher = await stack.enter_async_context(Publisher.connect(publisher_config(settings)))
-            https.append(await stack.enter_async_context(serving(create_app(settings, db, publisher))))
+            https.append(
+                await stack.enter_async_context(
+                    serving(create_app(settings, db, publisher, surfaces=[dashboard.surface]))
+                )
+            )
         yield TwoApis((https[0], https[1]), db)
 
 

@@ -11,10 +11,10 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from recalls.ops.dead_letters import DeadLetterQueue, Filter
 from recalls.shared.contracts import FixCommand
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
-from recalls.workers.dead_letters import DeadLetterQueue, Filter
 from recalls.workers.runtime import Worker
 from tests.integration.conftest import Events, Sandbox, publish, publish_raw, worker_env
 from tests.support.commands import create, vin
@@ -102,7 +102,7 @@ async def test_list_and_show_leave_the_queue_as_it_was(
     [shown] = json.loads(out)
     assert (shown["body"], shown["verb"]) == ("{not json", "get")
     code, out, err = await recalls(settings, "dlq", "show", "no-such-id")
-    assert (code, out, err) == (1, "", "error: no dead letter with message id 'no-such-id'\n")
+    assert (code, out, err) == (2, "", "error: MESSAGE_ID: no dead letter with message id 'no-such-id'\n")
 
     assert await dead_count(channel, settings) == 2
 

@@ -104,7 +104,7 @@ async def test_a_batch_completes_when_its_outcomes_are_recorded(
     table = await recalls("batch", "status", batch_id)
     assert "completed" in table.output
     unknown = await recalls("batch", "status", "0" * 32)
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # an id to correct
     assert "no batch job" in unknown.output
 
 

@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel
 from redis import asyncio as aioredis
 
 from recalls.cli.sandbox_process import pointed_at
+from recalls.ops import dashboard
 from recalls.producers.batch_api import create_app
 from recalls.producers.batch_api.correlation import HEADER, CorrelationMiddleware
 from recalls.producers.config import publisher_config
@@ -281,7 +282,7 @@ async def api_with_correlation(settings: Settings) -> AsyncIterator[tuple[httpx.
     """The batch API as test_batch_api serves it, under the correlation middleware, and a key it accepts."""
     async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         _, key = await ApiKeys(db).create("log test")
-        app = create_app(settings, db, publisher)
+        app = create_app(settings, db, publisher, surfaces=[dashboard.surface])
         if not any(getattr(added, "cls", None) is CorrelationMiddleware for added in app.user_middleware):
             app.add_middleware(CorrelationMiddleware)
         async with serving(app) as http:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from recalls.ops.dead_letters import DeadLetterQueue
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
-from recalls.workers.dead_letters import DeadLetterQueue
 from recalls.workers.runtime import Worker
 from tests.integration.conftest import publish_raw
 from tests.support.dead_letters import wait_for_dead

@@ -39,17 +39,16 @@ from tests.support.services import AMQP_URL
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = ("shared", "producers", "workers", "sandbox", "cli")
-# What the Dockerfile copies to build the project: the package sources and the metadata files.
+# The role folders, each linked into recalls/.
+ROLES = sorted(path.name for path in (ROOT / "recalls").iterdir() if path.is_symlink())
+# What a build needs: the package sources and the metadata files.
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "recalls", *ROLES)
 # pyproject.toml's package data, by the package's folder in the wheel (and below this checkout).
 DATA = {
     "recalls": ["py.typed"],
     "recalls/shared": ["py.typed", "asyncapi.json", "schemas/*.json"],
-    "recalls/producers": [
-        "py.typed",
-        *(f"batch_api/dashboard/*.{kind}" for kind in ("html", "js", "css", "svg")),
-    ],
+    "recalls/producers": ["py.typed"],
+    "recalls/ops/dashboard": ["*.html", "*.js", "*.css", "*.svg"],
 }
 # The application's own packages, named like two of the fleet's roles.
 APP_PACKAGES = ("shared", "cli")
@@ -65,21 +64,25 @@ class Installed:
     python: Path
     app: Path
 
-    def run(self, code: str, *args: str) -> str:
-        """What ``code`` prints, run by the environment's interpreter in the application's folder.
+    def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """``argv`` run in the application's folder, with the environment's bin/ first on PATH.
 
         Nothing of this checkout is on the path, and the application's folder comes first on it, as it
         does for ``python app.py``.
         """
-        result = subprocess.run(  # noqa: S603 (the environment's own interpreter)
-            [str(self.python), "-c", code, *args],
+        return subprocess.run(  # noqa: S603 (the environment's own programs)
+            argv,
             cwd=self.app,
-            env={"PATH": "/usr/bin:/bin"},
+            env={"PATH": f"{self.python.parent}:/usr/bin:/bin"},
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
+
+    def run(self, code: str, *args: str) -> str:
+        """What ``code`` prints, run by the environment's interpreter in the application's folder."""
+        result = self.command(str(self.python), "-c", code, *args)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -225,13 +228,12 @@ def test_every_public_name_imports_and_the_applications_packages_stay_its_own(in
 
 EXTRAS_PROBE = """
 import importlib, json, sys
-from recalls.shared.extras import MissingExtra
 
 said = {}
 for module in sys.argv[1:]:
     try:
         importlib.import_module(module)
-    except MissingExtra as error:
+    except ModuleNotFoundError as error:
         said[module] = str(error)
 print(json.dumps(said))
 """
@@ -291,3 +293,19 @@ async def test_the_installed_publisher_publishes_a_command_to_rabbitmq(installed
         async with connection.channel() as channel:
             await delete(channel, names)
         await connection.close()
+
+
+def test_the_console_script_runs_the_publisher_commands_and_names_the_extra_of_the_others(
+    installed: Installed,
+) -> None:
+    listed = installed.command("recalls", "--help")
+    assert listed.returncode == 0, listed.stderr
+    assert all(f"  {name} " in listed.stdout for name in ("publish", "worker", "api", "simulator"))
+    for name in ("publish", "topology", "schemas"):
+        shown = installed.command("recalls", name, "--help")
+        assert (shown.returncode, shown.stderr) == (0, ""), name
+    for name, extra in (("worker", "worker"), ("api", "api"), ("simulator", "sandbox")):
+        refused = installed.command("recalls", name, "--help")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith(f"error: `recalls {name}` needs "), refused.stderr
+        assert refused.stderr.endswith(f"pip install 'recalls-fleet[{extra}]'\n"), refused.stderr

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 from pydantic import SecretStr
 
 from bench.faults.tcp_proxy import TcpProxy
+from recalls.cli.main import recalls_command
 from recalls.cli.sandbox_process import pointed_at
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology, delete
@@ -103,7 +103,7 @@ async def children() -> AsyncIterator[Start]:
 
     async def start(env: dict[str, str], *args: str) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "recalls.workers", *args, env=env, stderr=asyncio.subprocess.PIPE
+            *recalls_command("worker", *args), env=env, stderr=asyncio.subprocess.PIPE
         )
         assert process.stderr is not None
         child = Child(process)

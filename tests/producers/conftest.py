@@ -17,9 +17,8 @@ import pytest
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 
-from recalls.producers.command import declared_names
 from recalls.shared.settings import Settings, load_settings
-from recalls.shared.topology import Topology
+from recalls.shared.topology import Topology, declared_names
 
 RETRY_TIERS = (1.0,)  # one tier is enough for publishing, and quorum queues are slow to declare
 

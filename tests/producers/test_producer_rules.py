@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from recalls.producers.command import publish
+from recalls.cli.publish import publish
 from recalls.shared.contracts import CreateCommand, FixCommand, GetCommand
 from recalls.shared.validation import InvalidCommand, decode_command, validate
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from recalls.producers.command import schemas
+from recalls.cli.schemas import schemas
 from recalls.shared.contracts import CreateCommand, DeleteCommand, FixCommand, GetCommand, OutcomeEvent
 from recalls.shared.schema_export import DIALECT, SCHEMA_DIR, render_schemas, stale_schemas, write_schemas
 from recalls.shared.validation import InvalidCommand, decode_command
@@ -58,7 +58,7 @@ def test_schemas_check_passes_here_and_fails_listing_stale_files(tmp_path: Path)
 
     (tmp_path / "fix.json").write_text("{}\n", encoding="utf-8")
     stale = runner.invoke(schemas, ["--check", "--directory", str(tmp_path)])
-    assert stale.exit_code == 1
+    assert stale.exit_code == 3
     assert stale.stderr.startswith("error: schemas out of date")
     assert "fix.json" in stale.stderr
     assert "outcome-event.json" in stale.stderr

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from recalls.sandbox.command import simulator
+from recalls.cli.simulator import simulator
 from recalls.sandbox.testing import (
     API_KEY,
     CLIENT_ID,
@@ -54,7 +54,7 @@ async def spawn(args: list[str], cwd: Path, env: dict[str, str]) -> asyncio.subp
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from recalls.sandbox.command import simulator; simulator()",
+        "from recalls.cli.simulator import simulator; simulator()",
         *args,
         cwd=cwd,  # away from the repository, so no stray .env is read
         env=env,

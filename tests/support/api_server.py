@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from recalls.ops import dashboard
 from recalls.producers.batch_api import serve
 from recalls.shared.settings import Settings
 from tests.support.batch_api import UvicornStarted
@@ -37,12 +38,15 @@ class UvicornServersStarted(UvicornStarted):
 
 @contextlib.asynccontextmanager
 async def served(settings: Settings, *, servers: int = 1, **options: Any) -> AsyncIterator[list[str]]:
-    """:func:`serve` on a free loopback port (with ``options``) until ``servers`` listen: their URLs."""
+    """:func:`serve` on a free loopback port (with ``options``) until ``servers`` listen: their URLs.
+
+    It serves the dashboard too, as ``recalls api`` does.
+    """
     started = UvicornServersStarted(servers)
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(started)
     logger.setLevel(logging.INFO)
-    serving = asyncio.create_task(serve(settings, "127.0.0.1", 0, **options))
+    serving = asyncio.create_task(serve(settings, "127.0.0.1", 0, surfaces=[dashboard.surface], **options))
     listening = asyncio.ensure_future(started.all.wait())
     try:
         async with asyncio.timeout(30):

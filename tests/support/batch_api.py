@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from recalls.ops import dashboard
 from recalls.producers.batch_api import create_app
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
@@ -86,7 +87,7 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
     """The API on ``settings`` with its store and publisher, served, and a new key for it."""
     async with Database.connect(settings) as db, Publisher.connect(publisher_config(settings)) as publisher:
         _, key = await ApiKeys(db).create("fleet team")
-        async with serving(create_app(settings, db, publisher)) as http:
+        async with serving(create_app(settings, db, publisher, surfaces=[dashboard.surface])) as http:
             yield Api(http, key, db)
 
 
@@ -170,5 +171,7 @@ async def running_ops_api(settings: Settings) -> AsyncIterator[Api]:
         Publisher.on_connection(connection, topology, declare=True) as publisher,
     ):
         _, key = await ApiKeys(db).create("operations")
-        async with serving(create_app(settings, db, publisher, connection=connection)) as http:
+        async with serving(
+            create_app(settings, db, publisher, connection=connection, surfaces=[dashboard.surface])
+        ) as http:
             yield Api(http, key, db)

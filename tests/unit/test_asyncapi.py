@@ -11,7 +11,7 @@ from typing import Any, cast
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from click.testing import CliRunner
 
-from recalls.producers.command import declared_names, schemas
+from recalls.cli.schemas import schemas
 from recalls.shared.asyncapi import (
     ASYNCAPI_PATH,
     DEAD_LETTER_HEADERS,
@@ -24,7 +24,7 @@ from recalls.shared.asyncapi import (
 from recalls.shared.contracts import VERBS
 from recalls.shared.dvsa.client import DvsaReply
 from recalls.shared.schema_export import SCHEMA_DIR
-from recalls.shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology
+from recalls.shared.topology import EVENT_KEYS, FAILED_EVENT_KEY, LANES, Topology, declared_names
 from recalls.workers.attempts import Attempts
 from recalls.workers.handler import _dvsa_headers
 from recalls.workers.reporting import Reporter
@@ -233,7 +233,7 @@ def test_recalls_schemas_writes_and_checks_the_document(tmp_path: Path) -> None:
     target = tmp_path / "asyncapi.json"
     options = ["--directory", str(SCHEMA_DIR), "--asyncapi", str(target)]
     stale = runner.invoke(schemas, ["--check", *options])
-    assert stale.exit_code == 1
+    assert stale.exit_code == 3
     assert stale.stderr.startswith("error: schemas out of date") and "asyncapi.json" in stale.stderr
     wrote = runner.invoke(schemas, options)
     assert wrote.exit_code == 0 and wrote.stdout.strip() == "wrote asyncapi.json"

@@ -22,26 +22,35 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 import recalls
+from recalls.cli.main import COMMANDS
 from tests.support.base_install import NEVER_IN_BASE
 from tests.support.fresh_python import fresh_python
 
 _T = TypeVar("_T")
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "recalls-fleet"
-# Where each role starts: a console command's module or a module a user imports.
+# Where each role starts: its commands' modules (recalls.cli.main imports each as it runs) and the
+# modules a user imports.
 ENTRIES = {
-    "base": [*recalls._HOMES.values(), "recalls.testing", "recalls.producers.command"],
-    "worker": [
-        "recalls.workers.command",
-        "recalls.workers.__main__",
-        "recalls.workers.status_command",
-        "recalls.workers.dlq_command",
-        "recalls.producers.bulk_command",
-        "recalls.producers.reconcile_command",
+    "base": [
+        *recalls._HOMES.values(),
+        "recalls.testing",
+        "recalls.__main__",
+        "recalls.cli.main",
+        "recalls.cli.publish",
+        "recalls.cli.topology",
+        "recalls.cli.schemas",
     ],
-    "api": ["recalls.producers.api_command", "recalls.producers.batch_api"],
-    "sandbox": ["recalls.sandbox.command", "recalls.sandbox.server", "recalls.sandbox.testing"],
-    "all": ["recalls.cli.main", "recalls.cli.demo"],
+    "worker": [
+        "recalls.cli.worker",
+        "recalls.cli.status",
+        "recalls.cli.dlq",
+        "recalls.cli.bulk",
+        "recalls.cli.reconcile",
+    ],
+    "api": ["recalls.cli.api", "recalls.producers.batch_api", "recalls.ops.dashboard"],
+    "sandbox": ["recalls.cli.simulator", "recalls.sandbox.server", "recalls.sandbox.testing"],
+    "all": ["recalls.cli.demo"],
 }
 # Declared but never imported as the scan sees it: SQLAlchemy's drivers, loaded by the store's URL;
 # sniffio, which httpcore imports on each request without declaring it; uvloop, tried and done without
@@ -174,10 +183,26 @@ def test_a_package_in_two_extras_is_asked_for_alike() -> None:
     assert {name: texts for name, texts in asked.items() if len(texts) > 1} == {}
 
 
+def test_every_entry_is_a_module_of_ours() -> None:
+    entries = [module for modules in ENTRIES.values() for module in modules]
+    assert [module for module in entries if module_file(module) is None] == []
+
+
 @pytest.mark.parametrize("role", ENTRIES)
 def test_each_role_imports_only_what_its_install_brings(role: str) -> None:
     needed = distributions(third_party(ENTRIES[role]))
     assert needed <= installed_closure(requirements(role)), sorted(needed)
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "extra"),
+    [(name, entry.target, entry.extra) for section in COMMANDS.values() for name, entry in section.items()],
+)
+def test_the_extra_a_command_names_when_it_cannot_load_brings_what_it_imports(
+    command: str, target: str, extra: str
+) -> None:
+    needed = distributions(third_party([target.partition(":")[0]]))
+    assert needed <= installed_closure(requirements(extra)), (command, extra, sorted(needed))
 
 
 @pytest.mark.parametrize("role", ["base", "worker", "api", "sandbox"])
@@ -208,24 +233,25 @@ GUARDED = {
 }
 
 
-def guard(package: str) -> tuple[tuple[str, ...], list[str]]:
-    """The extras and the modules that ``package``'s ``require(...)`` call names."""
+def checked_modules(package: str) -> list[str]:
+    """The modules ``package``'s __init__ looks for: ``require(role, extras, *modules)``, or ``find_spec``."""
     path = module_file(package)
     assert path is not None
-    (call,) = [
-        node
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "require"
-    ]
-    _, extras, *modules = (ast.literal_eval(argument) for argument in call.args)
-    return extras, modules
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "require":
+                modules += [ast.literal_eval(argument) for argument in node.args[2:]]
+            elif node.func.id == "find_spec":
+                modules += [ast.literal_eval(argument) for argument in node.args]
+    assert modules, f"{package} checks for no package"
+    return modules
 
 
 @pytest.mark.parametrize("package", GUARDED)
 def test_a_guarded_package_checks_for_what_its_extras_bring(package: str) -> None:
-    extras, modules = guard(package)
-    assert extras == GUARDED[package]
-    checked = distributions(modules)
+    checked = distributions(checked_modules(package))
+    extras = GUARDED[package]
     for extra in extras:
         own = {canonicalize_name(r.name) for r in requirements(extra)} - NOT_IMPORTED
         own -= {canonicalize_name(r.name) for r in requirements("base")}
@@ -235,14 +261,15 @@ def test_a_guarded_package_checks_for_what_its_extras_bring(package: str) -> Non
 
 @pytest.mark.parametrize("package", GUARDED)
 def test_importing_a_guarded_package_without_its_packages_names_the_extra(package: str) -> None:
-    _, modules = guard(package)
+    modules = checked_modules(package)
     # A None in sys.modules is how Python marks a module as not importable.
     probe = (
         f"import sys; sys.modules[{modules[-1]!r}] = None\n"
-        "from recalls.shared.extras import MissingExtra\n"
-        f"try:\n    import {package}\nexcept MissingExtra as error:\n    print(error)\n"
+        f"try:\n    import {package}\nexcept ModuleNotFoundError as error:\n"
+        f"    print(error.name, error)\n"
     )
     printed = fresh_python(probe)
+    assert printed.startswith(f"{modules[-1]} "), printed  # the error's name, as Python's own would give
     for extra in GUARDED[package]:
         assert f"pip install 'recalls-fleet[{extra}]'" in printed
     assert f"needs {modules[-1]}," in printed

@@ -7,9 +7,9 @@ import inspect
 import pytest
 
 from recalls.producers.config import PublisherConfig
-from recalls.producers.publisher import Publisher
+from recalls.producers.publisher import Publisher, QueueFull
 from recalls.producers.testing import InMemoryPublisher, Published
-from recalls.shared.amqp import PublishFailed
+from recalls.shared.amqp import PublishFailed, Unroutable
 from recalls.shared.contracts import GetCommand
 from recalls.shared.validation import InvalidCommand
 
@@ -59,3 +59,22 @@ async def test_once_closed_it_fails_publishes_as_the_real_one_does() -> None:
     with pytest.raises(InvalidCommand):  # the checks still come first
         await publisher.publish(GetCommand(vin="NOT-A-VIN"))
     assert publisher.published == []
+
+
+async def test_it_fails_the_next_commands_as_a_broker_would_when_told() -> None:
+    good, bad, later = GetCommand(vin=VIN), GetCommand(vin="NOT-A-VIN"), GetCommand(vin=VIN)
+    full = QueueFull("the get queue is full")
+    async with InMemoryPublisher() as publisher:
+        publisher.fail_next(Unroutable("no queue for get"))
+        with pytest.raises(Unroutable, match="no queue for get"):
+            await publisher.publish(good)
+        publisher.fail_next(full, times=2)
+        results = await publisher.publish_many([good, bad, later, later])
+    assert results[0] is full and results[2] is full  # the invalid one is refused first, as ever
+    assert isinstance(results[1], InvalidCommand) and results[3] == later.message_id
+    assert publisher.commands == [later]
+
+
+def test_it_refuses_to_fail_zero_times() -> None:
+    with pytest.raises(ValueError, match="times must be 1 or more, not 0"):
+        InMemoryPublisher().fail_next(PublishFailed("never"), times=0)

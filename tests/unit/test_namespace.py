@@ -1,9 +1,9 @@
 """The project installs one import root, ``recalls``, and nothing of ours imports a role by its old name.
 
-The role folders (shared/, producers/, workers/, sandbox/, cli/) stay at the top of the repository and are
-linked into recalls/.  From the repository's root they are still importable under their own names, which
-would load a second copy of every module (two ``Settings`` classes, two sets of metrics); so the code must
-always say ``recalls.shared``, never ``shared``.
+The role folders (shared/, producers/, workers/, ops/, sandbox/, cli/) stay at the top of the repository
+and are linked into recalls/.  From the repository's root they are still importable under their own
+names, which would load a second copy of every module (two ``Settings`` classes, two sets of metrics); so
+the code must always say ``recalls.shared``, never ``shared``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from setuptools import find_namespace_packages, find_packages  # type: ignore[im
 
 ROOT = Path(__file__).resolve().parents[2]
 # The packages below recalls/, each a link to the top-level folder of the same name.
-ROLES = ("shared", "producers", "workers", "cli", "sandbox")
+ROLES = ("shared", "producers", "workers", "ops", "cli", "sandbox")
 # The folders' own names, and the sandbox's name before recalls/: none of them is an import root.
 OLD_ROOTS = frozenset({*ROLES, "simulator"})
 SCANNED = ("recalls", "tests", "bench")

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// A publisher of recall commands in Node.js, written from the README's "The message contract" section
-// (and the JSON Schemas it points to) only: it proves that the contract alone is enough for a client in
+// A publisher of recall commands in Node.js, written from docs/contract.md and the JSON Schemas it
+// points to, and nothing else: it proves that the contract alone is enough for a client in
 // another language. The fault suite's other_language scenario runs it as a child process.
 //
 // Usage:

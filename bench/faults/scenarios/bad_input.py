@@ -30,9 +30,9 @@ from bench.faults.scenarios import fuzz, fuzz_api, fuzz_csv, fuzz_messages
 from bench.faults.scenarios.fuzz_messages import RawCase
 from bench.faults.workload import Workload
 from bench.fleet_throughput import REFERENCE, START, vin
+from recalls.ops.dead_letters import DeadLetter
 from recalls.shared.contracts import Command, CreateCommand, GetCommand
 from recalls.shared.topology import LANES, routing_key
-from recalls.workers.dead_letters import DeadLetter
 
 SHOWN = 5  # cases quoted in one problem
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode
 from bench.faults.scenarios import fuzz
+from recalls.ops import dashboard
 from recalls.producers.batch_api import create_app
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
@@ -226,7 +227,11 @@ async def _serving(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
         listening = socket.create_server(("127.0.0.1", 0))
         host, port = listening.getsockname()[:2]
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, db, publisher), log_config=None, lifespan="on")
+            uvicorn.Config(
+                create_app(settings, db, publisher, surfaces=[dashboard.surface]),
+                log_config=None,
+                lifespan="on",
+            )
         )
         serving = asyncio.create_task(server.serve(sockets=[listening]))
         try:

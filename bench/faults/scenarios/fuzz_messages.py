@@ -28,7 +28,7 @@ KNOWN_FIELDS = {
     "repair_status",
 }  # fmt: skip
 DATE_FIELD = {"create": "recall_campaign_start_date", "fix": "rectification_date"}
-MAX_BODY = 64 * 1024  # the fleet's limit on a command's body (README: message contract)
+MAX_BODY = 64 * 1024  # the fleet's limit on a command's body (docs/contract.md)
 Json = dict[str, Any]
 
 

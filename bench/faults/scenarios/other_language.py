@@ -1,4 +1,4 @@
-"""Another language: a Node.js publisher (amqplib), written from the README's message contract alone.
+"""Another language: a Node.js publisher (amqplib), written from docs/contract.md alone.
 
 ``bench/faults/node/publish.mjs`` makes a mixed workload itself (creates; creates then fixes; creates
 then deletes; gets), publishes it with confirms and prints what it published.  Every body it printed

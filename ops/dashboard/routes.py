@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from recalls.ops.dashboard import sign_in
+from recalls.ops.dashboard.assets import HEADERS, Assets
+from recalls.ops.dashboard.board import Dashboard
 from recalls.producers.batch_api.auth import authenticator, identifier, scoped
-from recalls.producers.batch_api.dashboard import sign_in
-from recalls.producers.batch_api.dashboard.assets import HEADERS, Assets
-from recalls.producers.batch_api.dashboard.board import Dashboard
 from recalls.shared.store.api_keys import ApiKey, ApiKeys
 from recalls.shared.store.sessions import Sessions
 

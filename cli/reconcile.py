@@ -1,8 +1,8 @@
 """The ``recalls reconcile`` command: sweep, report every drift, repair on request.
 
-Exit 0 when DVSA holds what the ledger says; 3 when it does not (whether or not repaired); 4 when the
-repairs were refused as a mass repair; 1 when the sweep could not finish (some vehicles got no answer,
-the broker or the store failed); 2 for input the user must correct.  The drift report (CSV) is always
+Exit 0 when DVSA holds what the ledger says; 3 when it does not, whether repaired or not (a repair
+refused as a mass repair says so on stderr); 1 when the sweep could not finish (some vehicles got no
+answer, the broker or the store failed); 2 for input the user must correct.  The drift report (CSV) is always
 written; with ``--metrics-file`` the figures are also written in Prometheus' text format, for
 node_exporter's textfile collector, which is how a cron job's results reach Prometheus.
 """
@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
-from recalls.producers.command import InputError, ServiceError, cli_settings, run_with_broker
+from recalls.cli import errors
+from recalls.cli.broker import run_with_broker
+from recalls.cli.errors import InputError, ServiceError
+from recalls.cli.output import json_option, print_json
+from recalls.cli.store import in_store
+from recalls.cli.tables import progress_bar
 from recalls.producers.config import publisher_config
 from recalls.producers.drift import DEFAULT_MAX_REPAIR_SHARE, KINDS, MassRepairRefused
 from recalls.producers.publisher import Publisher
@@ -31,12 +32,10 @@ from recalls.producers.reconcile import SAMPLE, Reconciler, Reconciliation, Swee
 from recalls.shared.contracts import GetCommand
 from recalls.shared.settings import Settings
 from recalls.shared.store.batches import Batches, BatchStatus
-from recalls.shared.store.database import Database, StoreError, StoreMissing, StoreOutdated, StoreUnavailable
+from recalls.shared.store.database import Database
 from recalls.shared.store.ledger import Ledger
 from recalls.shared.validation import InvalidCommand, validate
 
-DRIFT_EXIT = 3
-REFUSED_EXIT = 4
 _CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -66,7 +65,7 @@ _CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write recalls_drift_total{kind} and the sweep's figures here (Prometheus text format).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def reconcile(
     *,
     vins: tuple[str, ...],
@@ -84,7 +83,7 @@ def reconcile(
             validate(GetCommand(vin=vin))  # the fleet's own rule for a VIN
         except InvalidCommand as exc:
             raise InputError(f"--vin {vin!r}: not a VIN ({exc})") from None
-    settings = cli_settings()
+    settings = errors.settings()
     since_utc = since.replace(tzinfo=dt.UTC) if since else None
     share = 1.0 if allow_mass_repair else max_repair_share
     found = run_with_broker(_run(settings, list(vins), since_utc, share if repair else None), settings)
@@ -94,7 +93,7 @@ def reconcile(
         _write_metrics(metrics_file, found)
     summary = _summary(found, path)
     if as_json:
-        click.echo(msgspec.json.encode(summary).decode())
+        print_json(summary)
     else:
         _show(summary)
     raise SystemExit(_exit_code(found))
@@ -103,15 +102,8 @@ def reconcile(
 async def _run(
     settings: Settings, vins: list[str], since: dt.datetime | None, max_share: float | None
 ) -> Reconciliation:
-    try:
-        async with Database.connect_existing(settings) as db:
-            return await _sweep(settings, db, vins, since, max_share)
-    except (StoreMissing, StoreOutdated, StoreUnavailable) as exc:  # nothing to reconcile; none is made
-        raise ServiceError(str(exc)) from None
-    except StoreError as exc:  # RECALLS_DATABASE_URL is no database URL
-        raise InputError(str(exc)) from None
-    except SQLAlchemyError as exc:  # the store went away after it answered
-        raise ServiceError(str(StoreUnavailable.of(settings, exc))) from None
+    # The store is opened as it is: with none there is nothing to reconcile, and none is made.
+    return await in_store(settings, lambda db: _sweep(settings, db, vins, since, max_share))
 
 
 async def _sweep(
@@ -152,9 +144,7 @@ def _source(vins: list[str], since: dt.datetime | None) -> str:
 
 @contextlib.asynccontextmanager
 async def _progress() -> AsyncIterator[Callable[[BatchStatus], None]]:
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[figures]}"))
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("sweeping", total=None, figures="")
+    with progress_bar("sweeping") as (bar, task):
 
         def show(status: BatchStatus) -> None:
             figures = f"{status.processed:,} of {status.total:,} answered · batch {status.id}"
@@ -259,8 +249,6 @@ def _show(summary: dict[str, Any]) -> None:
 
 
 def _exit_code(found: Reconciliation) -> int:
-    if found.refused is not None:
-        return REFUSED_EXIT
     if found.drifts:
-        return DRIFT_EXIT
-    return 1 if found.unchecked else 0
+        return errors.FINDINGS
+    return errors.FAILED if found.unchecked else errors.OK

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from recalls.ops.dashboard.assets import HEADERS, Assets
 from recalls.producers.batch_api.auth import SESSION_COOKIE, refuse_key_in_url, scoped
-from recalls.producers.batch_api.dashboard.assets import HEADERS, Assets
 from recalls.producers.batch_api.errors import ApiError
 from recalls.shared.store.api_keys import ApiKeys
 from recalls.shared.store.sessions import LIFETIME, Sessions

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from recalls.producers.batch_api.dashboard.window import StatsWindow
+from recalls.ops.dashboard.window import StatsWindow
 from recalls.shared.queue_depths import QueueDepth, queue_depths
 from recalls.shared.telemetry import declare_stats, decode_stats
 from recalls.shared.topology import Topology

@@ -14,8 +14,8 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
-from recalls.producers.batch_api.dashboard.feed import DepthPoller, StatsFeed
-from recalls.producers.batch_api.dashboard.window import WINDOW, StatsWindow
+from recalls.ops.dashboard.feed import DepthPoller, StatsFeed
+from recalls.ops.dashboard.window import WINDOW, StatsWindow
 from recalls.producers.batch_api.views import FINISHED, job
 from recalls.shared.queue_depths import QueueDepth
 from recalls.shared.settings import Settings

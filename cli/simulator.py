@@ -13,11 +13,11 @@ from typing import Any, get_args
 
 import click
 
+from recalls.cli import errors
 from recalls.sandbox.config import DEFAULT_MANUFACTURER, DEFAULT_TOKEN_TTL, SandboxConfig
 from recalls.sandbox.faults import FaultSettings
 from recalls.sandbox.server import RunningSandbox, serve_forever
 from recalls.sandbox.state import ConflictRule
-from recalls.shared.settings import SettingsError, load_settings
 
 # Options whose default comes from the settings when the flag is not given.
 _FROM_SETTINGS = ("host", "port", "rate_limit", "client_id", "client_secret", "scope", "api_key")
@@ -35,7 +35,7 @@ def _config(options: dict[str, Any]) -> SandboxConfig:
     """The config from the flags, filling the missing ones from the settings (which may raise)."""
     values = {name: options[name] for name in _FROM_SETTINGS if options[name] is not None}
     if len(values) < len(_FROM_SETTINGS):
-        base = SandboxConfig.from_settings(load_settings(), **values)
+        base = SandboxConfig.from_settings(errors.settings(), **values)
     else:
         base = SandboxConfig(**values)
     faults = FaultSettings(
@@ -148,13 +148,12 @@ def simulator(**options: Any) -> None:
     """Run the DVSA sandbox: a stateful stand-in for DVSA's Vehicle Recalls API."""
     try:
         config = _config(options)
-    except SettingsError as error:
-        click.echo(str(error), err=True)
-        sys.exit(2)
     except ValueError as error:
-        raise click.UsageError(str(error)) from None
+        raise errors.InputError(str(error)) from None
     try:
         asyncio.run(serve_forever(config, on_ready=_announce))
     except OSError as error:
         # Typically the port is taken; say where, without a traceback.
-        raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {error}") from None
+        raise errors.ServiceError(
+            f"--host, --port: cannot listen on {config.host}:{config.port}: {error}"
+        ) from None

@@ -1,57 +1,40 @@
 """``recalls dlq list|show|replay|purge``: the dead-letter queue for operators.
 
-Failures print one ``error: ...`` line on stderr: exit 2 for settings the user must correct, exit 1 for
-an unreachable RabbitMQ, a missing dead-letter queue or a dead letter not found.  No message shows the
-AMQP password.
+A missing dead-letter queue or an unreachable RabbitMQ is an exit 1; an unknown message id an exit 2;
+a replay that left some dead letters where they were an exit 3, naming each and why.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import re
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import aio_pika
 import click
 import msgspec
-from aio_pika.abc import AbstractConnection
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from recalls.shared.amqp import broker_url
+from recalls.cli import errors
+from recalls.cli.broker import run_with_broker
+from recalls.cli.output import json_option, print_json, printable, when
+from recalls.cli.tables import cell, console, table
+from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue, Filter
+from recalls.producers import broker
 from recalls.shared.contracts import VERBS
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
-from recalls.workers.cli_errors import fail, settings_or_exit
-from recalls.workers.dead_letters import DeadLetter, DeadLetterQueue, Filter
 
 _T = TypeVar("_T")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _with_queue(settings: Settings, work: Callable[[DeadLetterQueue], Awaitable[_T]]) -> _T:
-    """Run ``work`` against the dead-letter queue, turning broker failures into one error line."""
-    topology = Topology(settings.prefix)
+    """Run ``work`` against the dead-letter queue."""
 
     async def run() -> _T:
-        connection: AbstractConnection = await aio_pika.connect(
-            broker_url(settings), client_properties={"connection_name": "recalls dlq"}
-        )
+        connection = await broker.connect(settings.amqp_url.get_secret_value(), name="recalls dlq")
         async with connection:
-            return await work(DeadLetterQueue(connection, topology))
+            return await work(DeadLetterQueue(connection, Topology(settings.prefix)))
 
-    try:
-        return asyncio.run(run())
-    except ChannelNotFoundEntity:
-        fail(f"no dead-letter queue {topology.dead_queue!r} (run `recalls topology`)", 1)
-    except (AMQPError, OSError) as exc:
-        host = settings.amqp_url.get_secret_value().rsplit("@", 1)[-1]
-        fail(f"RabbitMQ at {host} is unavailable ({type(exc).__name__})", 1)
+    return run_with_broker(run(), settings)
 
 
 def _filters(func: Callable[..., None]) -> Callable[..., None]:
@@ -89,38 +72,8 @@ def _selection(
     )
 
 
-def _print_json(value: object) -> None:
-    click.echo(msgspec.json.encode(value).decode())
-
-
-def _console() -> Console:
-    console = Console()
-    # Piped output has no width to fit; rich's default 80 columns would fold ids and reasons.
-    return console if console.is_terminal else Console(width=200)
-
-
-# C0 and C1 controls but newline and tab: a dead letter's sender chose its bytes, and an escape sequence
-# printed raw would drive the operator's terminal (retitle it, hide lines, fake output).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
-
-
-def _cell(text: str) -> Text:
-    """``text`` for a table: controls escaped, and no rich markup read into it."""
-    return Text(_printable(text))
-
-
 def _letters(count: int) -> str:
     return f"{count} dead letter{'' if count == 1 else 's'}"
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.group()
@@ -130,77 +83,76 @@ def dlq() -> None:
 
 @dlq.command(name="list")
 @_filters
-@_JSON
+@json_option
 def list_(
     verb: str | None, reason: str | None, older_than: float | None, newer_than: float | None, as_json: bool
 ) -> None:
     """List the dead letters (all, or those matching every filter given)."""
     selection = _selection(verb, reason, older_than, newer_than)
-    letters = _with_queue(settings_or_exit(), lambda queue: queue.list(selection))
+    letters = _with_queue(errors.settings(), lambda queue: queue.list(selection))
     if as_json:
-        _print_json([letter.summary() for letter in letters])
+        print_json([letter.summary() for letter in letters])
         return
     if not letters:
         click.echo("No dead letters match.")
         return
-    table = Table(title=f"Dead letters ({len(letters)})")
-    for heading in ("message id", "verb", "lane", "dead at", "attempts", "reason"):
-        table.add_column(heading, overflow="fold")
+    shown = table(
+        f"Dead letters ({len(letters)})", ("message id", "verb", "lane", "dead at", "attempts", "reason")
+    )
     for letter in letters:
-        table.add_row(
-            _cell(letter.message_id),
-            _cell(letter.verb),
-            _cell(letter.lane),
-            _when(letter.dead_at),
+        shown.add_row(
+            cell(letter.message_id),
+            cell(letter.verb),
+            cell(letter.lane),
+            when(letter.dead_at),
             str(letter.attempts),
-            _cell(letter.reason),
+            cell(letter.reason),
         )
-    _console().print(table)
+    console().print(shown)
 
 
 @dlq.command()
 @click.argument("message_id")
-@_JSON
+@json_option
 def show(message_id: str, as_json: bool) -> None:
     """Show the dead letters with MESSAGE_ID: headers, reason and body."""
-    letters = _with_queue(settings_or_exit(), lambda queue: queue.list(Filter(message_id=message_id)))
+    letters = _with_queue(errors.settings(), lambda queue: queue.list(Filter(message_id=message_id)))
     if not letters:
-        fail(f"no dead letter with message id {message_id!r}", 1)
+        raise errors.InputError(f"MESSAGE_ID: no dead letter with message id {message_id!r}")
     if as_json:
-        _print_json([letter.details() for letter in letters])
+        print_json([letter.details() for letter in letters])
         return
-    console = _console()
+    out = console()
     for letter in letters:
-        console.print(_details_table(letter))
+        out.print(_details_table(letter))
         click.echo("body:")
-        click.echo(_printable(letter.pretty_body()))
+        click.echo(printable(letter.pretty_body()))
 
 
 def _details_table(letter: DeadLetter) -> Table:
-    table = Table(title=_cell(f"Dead letter {letter.message_id}"), show_header=False)
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
+    shown = table(cell(f"Dead letter {letter.message_id}"), ("field", "value"), show_header=False)
     rows = {
         "verb": letter.verb,
         "lane": letter.lane,
         "routing key": letter.routing_key,
         "reason": letter.reason,
         "attempts": str(letter.attempts),
-        "first seen": _when(letter.first_seen),
-        "dead at": _when(letter.dead_at),
+        "first seen": when(letter.first_seen),
+        "dead at": when(letter.dead_at),
         "last error": letter.last_error,
         "content type": letter.content_type,
     }
     for name, value in rows.items():
-        table.add_row(name, _cell(value))
+        shown.add_row(name, cell(value))
     for name, header in sorted(letter.headers.items()):
-        table.add_row(_cell(f"header {name}"), _cell(msgspec.json.encode(header).decode()))
-    return table
+        shown.add_row(cell(f"header {name}"), cell(msgspec.json.encode(header).decode()))
+    return shown
 
 
 @dlq.command()
 @_filters
 @click.option("--id", "message_id", help="Only the dead letters with this message id.")
+@json_option
 def replay(
     *,
     verb: str | None,
@@ -208,25 +160,31 @@ def replay(
     older_than: float | None,
     newer_than: float | None,
     message_id: str | None,
+    as_json: bool,
 ) -> None:
     """Republish dead letters to their verb's queue as first attempts, keeping their message ids.
 
     Each is removed from the dead-letter queue only once the broker has confirmed its republication.
     """
     selection = _selection(verb, reason, older_than, newer_than, message_id=message_id)
-    result = _with_queue(settings_or_exit(), lambda queue: queue.replay(selection))
-    click.echo(f"Replayed {_letters(len(result.replayed))}.")
-    for letter, why in result.skipped:
-        left = f"left {letter.message_id or '(no message id)'} in the dead-letter queue: {why}"
-        click.echo(_printable(left), err=True)
-    if result.skipped:
-        sys.exit(1)
+    result = _with_queue(errors.settings(), lambda queue: queue.replay(selection))
+    left = [{"message_id": letter.message_id, "reason": why} for letter, why in result.skipped]
+    if as_json:
+        print_json({"replayed": len(result.replayed), "left": left})
+    else:
+        click.echo(f"Replayed {_letters(len(result.replayed))}.")
+    for each in left:
+        note = f"left {each['message_id'] or '(no message id)'} in the dead-letter queue: {each['reason']}"
+        click.echo(printable(note), err=True)
+    if left:
+        raise SystemExit(errors.FINDINGS)
 
 
 @dlq.command()
 @_filters
 @click.option("--id", "message_id", help="Only the dead letters with this message id.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 def purge(
     *,
     verb: str | None,
@@ -235,9 +193,12 @@ def purge(
     newer_than: float | None,
     message_id: str | None,
     yes: bool,
+    as_json: bool,
 ) -> None:
     """Delete dead letters for good (all, or those matching every filter given)."""
-    settings = settings_or_exit()
+    if as_json and not yes:
+        raise errors.InputError("--json: needs --yes, since no one is there to answer the confirmation")
+    settings = errors.settings()
     selection = _selection(verb, reason, older_than, newer_than, message_id=message_id)
     if not yes:
         count = len(_with_queue(settings, lambda queue: queue.list(selection)))
@@ -246,4 +207,7 @@ def purge(
             return
         click.confirm(f"Delete {_letters(count)} for good?", abort=True)
     purged = _with_queue(settings, lambda queue: queue.purge(selection))
-    click.echo(f"Purged {_letters(purged)}.")
+    if as_json:
+        print_json({"purged": purged})
+    else:
+        click.echo(f"Purged {_letters(purged)}.")

@@ -1,4 +1,8 @@
-"""``recalls worker``: run a worker process until SIGTERM or SIGINT, then stop gracefully (exit 0)."""
+"""``recalls worker``: run a worker process until SIGTERM or SIGINT, then stop gracefully (exit 0).
+
+Exit 2 when it may not run as configured (settings, store, topology or a second rate budget): the
+error line says how to mend it.  ``--processes N`` runs N such processes under one supervisor.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import sys
 
 import click
 
+from recalls.cli import errors
+from recalls.cli.main import recalls_command
 from recalls.shared import event_loop, logs
 from recalls.shared.gc_tuning import settle_after_startup
 from recalls.shared.malloc_tuning import pin_mmap_threshold
-from recalls.shared.settings import Settings, SettingsError, load_settings
+from recalls.shared.settings import Settings
 from recalls.shared.store.database import StoreError
 from recalls.shared.topology import TopologyError
 from recalls.workers.budget import Refused
@@ -37,8 +43,8 @@ async def serve(settings: Settings) -> int:
         except (Refused, StoreError, TopologyError) as exc:
             # One line, no traceback: the configuration is at fault, and the line says how to mend it.
             click.echo(f"error: {exc}", err=True)
-            return 2
-    return 0
+            return errors.BAD_INPUT
+    return errors.OK
 
 
 @click.command()
@@ -52,19 +58,13 @@ async def serve(settings: Settings) -> int:
 )
 def worker(prefetch: int | None, processes: int) -> None:
     """Consume recall commands from RabbitMQ and apply them to DVSA."""
-    try:
-        overrides = {"prefetch": prefetch} if prefetch else {}
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    settings = errors.settings(**({"prefetch": prefetch} if prefetch else {}))
     logs.configure(settings)
     pin_mmap_threshold()
     if processes == 1:
         sys.exit(event_loop.run(serve(settings)))
     if settings.redis_url is None:
         # Each process would keep its own 25/s: together they would exceed DVSA's limit.
-        click.echo("error: --processes above 1 needs RECALLS_REDIS_URL (fleet mode)", err=True)
-        sys.exit(2)
-    argv = ["--prefetch", str(prefetch)] if prefetch else []
-    sys.exit(event_loop.run(supervise(processes, argv)))
+        raise errors.InputError("--processes above 1 needs RECALLS_REDIS_URL (fleet mode)")
+    child = recalls_command("worker", *(["--prefetch", str(prefetch)] if prefetch else []))
+    sys.exit(event_loop.run(supervise(processes, child)))

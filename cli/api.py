@@ -2,8 +2,8 @@
 
 ``--ssl-certfile`` with ``--ssl-keyfile`` serves https; the pair is loaded once before anything starts,
 so a wrong file is a clear error rather than a failure inside uvicorn.  A key is printed once, when it
-is created; the store keeps only its SHA-256.  Failures print one ``error: ...`` line: exit 2 for
-input the user must correct, 1 for a store or broker that is unavailable.
+is created; the store keeps only its SHA-256.  An unknown key id is an exit 2, a store or broker that
+is unavailable an exit 1 (:mod:`recalls.cli.errors`).
 
 A key has scopes (``--scope batch``: its own batch checks; ``--scope ops``: the fleet-wide dashboard)
 and a webhook secret of its own, which signs its batches' webhooks: ``create`` prints the key (stdout)
@@ -13,26 +13,27 @@ new secret, each only this once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
+from recalls.cli import errors
+from recalls.cli.broker import run_with_broker
+from recalls.cli.errors import InputError
+from recalls.cli.output import json_option, print_json
+from recalls.cli.store import with_store
+from recalls.ops import dashboard
 from recalls.producers.batch_api.server import Tls, serve
-from recalls.producers.command import InputError, ServiceError, cli_settings, run_with_broker
 from recalls.shared import logs
 from recalls.shared.settings import Settings
 from recalls.shared.store.api_keys import SCOPES, ApiKey, ApiKeys
-from recalls.shared.store.database import Database, StoreError
+from recalls.shared.store.database import Database
 
 _T = TypeVar("_T")
-
 
 _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -46,16 +47,19 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 def api(
     context: click.Context, host: str, port: int, ssl_certfile: Path | None, ssl_keyfile: Path | None
 ) -> None:
-    """Serve the CarsXE-shaped batch API (POST /v1/recalls-batch/submit, status, results, download)."""
+    """Serve the CarsXE-shaped batch API (POST /v1/recalls-batch/submit, status, results, download).
+
+    It also serves the operators' dashboard on /dashboard, for keys with the ops scope.
+    """
     if context.invoked_subcommand is not None:
         return
     tls = _tls(ssl_certfile, ssl_keyfile)
-    settings = cli_settings()
+    settings = errors.settings()
     logs.configure(settings)
     scheme = "http" if tls is None else "https"
     click.echo(f"batch API on {scheme}://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped
-        run_with_broker(serve(settings, host, port, tls=tls), settings)
+        run_with_broker(serve(settings, host, port, tls=tls, surfaces=[dashboard.surface]), settings)
 
 
 def _tls(certfile: Path | None, keyfile: Path | None) -> Tls | None:
@@ -95,10 +99,10 @@ def keys() -> None:
     show_default=True,
     help="What the key may do: batch (its own batch checks), ops (the fleet-wide dashboard). Repeatable.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the key, its webhook secret and record as JSON.")
+@json_option
 def create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create a key named NAME and print it, and its webhook secret (both shown only this once)."""
-    settings = cli_settings()
+    settings = errors.settings()
 
     async def created(db: Database) -> tuple[ApiKey, str, str]:
         api_keys = ApiKeys(db)
@@ -112,7 +116,7 @@ def create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({**_shown(record), "key": key, "webhook_secret": secret}, indent=2))
+        print_json({**_shown(record), "key": key, "webhook_secret": secret})
         return
     scopes_shown = " ".join(record.scopes)
     click.echo(
@@ -126,12 +130,12 @@ def create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
 
 
 @keys.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@json_option
 def list_(as_json: bool) -> None:
     """List the keys (names, scopes and dates; never the keys themselves)."""
-    found = _with_store(cli_settings(), lambda db: ApiKeys(db).list())
+    found = _with_store(errors.settings(), lambda db: ApiKeys(db).list())
     if as_json:
-        click.echo(json.dumps([_shown(key) for key in found], indent=2))
+        print_json([_shown(key) for key in found])
         return
     if not found:
         click.echo("no keys yet: recalls api keys create NAME")
@@ -143,20 +147,28 @@ def list_(as_json: bool) -> None:
 
 @keys.command()
 @click.argument("key_id")
-def revoke(key_id: str) -> None:
+@json_option
+def revoke(key_id: str, as_json: bool) -> None:
     """Revoke the key with id KEY_ID (the part after rk_): its requests are refused from now on."""
-    if not _with_store(cli_settings(), lambda db: ApiKeys(db).revoke(key_id)):
+    if not _with_store(errors.settings(), lambda db: ApiKeys(db).revoke(key_id)):
         raise _no_key(key_id)
-    click.echo(f"key {key_id} revoked")
+    if as_json:
+        print_json({"id": key_id, "revoked": True})
+    else:
+        click.echo(f"key {key_id} revoked")
 
 
 @keys.command(name="rotate-webhook-secret")
 @click.argument("key_id")
-def rotate_webhook_secret(key_id: str) -> None:
+@json_option
+def rotate_webhook_secret(key_id: str, as_json: bool) -> None:
     """Give the key KEY_ID a new webhook secret and print it (the old one stops signing at once)."""
-    secret = _with_store(cli_settings(), lambda db: ApiKeys(db).rotate_webhook_secret(key_id))
+    secret = _with_store(errors.settings(), lambda db: ApiKeys(db).rotate_webhook_secret(key_id))
     if secret is None:
         raise _no_key(key_id)
+    if as_json:
+        print_json({"id": key_id, "webhook_secret": secret})
+        return
     click.echo(f"key {key_id}: new webhook secret; keep it now, it is not shown again:", err=True)
     click.echo(secret)
 
@@ -176,14 +188,5 @@ def _shown(key: ApiKey) -> dict[str, str | list[str] | None]:
 
 
 def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -> _T:
-    async def run() -> _T:
-        async with Database.connect(settings) as db:
-            return await work(db)
-
-    try:
-        return asyncio.run(run())
-    except StoreError as exc:
-        raise InputError(str(exc)) from None
-    except (SQLAlchemyError, OSError) as exc:
-        # The driver's message may quote connection details; the kind of failure is enough.
-        raise ServiceError(f"the store is unavailable ({type(exc).__name__})") from None
+    """Run ``work`` against the store, created if need be: a key is the first thing a new install writes."""
+    return with_store(settings, work, read_only=False)
