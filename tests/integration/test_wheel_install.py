@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # The role folders, each linked into recalls/.
 ROLES = sorted(path.name for path in (ROOT / "recalls").iterdir() if path.is_symlink())
-# What a build needs: the package sources and the metadata files.
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "recalls", *ROLES)
+# What the Dockerfile copies to build the project (the lock aside), so that a role the image leaves out
+# is missing from this wheel too.
+COPIED = re.findall(r"^COPY (.+) \S+$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
+SOURCES = sorted({source for line in COPIED for source in line.split()} - {"locks/runtime.txt"})
 # pyproject.toml's package data, by the package's folder in the wheel (and below this checkout).
 DATA = {
     "recalls": ["py.typed"],
