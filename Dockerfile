@@ -17,6 +17,7 @@ COPY producers ./producers
 COPY workers ./workers
 COPY sandbox ./sandbox
 COPY cli ./cli
+COPY ops ./ops
 # recalls/ is the one import root; its packages are links to the folders above (pip follows them).
 COPY recalls ./recalls
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \

@@ -16,28 +16,36 @@ same role (the packages here are links to those folders):
 sandbox or the CLI (import-linter contracts in ``pyproject.toml``).
 
 The names below are the publisher library: everything a system needs to publish recall commands and
-follow their outcomes (``__all__`` is pinned by a test).  Importing them loads the AMQP client and msgspec,
-nothing of the fleet's web, database or settings stack.  The test double is :mod:`recalls.testing`.
+follow their outcomes (``__all__`` is pinned by a test).  Each is loaded on first use, so importing a
+module below ``recalls`` loads what that module needs and not the publisher; the names themselves load the
+AMQP client and msgspec, nothing of the fleet's web, database or settings stack.  The test double is
+:mod:`recalls.testing`.
 """
 
-from recalls.producers.broker import BrokerUnreachable
-from recalls.producers.config import PublisherConfig, PublisherConfigError
-from recalls.producers.events import events
-from recalls.producers.publisher import Publisher, PublishResult, QueueFull
-from recalls.producers.sync_publisher import SyncPublisher
-from recalls.shared.amqp import PublishFailed, Unroutable
-from recalls.shared.contracts import (
-    Command,
-    CreateCommand,
-    DeleteCommand,
-    FixCommand,
-    GetCommand,
-    Lane,
-    OutcomeEvent,
-)
-from recalls.shared.message_ids import message_id_for
-from recalls.shared.topology import TopologyError
-from recalls.shared.validation import InvalidCommand
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recalls.producers.broker import BrokerUnreachable
+    from recalls.producers.config import PublisherConfig, PublisherConfigError
+    from recalls.producers.events import events
+    from recalls.producers.publisher import Publisher, PublishResult, QueueFull
+    from recalls.producers.sync_publisher import SyncPublisher
+    from recalls.shared.amqp import PublishFailed, Unroutable
+    from recalls.shared.contracts import (
+        Command,
+        CreateCommand,
+        DeleteCommand,
+        FixCommand,
+        GetCommand,
+        Lane,
+        OutcomeEvent,
+    )
+    from recalls.shared.message_ids import message_id_for
+    from recalls.shared.topology import TopologyError
+    from recalls.shared.validation import InvalidCommand
 
 __all__ = [
     "BrokerUnreachable",
@@ -61,3 +69,43 @@ __all__ = [
     "events",
     "message_id_for",
 ]
+
+# Where each public name lives: the same imports as above, made on first use (a test holds the two equal).
+_HOMES = {
+    "BrokerUnreachable": "recalls.producers.broker",
+    "PublisherConfig": "recalls.producers.config",
+    "PublisherConfigError": "recalls.producers.config",
+    "events": "recalls.producers.events",
+    "Publisher": "recalls.producers.publisher",
+    "PublishResult": "recalls.producers.publisher",
+    "QueueFull": "recalls.producers.publisher",
+    "SyncPublisher": "recalls.producers.sync_publisher",
+    "PublishFailed": "recalls.shared.amqp",
+    "Unroutable": "recalls.shared.amqp",
+    "Command": "recalls.shared.contracts",
+    "CreateCommand": "recalls.shared.contracts",
+    "DeleteCommand": "recalls.shared.contracts",
+    "FixCommand": "recalls.shared.contracts",
+    "GetCommand": "recalls.shared.contracts",
+    "Lane": "recalls.shared.contracts",
+    "OutcomeEvent": "recalls.shared.contracts",
+    "message_id_for": "recalls.shared.message_ids",
+    "TopologyError": "recalls.shared.topology",
+    "InvalidCommand": "recalls.shared.validation",
+}
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+# Hidden from the type checker, which would otherwise take any misspelt ``recalls.X`` for a lazy name.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value  # later lookups find it without coming here
+        return value

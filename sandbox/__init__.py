@@ -7,3 +7,14 @@ the fleet's client and catch its mistakes.
 
 Start it with :func:`recalls.sandbox.server.running_sandbox` (in-process) or ``recalls simulator`` (CLI).
 """
+
+from importlib.util import find_spec
+
+# Its one package comes with the sandbox extra.  The check is the sandbox's own, rather than
+# recalls.shared.extras, since the sandbox takes nothing from the fleet but its settings (D3).
+if find_spec("aiohttp") is None:
+    raise ModuleNotFoundError(
+        "The DVSA sandbox needs aiohttp, which the base install of recalls-fleet leaves out: "
+        "pip install 'recalls-fleet[sandbox]'",
+        name="aiohttp",
+    )

@@ -6,11 +6,12 @@ form, and checks for DVSA's and Azure AD's error bodies.  Nothing here is used b
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from recalls.sandbox.config import SandboxConfig
+
+if TYPE_CHECKING:
+    import httpx  # the tests' client; the sandbox extra does not bring it
 
 CLIENT_ID = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"  # noqa: S105 - a throwaway credential for local tests

@@ -7,7 +7,12 @@ started, published and purged), ``views`` (the JSON and CSV shapes), ``errors`` 
 ``server``.
 """
 
-from recalls.producers.batch_api.app import create_app
-from recalls.producers.batch_api.server import serve
+from recalls.shared.extras import require
+
+require("The batch API", ("api",), "fastapi", "httpx", "prometheus_client", "sqlalchemy", "uvicorn")
+
+# After the check, so that a missing package is named with its extra.
+from recalls.producers.batch_api.app import create_app  # noqa: E402
+from recalls.producers.batch_api.server import serve  # noqa: E402
 
 __all__ = ["create_app", "serve"]

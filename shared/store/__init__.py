@@ -2,3 +2,7 @@
 
 Modules: ``database`` (engine, transactions, migrate), ``tables``, ``migrations``, ``ledger``, ``batches``.
 """
+
+from recalls.shared.extras import require
+
+require("The store", ("worker", "api"), "sqlalchemy")

@@ -1,7 +1,8 @@
 """The lock files pin every dependency with hashes, and the image and scripts/setup install only from them.
 
-locks/runtime.txt (the image) and locks/dev.txt (scripts/setup, so CI) are made by ``bash scripts/lock``
-from pyproject.toml; these tests read the files, they do not resolve anything (no network).
+locks/runtime.txt (the image: every role), locks/base.txt (the base install: the wheel test) and
+locks/dev.txt (scripts/setup, so CI) are made by ``bash scripts/lock`` from pyproject.toml; these tests
+read the files, they do not resolve anything (no network).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.support.base_install import NEVER_IN_BASE
+
 ROOT = Path(__file__).resolve().parents[2]
-LOCKS = {"runtime": ROOT / "locks" / "runtime.txt", "dev": ROOT / "locks" / "dev.txt"}
+LOCKS = {name: ROOT / "locks" / f"{name}.txt" for name in ("runtime", "base", "dev")}
+# The extras each lock holds besides the base dependencies: every role for the image, and the tools too.
+ROLES = ["worker", "api", "sandbox"]
+EXTRAS = {"runtime": ROLES, "base": [], "dev": [*ROLES, "dev"]}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
 
@@ -26,11 +32,11 @@ def pyproject() -> dict[str, Any]:
 
 
 def declared(lock: str) -> list[Requirement]:
-    """What ``lock`` must pin of pyproject.toml: the dependencies (dev's too for dev), the build backend."""
+    """What ``lock`` must pin of pyproject.toml: the dependencies, those of its extras, the build backend."""
     project = pyproject()
     wanted = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
-    if lock == "dev":
-        wanted += project["project"]["optional-dependencies"]["dev"]
+    for extra in EXTRAS[lock]:
+        wanted += project["project"]["optional-dependencies"][extra]
     return [Requirement(text) for text in wanted]
 
 
@@ -77,10 +83,21 @@ def test_the_lock_pins_every_dependency_pyproject_declares(lock: str) -> None:
         assert requirement.specifier.contains(version, prereleases=True), (lock, str(requirement), version)
 
 
-def test_the_tests_run_the_versions_the_image_runs() -> None:
-    dev = pins("dev")
-    for name, (version, _) in pins("runtime").items():
-        assert dev.get(name, ("absent", []))[0] == version, name
+def test_all_is_the_roles_the_image_and_the_tests_lock() -> None:
+    assert pyproject()["project"]["optional-dependencies"]["all"] == [f"recalls-fleet[{','.join(ROLES)}]"]
+
+
+@pytest.mark.parametrize("lock", ["base", "dev"])
+def test_the_base_install_and_the_tests_run_the_versions_the_image_runs(lock: str) -> None:
+    locked = {name: version for name, (version, _) in pins(lock).items()}
+    runtime = {name: version for name, (version, _) in pins("runtime").items()}
+    # The tests' lock holds every package of the image's, the base lock some of them.
+    compared = runtime if lock == "dev" else locked
+    assert {name: locked.get(name) for name in compared} == {name: runtime.get(name) for name in compared}
+
+
+def test_the_base_lock_holds_no_web_database_or_server_package() -> None:
+    assert not NEVER_IN_BASE & set(pins("base"))
 
 
 def install_lines(path: Path) -> list[str]:
