@@ -20,7 +20,7 @@ from recalls.cli.errors import InputError
 class _Entry:
     target: str  # module:attribute of the click command
     summary: str  # the first line of its help, pinned to it by a test
-    extra: str = "all"  # what `pip install recalls-fleet[...]` brings its packages
+    extra: str  # what brings its packages: "base" (the plain install), or an extra of recalls-fleet
 
 
 COMMANDS: dict[str, dict[str, _Entry]] = {
@@ -28,14 +28,17 @@ COMMANDS: dict[str, dict[str, _Entry]] = {
         "publish": _Entry(
             "recalls.cli.publish:publish",
             "Publish one command to the fleet; prints its message_id once RabbitMQ has confirmed it.",
+            "base",
         ),
         "import": _Entry(
             "recalls.cli.bulk:import_",
             "Publish FILE's rows (DVSA's SFTP CSV format) as creates in the bulk lane: the historic load.",
+            "worker",
         ),
         "sync": _Entry(
             "recalls.cli.bulk:sync",
             "Bring DVSA in line with FILE, a full daily snapshot: create new rows, fix recalls it lacks.",
+            "worker",
         ),
     },
     "Run": {
@@ -51,25 +54,31 @@ COMMANDS: dict[str, dict[str, _Entry]] = {
         ),
     },
     "Operate": {
-        "status": _Entry("recalls.cli.status:status", "Show what the ledger holds for one vehicle."),
-        "batch": _Entry("recalls.cli.status:batch", "Batch jobs: imports, syncs and batch checks."),
+        "status": _Entry(
+            "recalls.cli.status:status", "Show what the ledger holds for one vehicle.", "worker"
+        ),
+        "batch": _Entry("recalls.cli.status:batch", "Batch jobs: imports, syncs and batch checks.", "worker"),
         "reconcile": _Entry(
             "recalls.cli.reconcile:reconcile",
             "Check every vehicle of the ledger at DVSA and report where they differ (exit 3 on drift).",
+            "worker",
         ),
         "dlq": _Entry(
             "recalls.cli.dlq:dlq",
             "The dead-letter queue: list, show, replay and purge what could not be applied.",
+            "worker",
         ),
     },
     "Set up": {
         "topology": _Entry(
             "recalls.cli.topology:topology",
             "Declare every exchange and queue for RECALLS_PREFIX (safe to repeat) and list them.",
+            "base",
         ),
         "schemas": _Entry(
             "recalls.cli.schemas:schemas",
             "Write the JSON Schema of every command and of the outcome event, and the AsyncAPI document.",
+            "base",
         ),
     },
     "Try": {
@@ -79,7 +88,9 @@ COMMANDS: dict[str, dict[str, _Entry]] = {
             "sandbox",
         ),
         "demo": _Entry(
-            "recalls.cli.demo:demo", "Show the fleet doing its job end to end against a local DVSA sandbox."
+            "recalls.cli.demo:demo",
+            "Show the fleet doing its job end to end against a local DVSA sandbox.",
+            "all",
         ),
     },
 }
@@ -108,9 +119,9 @@ def load(name: str, entry: _Entry) -> click.Command:
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] == "recalls":
             raise
+        fix = "recalls-fleet" if entry.extra == "base" else f"'recalls-fleet[{entry.extra}]'"
         raise InputError(
-            f"`recalls {name}` needs {exc.name}, which this install lacks: "
-            f"pip install 'recalls-fleet[{entry.extra}]'"
+            f"`recalls {name}` needs {exc.name}, which this install lacks: pip install {fix}"
         ) from None
     return command
 
