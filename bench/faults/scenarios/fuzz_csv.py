@@ -2,10 +2,11 @@
 
 A file mixes good rows (unique VINs, either date layout, any case, padded, some repeated) with bad rows
 (one field wrong, or the wrong number of columns), with or without a header row, a byte-order mark,
-blank lines, CRLF endings and quoting.  The command must never end in a traceback; each bad row must be
-in the reject report naming its field; each good row must be published once (the workers then apply
-it).  A broken file (bytes that are not UTF-8, a field beyond the CSV reader's limit, an unterminated
-quote, NUL bytes) holds no good rows: it must only be refused or read without a traceback.
+blank lines, CRLF endings and quoting.  The command must never end in a traceback; it exits 3 when
+rows were rejected, else 0; each bad row must be in the reject report naming its field; each good row
+must be published once (the workers then apply it).  A broken file (bytes that are not UTF-8, a field
+beyond the CSV reader's limit, an unterminated quote, NUL bytes) holds no good rows: it must only be
+refused or read without a traceback.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bench.faults.figures import Figures
 from bench.faults.harness import FaultRun, Mode
 from bench.faults.scenarios import fuzz
 from bench.fleet_throughput import vin
+from recalls.cli.errors import FINDINGS, OK
 from recalls.producers.reject_report import report_path
 from recalls.producers.snapshot_csv import COLUMNS, create_message_id
 from recalls.shared.contracts import CreateCommand
@@ -274,8 +276,9 @@ def _check(result: CsvResult, case: CsvCase, written: Written, *, path: Path, co
         return
     if case.broken:
         return  # refused or read: either is fine, without a traceback
-    if code != 0:
-        result.misreported.append(f"{name}: exit {code}: {output.strip()[-300:]}")
+    expected = FINDINGS if written.bad else OK  # rejected rows are findings: the report names them
+    if code != expected:
+        result.misreported.append(f"{name}: exit {code}, not {expected}: {output.strip()[-300:]}")
         return
     reported = _reject_report(report_path(path))
     result.rows_rejected += len(reported)
