@@ -14,7 +14,7 @@ import pytest
 
 from recalls.sandbox.config import SandboxConfig
 from recalls.sandbox.server import RunningSandbox, running_sandbox
-from recalls.sandbox.testing import TOKEN_PATH, api_headers, throwaway_config, token_form
+from tests.support.sandbox_helpers import TOKEN_PATH, api_headers, throwaway_config, token_form
 
 
 @pytest.fixture

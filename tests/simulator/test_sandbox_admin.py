@@ -10,7 +10,15 @@ import time
 import httpx
 import pytest
 
-from recalls.sandbox.testing import DVSA_REF, MANUFACTURER_REF, START_DATE, TOKEN_PATH, VIN, VIN_16, recall
+from tests.support.sandbox_helpers import (
+    DVSA_REF,
+    MANUFACTURER_REF,
+    START_DATE,
+    TOKEN_PATH,
+    VIN,
+    VIN_16,
+    recall,
+)
 
 DEFAULT_FAULTS = {
     "error_rate": 0.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from recalls.sandbox.testing import API_KEY, MANUFACTURER_REF, VIN, assert_dvsa_error, recall
+from tests.support.sandbox_helpers import API_KEY, MANUFACTURER_REF, VIN, assert_dvsa_error, recall
 
 # One call per endpoint; each would succeed or fail on its merits once authenticated.
 CALLS: list[tuple[str, str, dict[str, object] | None]] = [

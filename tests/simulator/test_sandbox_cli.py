@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from recalls.cli.simulator import simulator
-from recalls.sandbox.testing import (
+from tests.support.sandbox_helpers import (
     API_KEY,
     CLIENT_ID,
     CLIENT_SECRET,

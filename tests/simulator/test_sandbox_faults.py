@@ -12,7 +12,7 @@ import pytest
 from recalls.sandbox.config import SandboxConfig
 from recalls.sandbox.faults import FaultSettings
 from recalls.sandbox.server import running_sandbox
-from recalls.sandbox.testing import TOKEN_PATH, VIN, assert_azure_error, recall, token_form
+from tests.support.sandbox_helpers import TOKEN_PATH, VIN, assert_azure_error, recall, token_form
 
 
 async def set_faults(client: httpx.AsyncClient, **faults: float) -> dict[str, Any]:

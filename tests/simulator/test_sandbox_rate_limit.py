@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from recalls.sandbox.testing import API_KEY, VIN, recall
+from tests.support.sandbox_helpers import API_KEY, VIN, recall
 
 
 def numbered_vin(index: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from recalls.sandbox.testing import (
+from tests.support.sandbox_helpers import (
     DVSA_REF,
     MANUFACTURER_REF,
     START_DATE,

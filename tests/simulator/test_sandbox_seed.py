@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from recalls.sandbox.testing import DVSA_REF, MANUFACTURER_REF, START_DATE, VIN, VIN_16
+from tests.support.sandbox_helpers import DVSA_REF, MANUFACTURER_REF, START_DATE, VIN, VIN_16
 
 
 def seed(**changes: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from recalls.sandbox.testing import (
+from tests.support.sandbox_helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
     TOKEN_PATH,

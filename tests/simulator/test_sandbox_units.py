@@ -18,8 +18,8 @@ from recalls.sandbox.state import (
     RecallStore,
     RepairStatus,
 )
-from recalls.sandbox.testing import throwaway_config
 from recalls.sandbox.tokens import TokenStore
+from tests.support.sandbox_helpers import throwaway_config
 from tests.support.windows import max_in_any_window
 
 

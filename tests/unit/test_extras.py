@@ -49,7 +49,7 @@ ENTRIES = {
         "recalls.cli.reconcile",
     ],
     "api": ["recalls.cli.api", "recalls.producers.batch_api", "recalls.ops.dashboard"],
-    "sandbox": ["recalls.cli.simulator", "recalls.sandbox.server", "recalls.sandbox.testing"],
+    "sandbox": ["recalls.cli.simulator", "recalls.sandbox.server"],
     "all": ["recalls.cli.demo"],
 }
 # Declared but never imported as the scan sees it: SQLAlchemy's drivers, loaded by the store's URL;

@@ -1,4 +1,4 @@
-"""Helpers for tests that run against the sandbox (its own and the fleet's).
+"""Helpers for tests that run against the sandbox (its own and the fleet's); not shipped with it.
 
 Throwaway credentials and a config that listens on a free loopback port, valid sample recalls, the token
 form, and checks for DVSA's and Azure AD's error bodies.  Nothing here is used by the sandbox itself.
@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     import httpx  # the tests' client; the sandbox extra does not bring it
 
 CLIENT_ID = "sandbox-test-client"
-CLIENT_SECRET = "sandbox-test-secret"  # noqa: S105 - a throwaway credential for local tests
+CLIENT_SECRET = "sandbox-test-secret"
 SCOPE = "api://sandbox-test/.default"
 API_KEY = "sandbox-test-api-key"
-TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 - a URL path, not a password
+TOKEN_PATH = "/oauth2/v2.0/token"
 
 VIN = "WAUZZZF49HA036784"
 VIN_16 = "SAJAC05P5VD12345"  # older, non-ISO vehicles have 16-character VINs
