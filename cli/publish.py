@@ -126,58 +126,22 @@ def fix(
     )
 
 
-@publish.command()
-@_envelope
-@_MANUFACTURER_REF
-@_DVSA_REF
-def delete(
-    *,
-    vin: str,
-    message_id: str | None,
-    correlation_id: str | None,
-    bulk: bool,
-    as_json: bool,
-    manufacturer_ref: str | None,
-    dvsa_ref: str | None,
-) -> None:
-    """Delete a recall added in error (either campaign reference is required)."""
-    fields = {"manufacturer_campaign_reference": manufacturer_ref, "dvsa_campaign_reference": dvsa_ref}
-    _publish_one(
-        "delete",
-        fields,
-        vin=vin,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        bulk=bulk,
-        as_json=as_json,
-    )
+def _targeted(verb: str, summary: str) -> click.Command:
+    """``publish delete`` or ``publish get``: the same flags, either campaign reference."""
+
+    @publish.command(name=verb, help=summary)
+    @_envelope
+    @_MANUFACTURER_REF
+    @_DVSA_REF
+    def command(*, manufacturer_ref: str | None, dvsa_ref: str | None, **envelope: Any) -> None:
+        fields = {"manufacturer_campaign_reference": manufacturer_ref, "dvsa_campaign_reference": dvsa_ref}
+        _publish_one(verb, fields, **envelope)
+
+    return command
 
 
-@publish.command()
-@_envelope
-@_MANUFACTURER_REF
-@_DVSA_REF
-def get(
-    *,
-    vin: str,
-    message_id: str | None,
-    correlation_id: str | None,
-    bulk: bool,
-    as_json: bool,
-    manufacturer_ref: str | None,
-    dvsa_ref: str | None,
-) -> None:
-    """Read what DVSA holds for a vehicle, optionally for one campaign."""
-    fields = {"manufacturer_campaign_reference": manufacturer_ref, "dvsa_campaign_reference": dvsa_ref}
-    _publish_one(
-        "get",
-        fields,
-        vin=vin,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        bulk=bulk,
-        as_json=as_json,
-    )
+delete = _targeted("delete", "Delete a recall added in error (either campaign reference is required).")
+get = _targeted("get", "Read what DVSA holds for a vehicle, optionally for one campaign.")
 
 
 def _publish_one(
