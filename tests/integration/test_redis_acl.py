@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from redis import asyncio as aioredis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from recalls.shared.dvsa.fleet_tokens import RedisTokenCache
 from recalls.shared.dvsa.tokens import TokenCache
 from recalls.shared.fleet_limiter import RedisLimiter
+from recalls.shared.redis_client import redis_client
 from recalls.shared.settings import Settings
 from tests.support.services import REDIS_URL
 
@@ -62,11 +64,13 @@ def worker_rules(lines: list[str], prefix: str) -> list[str]:
 
 @pytest.fixture
 async def worker_redis(settings: Settings, tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
-    """A client logged in as the workers' user, for the keys of ``settings.prefix``."""
+    """The workers' own client (:func:`redis_client`), logged in as their user, for ``settings.prefix``."""
     name, password = f"acl-{settings.prefix}", secrets.token_urlsafe(24)
     rules = worker_rules(await rendered_acl(tmp_path, password), settings.prefix)
     admin = aioredis.Redis.from_url(REDIS_URL)
-    client = aioredis.Redis.from_url(f"redis://{name}:{password}@127.0.0.1:6379/0")
+    client = redis_client(
+        settings.model_copy(update={"redis_url": SecretStr(f"redis://{name}:{password}@127.0.0.1:6379/0")})
+    )
     try:
         await admin.execute_command("ACL", "SETUSER", name, "reset", *rules)
         yield client
