@@ -62,6 +62,7 @@ import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from recalls.cli import sandbox_process
+from recalls.cli.main import recalls_command
 from recalls.cli.sandbox_process import credential_env, pointed_at
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
@@ -402,11 +403,23 @@ async def stop_workers(workers: Sequence[WorkerProcess]) -> list[int]:
     return codes
 
 
+async def migrate(env: dict[str, str]) -> None:
+    """``recalls migrate`` in the workers' environment, as an operator runs it before a rollout."""
+    process = await asyncio.create_subprocess_exec(
+        *recalls_command("migrate"), env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    if process.returncode != 0:
+        raise RuntimeError(f"recalls migrate exited {process.returncode}: {err.decode(errors='replace')}")
+
+
 @contextlib.asynccontextmanager
 async def running_workers(
     settings: Settings, options: Options, sandbox_pid: int | None = None
 ) -> AsyncIterator[list[WorkerProcess]]:
     env = worker_env(settings, options.redis, options.database_url)
+    await migrate(env)
     # As ``recalls worker --processes N`` does: the first process alone keeps the ledger.
     envs = [env] + [{**env, "RECALLS_RECORD_EVENTS": "false"}] * (options.processes - 1)
     started = await asyncio.gather(*(start_worker(e, sandbox_pid) for e in envs), return_exceptions=True)

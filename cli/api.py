@@ -25,7 +25,7 @@ from recalls.cli import errors
 from recalls.cli.broker import run_with_broker
 from recalls.cli.errors import InputError
 from recalls.cli.output import json_option, print_json
-from recalls.cli.store import with_store
+from recalls.cli.store import store_errors, with_store
 from recalls.ops import dashboard
 from recalls.producers.batch_api.server import Tls, serve
 from recalls.shared import logs
@@ -58,7 +58,7 @@ def api(
     logs.configure(settings)
     scheme = "http" if tls is None else "https"
     click.echo(f"batch API on {scheme}://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops it", err=True)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is stopped
+    with contextlib.suppress(KeyboardInterrupt), store_errors(settings):  # Ctrl-C is how it is stopped
         run_with_broker(serve(settings, host, port, tls=tls, surfaces=[dashboard.surface]), settings)
 
 
@@ -189,4 +189,4 @@ def _shown(key: ApiKey) -> dict[str, str | list[str] | None]:
 
 def _with_store(settings: Settings, work: Callable[[Database], Awaitable[_T]]) -> _T:
     """Run ``work`` against the store, created if need be: a key is the first thing a new install writes."""
-    return with_store(settings, work, read_only=False)
+    return with_store(settings, work, opening=Database.connect)

@@ -70,6 +70,11 @@ COMMANDS: dict[str, dict[str, _Entry]] = {
         ),
     },
     "Set up": {
+        "migrate": _Entry(
+            "recalls.cli.migrate:migrate",
+            "Bring the store's schema up to this version (safe to repeat; run it before a rollout).",
+            "worker",
+        ),
         "topology": _Entry(
             "recalls.cli.topology:topology",
             "Declare every exchange and queue for RECALLS_PREFIX (safe to repeat) and list them.",

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     sqlite_path: Path = Field(
         Path("recalls.db"), description="The SQLite file of the ledger and batch jobs (no database_url)."
     )
+    migrate_on_start: bool | None = Field(
+        None,
+        description="Workers, the batch API and the commands that write apply the store's migrations when "
+        "they start. Unset: only on the embedded SQLite store; a PostgreSQL store is migrated by "
+        "`recalls migrate` before a rollout, and a process that finds it behind refuses to start.",
+    )
     rate_margin: float = Field(
         0.002,
         ge=0,

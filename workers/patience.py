@@ -117,11 +117,11 @@ def _url_passwords(settings: Settings) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def store_answering(settings: Settings, patience: Patience) -> AsyncIterator[Database]:
-    """The store, once it answers a query; migrated, and closed on the way out."""
+    """The store, once it answers a query; prepared (:meth:`Database.prepare`), and closed on the way out."""
     database_url(settings)  # a URL that is no database URL raises StoreError now: no wait mends it
     db = await patience.until("store", lambda: _open_store(settings))
     try:
-        await db.migrate()
+        await db.prepare(settings)
         yield db
     finally:
         await db.close()

@@ -42,6 +42,7 @@ from recalls.producers.publisher import Publisher
 from recalls.shared.amqp import connect, publish_confirmed
 from recalls.shared.contracts import Command, OutcomeEvent
 from recalls.shared.settings import Settings, load_settings
+from recalls.shared.store.database import Database
 from recalls.shared.topology import Topology, declare, delete
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -240,13 +241,17 @@ def worker_environment(
 
 @contextlib.asynccontextmanager
 async def fresh_database(name: str) -> AsyncIterator[str]:
-    """A PostgreSQL database of the run's own, dropped afterwards; its URL is for RECALLS_DATABASE_URL."""
+    """A PostgreSQL database of the run's own, migrated as ``recalls migrate`` does before a rollout, and
+    dropped afterwards; its URL is for RECALLS_DATABASE_URL."""
     database = f"faults_{name}_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     admin = create_async_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as connection:
             await connection.execute(text(f'CREATE DATABASE "{database}"'))
-        yield f"postgresql://postgres@127.0.0.1:5432/{database}"
+        async with Database.opened(load_settings(database_url=url)) as store:
+            await store.migrate()
+        yield url
     finally:
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))

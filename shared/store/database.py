@@ -89,8 +89,10 @@ def store_location(settings: Settings) -> str:
 class Database:
     """An engine plus the store's transaction conventions.
 
-    Open with :meth:`open` or :meth:`connect` (both create and migrate the store as needed), or with
-    :meth:`connect_existing` (read-only commands: a store that is not there yet is an error).
+    Open with :meth:`connect` (a process that works on the store: migrated first where
+    :func:`migrates_on_start`, otherwise checked to be at this version's schema), :meth:`opened` (as it
+    is: ``recalls migrate``), or :meth:`connect_existing` (read-only commands: a store that is not there yet
+    is an error).
     """
 
     def __init__(self, engine: AsyncEngine, direct: Engine | None = None) -> None:
@@ -139,11 +141,21 @@ class Database:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, settings: Settings) -> AsyncIterator[Database]:
-        """Open, migrate, and close on the way out."""
+    async def opened(cls, settings: Settings) -> AsyncIterator[Database]:
+        """Open the store as it is (SQLite: the file is created), and close it on the way out."""
         database = await cls.open(settings)
         try:
-            await database.migrate()
+            yield database
+        finally:
+            await database.close()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[Database]:
+        """Open and :meth:`prepare` the store, and close it on the way out."""
+        database = await cls.open(settings)
+        try:
+            await database.prepare(settings)
             yield database
         finally:
             await database.close()
@@ -154,7 +166,7 @@ class Database:
         """Open the store only if it is there and migrated, and close on the way out; create nothing.
 
         Raises :class:`StoreMissing` when the SQLite file does not exist or the database holds no store,
-        :class:`StoreOutdated` when its schema lacks migrations (a worker applies them when it starts),
+        :class:`StoreOutdated` when its schema lacks migrations (``recalls migrate`` applies them),
         :class:`StoreUnavailable` when it does not answer.
         """
         url = database_url(settings)
@@ -176,6 +188,14 @@ class Database:
         finally:
             await database.close()
 
+    async def prepare(self, settings: Settings) -> None:
+        """Make the store ready for this version's work: migrate it where :func:`migrates_on_start`,
+        otherwise raise :class:`StoreMissing` or :class:`StoreOutdated` naming ``recalls migrate``."""
+        if migrates_on_start(settings):
+            await self.migrate()
+        else:
+            await self._check_schema(settings)
+
     async def _check_schema(self, settings: Settings) -> None:
         async with self.reading() as connection:
             if not await connection.run_sync(lambda sync: inspect(sync).has_table("schema_migrations")):
@@ -186,7 +206,7 @@ class Database:
         if missing:
             raise StoreOutdated(
                 f"the store at {store_location(settings)} lacks schema version {min(missing)}; "
-                "start a worker of this version first (it migrates the store)"
+                "run `recalls migrate` first"
             )
 
     @property
@@ -243,9 +263,10 @@ class Database:
         async with self.reading() as connection:
             await connection.execute(text("SELECT 1"))
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> list[int]:
+        """Apply the migrations the store lacks, in one transaction; return their versions."""
         async with self.writing() as connection:
-            await apply_migrations(connection)
+            return await apply_migrations(connection)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -254,9 +275,17 @@ class Database:
             self._threads.shutdown(wait=False)
 
 
+def migrates_on_start(settings: Settings) -> bool:
+    """Whether a process that works on the store migrates it at start: as RECALLS_MIGRATE_ON_START says,
+    else only the embedded SQLite store, which belongs to the one host that runs it."""
+    if settings.migrate_on_start is not None:
+        return settings.migrate_on_start
+    return settings.database_url is None
+
+
 def _no_store(settings: Settings) -> str:
     hint = "" if settings.database_url is not None else ", or set RECALLS_DATABASE_URL"
-    return f"no store at {store_location(settings)}; start a worker first{hint}"
+    return f"no store at {store_location(settings)}; run `recalls migrate` first{hint}"
 
 
 def _create_private(path: Path) -> None:

@@ -23,6 +23,7 @@ from pamqp.common import FieldValue
 
 from recalls.cli.main import COMMANDS, cli, load
 from recalls.producers import broker
+from recalls.shared.store.migrations import MIGRATIONS
 from recalls.shared.topology import Topology, delete
 from tests.support.commands import vin
 from tests.support.csv_files import good_row, write_csv
@@ -91,6 +92,12 @@ def _json_commands() -> set[str]:
 
 def test_every_command_that_prints_results_prints_json_that_parses(prefix: str, tmp_path: Path) -> None:
     run = Run()
+    migrated = run("migrate")
+    assert (migrated["applied"], migrated["schema_version"]) == (
+        [m.version for m in MIGRATIONS],
+        MIGRATIONS[-1].version,
+    )
+    assert run("migrate")["applied"] == []
     declared = run("topology")
     assert {"kind": "exchange", "name": f"{prefix}.commands"} in declared["declared"]
 

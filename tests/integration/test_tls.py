@@ -7,16 +7,15 @@ way an operator would, in the URL.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractChannel
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import make_url
 
+from bench.faults.harness import fresh_database
 from recalls.shared.settings import Settings, load_settings
 from recalls.shared.store.database import Database, StoreError
 from recalls.shared.store.ledger import Ledger
@@ -27,8 +26,6 @@ from tests.support.tls import tls_proxy
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> Certificate:
@@ -37,17 +34,11 @@ def certificate(tmp_path: Path) -> Certificate:
 
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database's name, dropped afterwards."""
-    name = f"recalls_tls_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield name
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    """A fresh PostgreSQL database's name, migrated, and dropped afterwards."""
+    async with fresh_database("tls") as url:
+        database = make_url(url).database
+        assert database is not None
+        yield database
 
 
 async def test_a_worker_uses_broker_redis_and_store_over_tls(

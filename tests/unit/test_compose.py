@@ -106,7 +106,7 @@ def test_every_project_service_runs_a_real_cli_command() -> None:
         assert result.exit_code == 0, (name, result.output)
 
 
-def test_workers_run_three_replicas_in_fleet_mode_after_their_services_and_the_topology() -> None:
+def test_workers_run_three_replicas_in_fleet_mode_after_their_services_migrate_and_topology() -> None:
     worker = services()["worker"]
     assert worker["deploy"]["replicas"] == 3
     # Several replicas must share one budget: fleet mode needs Redis.
@@ -114,12 +114,25 @@ def test_workers_run_three_replicas_in_fleet_mode_after_their_services_and_the_t
     conditions = {name: dep["condition"] for name, dep in worker["depends_on"].items()}
     assert conditions == {
         **dict.fromkeys(["rabbitmq", "redis", "postgres"], "service_healthy"),
-        "topology": "service_completed_successfully",
+        **dict.fromkeys(["migrate", "topology"], "service_completed_successfully"),
     }
 
 
-def test_the_api_waits_for_healthy_services_and_the_topology() -> None:
+def test_the_store_is_migrated_once_before_workers_and_api_start() -> None:
+    migrate = services()["migrate"]
+    assert migrate["command"] == ["migrate"]
+    assert (
+        migrate["environment"]["RECALLS_DATABASE_URL"]
+        == services()["worker"]["environment"]["RECALLS_DATABASE_URL"]
+    )
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # Nobody else migrates: the store's default for PostgreSQL, which no fleet service overrides.
+    assert all("RECALLS_MIGRATE_ON_START" not in json.dumps(service) for service in services().values())
+
+
+def test_the_api_waits_for_healthy_services_the_migration_and_the_topology() -> None:
     conditions = {name: dep["condition"] for name, dep in services()["api"]["depends_on"].items()}
+    assert conditions.pop("migrate") == "service_completed_successfully"
     assert conditions.pop("topology") == "service_completed_successfully"
     assert conditions and set(conditions.values()) == {"service_healthy"}
 
@@ -170,6 +183,7 @@ PASSWORDS_BY_SERVICE = {
     "redis": {"REDIS_WORKER_PASSWORD"},
     "postgres": {"POSTGRES_PASSWORD"},
     "topology": {"RABBITMQ_ADMIN_PASSWORD"},
+    "migrate": {"POSTGRES_PASSWORD"},
     "worker": {"RABBITMQ_WORKER_PASSWORD", "REDIS_WORKER_PASSWORD", "POSTGRES_PASSWORD"},
     "api": {"RABBITMQ_API_PASSWORD", "POSTGRES_PASSWORD"},
     "sandbox": set(),

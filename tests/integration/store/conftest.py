@@ -35,5 +35,12 @@ async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 
 @pytest.fixture
 async def db(store_settings: Settings) -> AsyncIterator[Database]:
+    """The store migrated as ``recalls migrate`` does, then opened as a worker opens it."""
+    await migrated(store_settings)
     async with Database.connect(store_settings) as database:
         yield database
+
+
+async def migrated(settings: Settings) -> None:
+    async with Database.opened(settings) as database:
+        await database.migrate()

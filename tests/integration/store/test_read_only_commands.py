@@ -64,12 +64,12 @@ async def test_with_no_store_a_read_only_command_says_where_it_looked_and_create
         path = store_settings.sqlite_path
         variables = {"RECALLS_SQLITE_PATH": str(path)}
         where = f"{path} (RECALLS_SQLITE_PATH)"
-        expected = f"no store at {where}; start a worker first, or set RECALLS_DATABASE_URL"
+        expected = f"no store at {where}; run `recalls migrate` first, or set RECALLS_DATABASE_URL"
     else:
         url = database_url(store_settings).set(drivername="postgresql", password=PASSWORD)
         variables = {"RECALLS_DATABASE_URL": url.render_as_string(hide_password=False)}
         where = f"PostgreSQL database {url.database!r} on 127.0.0.1:5432 (RECALLS_DATABASE_URL)"
-        expected = f"no store at {where}; start a worker first"
+        expected = f"no store at {where}; run `recalls migrate` first"
 
     done = await asyncio.to_thread(recalls, args, variables, tmp_path)
 
@@ -81,7 +81,7 @@ async def test_with_no_store_a_read_only_command_says_where_it_looked_and_create
         assert await tables_in(store_settings) == 0
 
 
-async def test_a_store_a_worker_has_not_migrated_yet_is_named_and_left_as_it_is(
+async def test_a_store_not_migrated_yet_is_named_and_left_as_it_is(
     store_settings: Settings, tmp_path: Path
 ) -> None:
     database = await Database.open(store_settings)
@@ -97,7 +97,7 @@ async def test_a_store_a_worker_has_not_migrated_yet_is_named_and_left_as_it_is(
     assert (done.returncode, done.stderr) == (
         1,
         f"error: the store at {store_location(store_settings)} lacks schema version {latest}; "
-        "start a worker of this version first (it migrates the store)\n",
+        "run `recalls migrate` first\n",
     )
     database = await Database.open(store_settings)
     try:
