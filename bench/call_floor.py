@@ -94,7 +94,7 @@ async def broker_round(calls: int, amqp_url: str) -> float:
         await channel.set_qos(prefetch_count=50)
         name = f"bench-floor-{uuid.uuid4().hex[:8]}"
         commands = await channel.declare_queue(f"{name}-commands", auto_delete=True)
-        await channel.declare_queue(f"{name}-outcomes", auto_delete=True)
+        outcomes = await channel.declare_queue(f"{name}-outcomes", auto_delete=True)
         body = json.dumps(BODY).encode()
         total = calls + WARM_UP
         for _ in range(total):
@@ -113,7 +113,9 @@ async def broker_round(calls: int, amqp_url: str) -> float:
 
         await commands.consume(on_command)
         await done.wait()
-        return (time.process_time() - started) * 1000 / calls
+        spent = (time.process_time() - started) * 1000 / calls
+        await outcomes.delete(if_unused=False, if_empty=False)  # never consumed: it would not go by itself
+        return spent
 
 
 def sandbox_ms_per_request() -> float | None:
