@@ -102,6 +102,14 @@ class WorkerMetrics:
         self._dead_queue = Gauge(
             "recalls_dead_letter_queue_messages", "Messages in the dead-letter queue.", registry=reg
         )
+        self._redis_unreachable = Gauge(
+            "recalls_redis_unreachable",
+            "1 while this process's Redis calls fail and its DVSA calls are held (fleet mode).",
+            registry=reg,
+        )
+
+    def count_redis_outage(self, in_outage: Callable[[], bool]) -> None:
+        self._redis_unreachable.set_function(lambda: float(in_outage()))
 
     def dvsa_call(self, verb: str, status: str, seconds: float) -> None:
         self._calls.labels(verb, status).inc()

@@ -127,6 +127,7 @@ async def coordination(
         redis = redis_client(settings)
         try:
             hold = RedisHold()
+            metrics.count_redis_outage(lambda: hold.in_outage)
             limiter = RedisLimiter(
                 redis,
                 prefix=settings.prefix,
