@@ -92,9 +92,19 @@ def test_every_service_has_a_health_check_and_a_restart_policy() -> None:
         assert service.get("restart") in {"always", "unless-stopped", "on-failure"}, name
 
 
-def test_only_the_sandbox_sits_behind_a_profile() -> None:
-    profiled = {name for name, service in services().items() if service.get("profiles")}
-    assert profiled == {"sandbox"}
+CLUSTER = {
+    "rabbitmq-2",
+    "rabbitmq-3",
+    "redis-replica",
+    "redis-sentinel-1",
+    "redis-sentinel-2",
+    "redis-sentinel-3",
+}
+
+
+def test_only_the_sandbox_and_the_cluster_sit_behind_profiles() -> None:
+    profiled = {name: service["profiles"] for name, service in services().items() if service.get("profiles")}
+    assert profiled == {"sandbox": ["sandbox"]} | {name: ["cluster"] for name in CLUSTER}
 
 
 def test_every_project_service_runs_a_real_cli_command() -> None:
@@ -171,16 +181,23 @@ def test_the_image_runs_as_an_unprivileged_user_and_copies_no_secrets() -> None:
 DEPLOY = ROOT / "deploy"
 INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)([^}]*)\}")
 REQUIRED = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}$")  # ${VAR:?message}: compose refuses when unset
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|COOKIE")
 # The passwords of .env each service is handed: no container gets another role's.
+RABBITMQ_NODE = {
+    "RABBITMQ_ADMIN_PASSWORD",
+    "RABBITMQ_WORKER_PASSWORD",
+    "RABBITMQ_API_PASSWORD",
+    "RABBITMQ_PUBLISHER_PASSWORD",
+    "RABBITMQ_ERLANG_COOKIE",
+}
+REDIS_NODE = {"REDIS_WORKER_PASSWORD", "REDIS_REPLICA_PASSWORD", "REDIS_SENTINEL_PASSWORD"}
 PASSWORDS_BY_SERVICE = {
-    "rabbitmq": {
-        "RABBITMQ_ADMIN_PASSWORD",
-        "RABBITMQ_WORKER_PASSWORD",
-        "RABBITMQ_API_PASSWORD",
-        "RABBITMQ_PUBLISHER_PASSWORD",
-    },
-    "redis": {"REDIS_WORKER_PASSWORD"},
+    "rabbitmq": RABBITMQ_NODE,
+    "rabbitmq-2": RABBITMQ_NODE,
+    "rabbitmq-3": RABBITMQ_NODE,
+    "redis": REDIS_NODE,
+    "redis-replica": REDIS_NODE,
+    **{f"redis-sentinel-{n}": {"REDIS_SENTINEL_PASSWORD"} for n in (1, 2, 3)},
     "postgres": {"POSTGRES_PASSWORD"},
     "topology": {"RABBITMQ_ADMIN_PASSWORD"},
     "migrate": {"POSTGRES_PASSWORD"},
@@ -355,3 +372,56 @@ def test_the_broker_refuses_a_message_larger_than_any_the_fleet_sends() -> None:
     most = int(line.partition("=")[2])
     # Room for the largest outcome event (a whole DVSA answer) and a command; far below 128 MiB.
     assert max(ANSWER_BYTES, COMMAND_BYTES) * 3 // 2 <= most <= 4 * ANSWER_BYTES
+
+
+# --- The "cluster" profile: three RabbitMQ nodes, a Redis replica and Sentinels -------------------------
+
+
+def acl_users() -> dict[str, list[str]]:
+    lines = (DEPLOY / "redis" / "users.acl").read_text().splitlines()
+    return {line.split()[1]: line.split()[2:] for line in lines}
+
+
+def test_the_cluster_has_three_rabbitmq_nodes_that_find_each_other_by_classic_config() -> None:
+    nodes = {name: service for name, service in services().items() if name.startswith("rabbitmq")}
+    assert len(nodes) == 3
+    names = {f"rabbit@{service['hostname']}" for service in nodes.values()}
+    conf = dict(
+        line.split(" = ", 1)
+        for line in (DEPLOY / "rabbitmq" / "cluster.conf").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert conf.pop("cluster_formation.peer_discovery_backend") == "classic_config"
+    assert set(conf.values()) == names
+    assert all(key.startswith("cluster_formation.classic_config.nodes.") for key in conf)
+    cookies = {environment(service)["RABBITMQ_ERLANG_COOKIE"] for service in nodes.values()}
+    assert len(cookies) == 1 and REQUIRED.match(cookies.pop())  # one cookie, from .env, for all
+    for name in ("rabbitmq-2", "rabbitmq-3"):
+        mounts = dict(volume.split(":")[:2] for volume in nodes[name]["volumes"])
+        assert mounts["./deploy/rabbitmq/cluster.conf"].startswith("/etc/rabbitmq/conf.d/")
+        assert nodes[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+        assert not nodes[name].get("ports"), name  # reached inside the network only
+    # Each node keeps its own data.
+    data = {next(v for v in node["volumes"] if v.endswith(":/var/lib/rabbitmq")) for node in nodes.values()}
+    assert len(data) == 3
+
+
+def test_the_redis_replica_copies_redis_as_a_user_that_may_only_replicate() -> None:
+    replica = services()["redis-replica"]
+    [script] = replica["entrypoint"][2:]
+    assert "--replicaof redis 6379" in script
+    assert "--masteruser recalls-replica" in script
+    assert "--aclfile /tmp/recalls-users.acl" in script  # a promoted replica serves the workers' user
+    assert set(acl_users()["recalls-replica"]) >= {"+psync", "+replconf", "-@all"}
+    assert "~*" not in acl_users()["recalls-replica"]  # replication needs no key
+
+
+def test_three_sentinels_watch_redis_and_two_must_agree() -> None:
+    sentinels = [service for name, service in services().items() if name.startswith("redis-sentinel")]
+    assert len(sentinels) == 3
+    for sentinel in sentinels:
+        [script] = sentinel["command"]
+        assert "sentinel monitor recalls redis 6379 2" in script
+        assert "sentinel auth-user recalls recalls-sentinel" in script
+        assert not sentinel.get("ports")
+    assert "+slaveof" in acl_users()["recalls-sentinel"] and "+@all" not in acl_users()["recalls-sentinel"]
