@@ -638,7 +638,7 @@ async def sandbox_broker_and_pid(
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as admin:
             settings = pointed_at(settings, url)
-            connection = await connect(settings, f"bench-{settings.prefix}")
+            connection = await connect(settings.amqp_url.get_secret_value(), name=f"bench-{settings.prefix}")
             async with connection:
                 channel = await connection.channel()
                 await declare(channel, topology)

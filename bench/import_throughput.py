@@ -82,7 +82,7 @@ def message(tag: str, n: int, batch: str) -> aio_pika.Message:
 async def bare_loop(settings: Settings, tag: str, rows: int) -> float:
     """Rows per second of plain aio-pika publishing with confirms, ``CHUNK`` outstanding."""
     topology = Topology(settings.prefix, settings.retry_tiers)
-    connection = await connect(settings, "bench-bare-loop")
+    connection = await connect(settings.amqp_url.get_secret_value(), name="bench-bare-loop")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(topology.commands_exchange)
@@ -158,7 +158,7 @@ async def main(rows: int) -> None:
     tag = uuid.uuid4().hex[:6]
     settings = load_settings(prefix=f"bench-{tag}")
     topology = Topology(settings.prefix, settings.retry_tiers)
-    connection = await connect(settings, "bench-import")
+    connection = await connect(settings.amqp_url.get_secret_value(), name="bench-import")
     async with connection:
         channel = await connection.channel()
         await declare(channel, topology)

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
 from recalls.cli.errors import InputError, ServiceError
-from recalls.producers import broker
 from recalls.producers.config import PublisherConfigError
-from recalls.shared.amqp import PublishFailed
+from recalls.shared.amqp import BrokerUnreachable, PublishFailed
+from recalls.shared.broker_urls import BrokerUrls
 from recalls.shared.settings import Settings
 from recalls.shared.topology import TopologyError
 
@@ -25,13 +25,13 @@ _T = TypeVar("_T")
 
 def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
     """Run ``work``, turning broker failures into one-line errors without the password."""
-    url = settings.amqp_url.get_secret_value()
+    urls = BrokerUrls.parse(settings.amqp_url.get_secret_value())
     try:
         with _quiet_amqp_libraries():
             return asyncio.run(work)
     except PublisherConfigError as exc:  # a RECALLS_* variable the publisher cannot use
         raise InputError(str(exc)) from None
-    except broker.BrokerUnreachable as exc:
+    except BrokerUnreachable as exc:
         raise ServiceError(str(exc)) from None
     except PublishFailed as exc:
         raise ServiceError(f"RabbitMQ did not take the command: {exc}") from None
@@ -39,13 +39,13 @@ def run_with_broker(work: Coroutine[Any, Any, _T], settings: Settings) -> _T:
         raise ServiceError(str(exc)) from None
     except ChannelNotFoundEntity as exc:
         raise ServiceError(
-            f"RabbitMQ at {broker.broker_address(url)} has no such queue or exchange "
-            f"({broker.redact(str(exc), url)}); run: recalls topology"
+            f"RabbitMQ at {urls.addresses} has no such queue or exchange "
+            f"({urls.redact(str(exc))}); run: recalls topology"
         ) from None
     except (AMQPError, ConnectionError) as exc:
         raise ServiceError(
-            f"RabbitMQ at {broker.broker_address(url)} refused or went away: "
-            f"{broker.redact(str(exc) or type(exc).__name__, url)}"
+            f"RabbitMQ at {urls.addresses} refused or went away: "
+            f"{urls.redact(str(exc) or type(exc).__name__)}"
         ) from None
 
 

@@ -69,7 +69,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
     async with sandbox_process(settings) as url:
         settings = pointed_at(settings, url)
         console.print(f"[bold]1.[/] DVSA sandbox started at {url} (strict {settings.rate_limit}/s per verb)")
-        connection = await connect(settings, "recalls-demo")
+        connection = await connect(settings.amqp_url.get_secret_value(), name="recalls-demo")
         async with connection, dvsa_client(settings) as dvsa:
             topology = topology_of(settings)
             channel = await connection.channel()

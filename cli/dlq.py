@@ -18,7 +18,7 @@ from recalls.cli.broker import run_with_broker
 from recalls.cli.output import json_option, print_json, printable, when
 from recalls.cli.tables import cell, console, table
 from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue, Filter
-from recalls.producers import broker
+from recalls.shared import amqp
 from recalls.shared.contracts import VERBS
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology
@@ -30,7 +30,7 @@ def _with_queue(settings: Settings, work: Callable[[DeadLetterQueue], Awaitable[
     """Run ``work`` against the dead-letter queue."""
 
     async def run() -> _T:
-        connection = await broker.connect(settings.amqp_url.get_secret_value(), name="recalls dlq")
+        connection = await amqp.connect(settings.amqp_url.get_secret_value(), name="recalls dlq")
         async with connection:
             return await work(DeadLetterQueue(connection, Topology(settings.prefix)))
 

@@ -7,7 +7,7 @@ import click
 from recalls.cli import errors
 from recalls.cli.broker import run_with_broker
 from recalls.cli.output import json_option, print_json
-from recalls.producers import broker
+from recalls.shared import amqp
 from recalls.shared.topology import declare, declared_names, topology_of
 
 
@@ -22,7 +22,7 @@ def topology(as_json: bool) -> None:
     names = topology_of(settings)
 
     async def declare_all() -> None:
-        connection = await broker.connect(settings.amqp_url.get_secret_value(), name="recalls-cli topology")
+        connection = await amqp.connect(settings.amqp_url.get_secret_value(), name="recalls-cli topology")
         async with connection:
             await declare(await connection.channel(), names)
 

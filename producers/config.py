@@ -17,10 +17,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import msgspec
 
+from recalls.shared.broker_urls import BrokerUrlError, BrokerUrls
 from recalls.shared.topology import (
     DEFAULT_COMMAND_QUEUE_MAX_LENGTH,
     DEFAULT_PREFIX,
@@ -36,7 +36,6 @@ ENV_PREFIX = "RECALLS_"
 DEFAULT_NAME = "recalls-publisher"
 CONNECT_TIMEOUT = 5.0
 CONFIRM_TIMEOUT = 30.0
-_SCHEMES = ("amqp", "amqps")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -55,8 +54,9 @@ class PublisherConfigError(ValueError):
 class PublisherConfig:
     """How to reach the fleet's broker, and what a publisher may do there.
 
-    * ``amqp_url``: ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS); never shown by
-      ``repr``/``str``, which mask its password.
+    * ``amqp_url``: ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS), or a cluster's
+      nodes separated by commas (:mod:`recalls.shared.broker_urls`); never shown by ``repr``/``str``,
+      which mask its passwords.
     * ``prefix``: the fleet's ``RECALLS_PREFIX``; every exchange and queue name starts with it.
     * ``declare``: False (the default) declares nothing: connecting checks passively that
       ``<prefix>.commands`` exists, and a command whose queue is missing raises ``Unroutable``.
@@ -86,7 +86,7 @@ class PublisherConfig:
 
     def __repr__(self) -> str:
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        values["amqp_url"] = masked_url(self.amqp_url)
+        values["amqp_url"] = BrokerUrls.parse(self.amqp_url).masked()
         shown = [f"{name}={value!r}" for name, value in values.items()]
         return f"{type(self).__name__}({', '.join(shown)})"
 
@@ -145,19 +145,6 @@ def publisher_config(
     return _built(values, [])
 
 
-def masked_url(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``: safe to log or print."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<not a URL>"
-    if password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
-
-
 def _built(values: dict[str, Any], problems: list[str]) -> PublisherConfig:
     """A config of ``values``, or one error naming the variable of each value at fault, and ``problems``."""
     problems = problems + [f"{_variable(field)}: {reason}" for field, reason in _problems(values)]
@@ -185,12 +172,9 @@ def _url_problem(url: object) -> str | None:
     if not isinstance(url, str):
         return "must be a string"
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        return "must be an amqp:// or amqps:// URL with a valid port"
-    if parts.scheme not in _SCHEMES or not parts.hostname:
-        return "must be an amqp:// or amqps:// URL naming a host"
+        BrokerUrls.parse(url)
+    except BrokerUrlError as exc:
+        return str(exc)
     return None
 
 

@@ -20,6 +20,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelPrecon
 
 from recalls.producers import broker
 from recalls.producers.config import PublisherConfig
+from recalls.shared import amqp
 from recalls.shared.contracts import OutcomeEvent, decode_event
 from recalls.shared.topology import TopologyError, ensure
 
@@ -61,9 +62,7 @@ async def events(
     """
     _check(config, queue, routing_keys, prefetch)
     topology = config.topology
-    connection = await broker.connect(
-        config.amqp_url, name=config.name, connect_timeout=config.connect_timeout
-    )
+    connection = await amqp.connect(config.amqp_url, name=config.name, connect_timeout=config.connect_timeout)
     async with connection:
         if config.declare:
             await ensure(connection, topology)

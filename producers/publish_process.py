@@ -28,10 +28,9 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 
-from recalls.producers.broker import BrokerUnreachable
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, PublishResult, validated_or_error
-from recalls.shared.amqp import PublishFailed
+from recalls.shared.amqp import BrokerUnreachable, PublishFailed
 from recalls.shared.contracts import Command, Lane
 from recalls.shared.settings import Settings, load_settings
 from recalls.shared.validation import InvalidCommand

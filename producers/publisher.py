@@ -40,6 +40,7 @@ from pamqp.commands import Basic
 from recalls.producers import broker
 from recalls.producers.config import CONFIRM_TIMEOUT, PublisherConfig
 from recalls.producers.keyed_lock import KeyedLock
+from recalls.shared import amqp
 from recalls.shared.amqp import Nacked, PublishFailed, is_own_reply_queue, publish_body_confirmed
 from recalls.shared.contracts import Command, Lane
 from recalls.shared.topology import Topology, ensure
@@ -95,7 +96,7 @@ class Publisher:
         Raises :class:`recalls.BrokerUnreachable` within ``config.connect_timeout`` seconds,
         and :class:`recalls.TopologyError` as :meth:`on_connection` does.
         """
-        connection = await broker.connect(
+        connection = await amqp.connect(
             config.amqp_url, name=config.name, connect_timeout=config.connect_timeout
         )
         async with (

@@ -28,12 +28,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recalls.producers.broker import BrokerUnreachable
     from recalls.producers.config import PublisherConfig, PublisherConfigError
     from recalls.producers.events import events
     from recalls.producers.publisher import Publisher, PublishResult, QueueFull
     from recalls.producers.sync_publisher import SyncPublisher
-    from recalls.shared.amqp import PublishFailed, Unroutable
+    from recalls.shared.amqp import BrokerUnreachable, PublishFailed, Unroutable
     from recalls.shared.contracts import (
         Command,
         CreateCommand,
@@ -72,7 +71,6 @@ __all__ = [
 
 # Where each public name lives: the same imports as above, made on first use (a test holds the two equal).
 _HOMES = {
-    "BrokerUnreachable": "recalls.producers.broker",
     "PublisherConfig": "recalls.producers.config",
     "PublisherConfigError": "recalls.producers.config",
     "events": "recalls.producers.events",
@@ -80,6 +78,7 @@ _HOMES = {
     "PublishResult": "recalls.producers.publisher",
     "QueueFull": "recalls.producers.publisher",
     "SyncPublisher": "recalls.producers.sync_publisher",
+    "BrokerUnreachable": "recalls.shared.amqp",
     "PublishFailed": "recalls.shared.amqp",
     "Unroutable": "recalls.shared.amqp",
     "Command": "recalls.shared.contracts",

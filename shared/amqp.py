@@ -11,16 +11,23 @@ the publishing connection's user, so a consumer can believe it: it says who sent
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
+from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.exceptions import (
+    AuthenticationError,
+    ChannelInvalidStateError,
+    DeliveryError,
+    ProbableAuthenticationError,
+)
 from pamqp.commands import Basic
+from yarl import URL
 
-if TYPE_CHECKING:  # pydantic-settings is no import of the publisher library's
-    from recalls.shared.settings import Settings
+from recalls.shared.broker_urls import BrokerUrls, address, broker_user
 
 
 class PublishFailed(Exception):
@@ -35,35 +42,12 @@ class Nacked(PublishFailed):
     """The broker refused the message: a queue that rejects publishes when full, or its own trouble."""
 
 
-# aiormq's own default (60 s) notices a hung connection only after about three minutes; with 10 s it
-# takes about half a minute.  A URL that names its own ``heartbeat`` keeps it.
-DEFAULT_HEARTBEAT_S = 10
 _OWN_REPLY_QUEUES = ("amq.gen-", "amq.rabbitmq.reply-to")
+CONNECT_TIMEOUT = 5.0
 
 
-def broker_url(settings: Settings) -> str:
-    """The broker URL of the settings, with the default heartbeat unless the URL sets one."""
-    return with_heartbeat(settings.amqp_url.get_secret_value())
-
-
-def with_heartbeat(url: str) -> str:
-    """``url`` with the default heartbeat unless it sets one."""
-    parts = urlsplit(url)
-    if "heartbeat" in parse_qs(parts.query):
-        return url
-    query = "&".join(filter(None, [parts.query, f"heartbeat={DEFAULT_HEARTBEAT_S}"]))
-    return urlunsplit(parts._replace(query=query))
-
-
-def broker_user(url: str) -> str | None:
-    """The broker user a connection to ``url`` logs in as: the URL's user, or aiormq's default, guest.
-
-    None with ``auth=external`` (TLS client certificates): then the broker, not the URL, names the user.
-    """
-    parts = urlsplit(url)
-    if parse_qs(parts.query).get("auth", ["plain"])[-1].upper() == "EXTERNAL":
-        return None
-    return unquote(parts.username) if parts.username else "guest"
+class BrokerUnreachable(ConnectionError):
+    """No node of RabbitMQ could be reached, or one refused the login.  The message never holds a password."""
 
 
 def is_own_reply_queue(name: str) -> bool:
@@ -76,15 +60,77 @@ def is_own_reply_queue(name: str) -> bool:
 
 
 async def connect(
-    settings: Settings, name: str, *, connect_timeout: float | None = None
-) -> AbstractRobustConnection:
-    """A robust connection (it reconnects by itself) named after its role for the management UI.
+    amqp_url: str, *, name: str, connect_timeout: float = CONNECT_TIMEOUT
+) -> FailoverConnection:
+    """A robust connection to the broker ``amqp_url`` names (one node, or a cluster's, see
+    :mod:`recalls.shared.broker_urls`), named ``name`` for the management UI.
 
-    ``connect_timeout`` bounds the first connect (a host that drops packets would hold it for minutes).
+    The nodes are tried in order until one accepts, all within ``connect_timeout`` seconds (a host that
+    drops packets would otherwise hold the attempt for minutes); a refused login ends the tries at once,
+    since the nodes of a cluster share their users.  Raises :class:`BrokerUnreachable`, or
+    :class:`~recalls.shared.broker_urls.BrokerUrlError` for a value that is no broker URL.  Once
+    connected, the connection reconnects by itself, to the next node in turn each time.
     """
-    return await aio_pika.connect_robust(
-        broker_url(settings), client_properties={"connection_name": name}, timeout=connect_timeout
-    )
+    urls = BrokerUrls.parse(amqp_url)
+    nodes = [URL(url) for url in urls.with_heartbeat()]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + connect_timeout
+    reasons: list[str] = []
+    for start, node in enumerate(nodes):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            reasons.append(f"no answer within {connect_timeout:g} s")
+            break
+        connection = FailoverConnection(nodes, start, client_properties={"connection_name": name})
+        try:
+            await connection.connect(timeout=remaining)
+            return connection
+        except (AuthenticationError, ProbableAuthenticationError):
+            await connection.close()
+            raise BrokerUnreachable(
+                f"RabbitMQ at {address(str(node))} refused the login (check the user in RECALLS_AMQP_URL)"
+            ) from None
+        except CONNECTION_EXCEPTIONS as exc:  # TimeoutError among them
+            await connection.close()
+            reason = (
+                f"no answer within {connect_timeout:g} s"
+                if isinstance(exc, TimeoutError)
+                else urls.redact(str(exc) or type(exc).__name__)
+            )
+            reasons.append(reason if len(nodes) == 1 else f"{address(str(node))}: {reason}")
+        except BaseException:
+            await connection.close()  # a cancelled attempt must not leave its reconnect loop behind
+            raise
+    # "from None": the original may be printed with a traceback; only the redacted reasons travel.
+    raise BrokerUnreachable(f"RabbitMQ unreachable at {urls.addresses} ({'; '.join(reasons)})") from None
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over a cluster's nodes: each reconnect goes to the next node after the last.
+
+    aio-pika's robust connection reconnects to its one URL; a cluster node that is down would then
+    keep every client of it waiting until it returns.  This one moves its URL on before each attempt
+    to reconnect, so clients spread over the nodes that are up, and restores its channels and
+    consumers there as aio-pika does.
+    """
+
+    def __init__(self, nodes: Sequence[URL], start: int, **kwargs: Any) -> None:
+        super().__init__(nodes[start], **kwargs)
+        self._nodes = tuple(nodes)
+        self._node = start
+        self._tried = False
+
+    @property
+    def node(self) -> str:
+        """``host:port`` of the node this connection is on, or tries next: safe to print."""
+        return address(str(self.url))
+
+    async def _RobustConnection__connect_transport(self) -> None:  # noqa: N802  (aio-pika's private hook)
+        if self._tried:  # the first attempt is the node this connection was made for
+            self._node = (self._node + 1) % len(self._nodes)
+            self.url = self._nodes[self._node]
+        self._tried = True
+        await super()._RobustConnection__connect_transport()  # type: ignore[misc]
 
 
 async def publish_confirmed(

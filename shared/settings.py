@@ -30,6 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recalls.shared.broker_urls import BrokerUrls
+
 ENV_PREFIX = "RECALLS_"
 # Where the sandbox serves the token endpoint (Azure AD's path, as DVSA's clients call it).
 SANDBOX_TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 (a path, not a password)
@@ -62,7 +64,8 @@ class Settings(BaseSettings):
 
     amqp_url: SecretStr = Field(
         SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
-        description="RabbitMQ connection URL (may hold a password, so it is treated as a secret).",
+        description="RabbitMQ connection URL, or the URLs of a cluster's nodes separated by commas (each "
+        "may hold a password, so it is treated as a secret).",
     )
     prefix: str = Field(
         "recalls",
@@ -201,6 +204,12 @@ class Settings(BaseSettings):
     )
     sandbox_host: str = Field("127.0.0.1", description="Where the DVSA sandbox listens.")
     sandbox_port: int = Field(8900, gt=0, lt=65536, description="The DVSA sandbox's port.")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _broker_urls(cls, value: SecretStr) -> SecretStr:
+        BrokerUrls.parse(value.get_secret_value())  # its errors name the entry and the reason, no value
+        return value
 
     @field_validator("dvsa_client_secret", "dvsa_api_key")
     @classmethod

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from aio_pika.abc import AbstractRobustConnection
 
 from recalls.shared.amqp import connect
+from recalls.shared.broker_urls import BrokerUrls
 from recalls.shared.redis_client import redis_client
 from recalls.shared.settings import Settings
 from recalls.shared.store.database import Database, database_url
@@ -110,9 +111,11 @@ class Patience:
 
 def _url_passwords(settings: Settings) -> list[str]:
     """The passwords in the service URLs, raw and decoded, so that no error text can carry one."""
-    urls = [settings.amqp_url, settings.redis_url, settings.database_url]
+    urls = [settings.redis_url, settings.database_url]
     passwords = [urlsplit(url.get_secret_value()).password for url in urls if url is not None]
-    return sorted({form for p in passwords if p for form in (p, unquote(p))}, key=len, reverse=True)
+    found = {form for p in passwords if p for form in (p, unquote(p))}
+    found |= set(BrokerUrls.parse(settings.amqp_url.get_secret_value()).passwords())
+    return sorted(found, key=len, reverse=True)
 
 
 @contextlib.asynccontextmanager
@@ -156,7 +159,10 @@ async def broker_answering(settings: Settings, patience: Patience, name: str) ->
     """A robust connection to RabbitMQ, once it accepts one."""
     with _quiet(_CONNECT_LOGGER):
         return await patience.until(
-            "rabbitmq", lambda: connect(settings, name, connect_timeout=BROKER_CONNECT_TIMEOUT_S)
+            "rabbitmq",
+            lambda: connect(
+                settings.amqp_url.get_secret_value(), name=name, connect_timeout=BROKER_CONNECT_TIMEOUT_S
+            ),
         )
 
 

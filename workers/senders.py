@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recalls.shared.amqp import broker_user
+from recalls.shared.broker_urls import BrokerUrls
 from recalls.shared.settings import Settings
 
 UNTRUSTED_SENDER = "untrusted_sender"
@@ -24,7 +24,7 @@ class Senders:
 
     @classmethod
     def of(cls, settings: Settings) -> Senders:
-        own = broker_user(settings.amqp_url.get_secret_value())
+        own = BrokerUrls.parse(settings.amqp_url.get_secret_value()).user
         fleet = settings.fleet_users or ((own,) if own is not None else ())
         return cls(fleet=frozenset(fleet), publishers=frozenset(settings.publisher_users))
 

@@ -327,7 +327,7 @@ async def _forget_coordination(settings: Settings) -> None:
 async def _broker_side(name: str, settings: Settings, sandbox: SandboxControl) -> AsyncIterator[FaultRun]:
     """The run's connection, topology, outcome queue and publisher; all deleted afterwards."""
     topology = Topology(settings.prefix, settings.retry_tiers)
-    connection = await connect(settings, f"faults-{settings.prefix}")
+    connection = await connect(settings.amqp_url.get_secret_value(), name=f"faults-{settings.prefix}")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, topology)

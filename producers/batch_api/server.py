@@ -23,11 +23,11 @@ from typing import Any, Literal
 import uvicorn
 from starlette.types import ASGIApp
 
-from recalls.producers import broker
 from recalls.producers.batch_api.app import SurfaceFactory, create_app
 from recalls.producers.batch_api.ops import ApiMetrics, metrics_app
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
+from recalls.shared import amqp
 from recalls.shared.settings import Settings
 from recalls.shared.store.database import Database
 
@@ -58,7 +58,7 @@ async def serve(
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(Database.connect(settings))
         connection = await stack.enter_async_context(
-            await broker.connect(config.amqp_url, name=config.name, connect_timeout=config.connect_timeout)
+            await amqp.connect(config.amqp_url, name=config.name, connect_timeout=config.connect_timeout)
         )
         publisher = await stack.enter_async_context(
             Publisher.on_connection(connection, config.topology, declare=config.declare)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from pamqp.common import FieldValue
 
 from recalls.cli.main import COMMANDS, cli, load
-from recalls.producers import broker
+from recalls.shared import amqp
 from recalls.shared.store.migrations import MIGRATIONS
 from recalls.shared.topology import Topology, delete
 from tests.support.commands import vin
@@ -46,13 +46,13 @@ def prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
 
 
 async def remove_topology(name: str) -> None:
-    async with await broker.connect(AMQP_URL, name="test cleanup") as connection:
+    async with await amqp.connect(AMQP_URL, name="test cleanup") as connection:
         await delete(await connection.channel(), Topology(name))
 
 
 async def dead_letter(name: str, message_id: str) -> None:
     """A dead letter as the fleet leaves one: the command's body, its reason in a header."""
-    async with await broker.connect(AMQP_URL, name="test dead letter") as connection:
+    async with await amqp.connect(AMQP_URL, name="test dead letter") as connection:
         channel = await connection.channel()
         body = json.dumps({"verb": "get", "vin": vin(9), "message_id": message_id}).encode()
         headers: dict[str, FieldValue] = {"x-reason": "a test's dead letter", "x-routing-key": "get"}

@@ -1,4 +1,5 @@
-"""The heartbeat the broker agrees with the fleet: short by default, the URL's own when it names one.
+"""The heartbeat the broker agrees with the fleet's connections (workers, publishers, the API and the CLI
+share one way to connect): short by default, the URL's own when it names one.
 
 Asked of RabbitMQ itself (``rabbitmqctl list_connections``), since what counts is what the broker uses to
 notice a hung connection.
@@ -12,8 +13,8 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from recalls.producers.broker import connect as connect_producer
-from recalls.shared.amqp import DEFAULT_HEARTBEAT_S, connect
+from recalls.shared.amqp import connect
+from recalls.shared.broker_urls import DEFAULT_HEARTBEAT_S
 from tests.integration.conftest import base_settings
 
 pytestmark = pytest.mark.integration
@@ -31,14 +32,11 @@ async def heartbeat_of(name: str) -> int:
 
 
 @pytest.mark.parametrize(("query", "expected"), [("", DEFAULT_HEARTBEAT_S), ("?heartbeat=7", 7)])
-async def test_worker_and_producer_connections_beat_as_configured(query: str, expected: int) -> None:
+async def test_the_fleets_connections_beat_as_configured(query: str, expected: int) -> None:
     settings = base_settings("hb", amqp_url=SecretStr(f"amqp://guest:guest@127.0.0.1:5672/{query}"))
-    worker_name, producer_name = f"hb-worker-{uuid.uuid4().hex}", f"hb-producer-{uuid.uuid4().hex}"
-    worker = await connect(settings, worker_name)
-    producer = await connect_producer(settings.amqp_url.get_secret_value(), name=producer_name)
+    name = f"hb-{uuid.uuid4().hex}"
+    connection = await connect(settings.amqp_url.get_secret_value(), name=name)
     try:
-        assert await heartbeat_of(worker_name) == expected
-        assert await heartbeat_of(producer_name) == expected
+        assert await heartbeat_of(name) == expected
     finally:
-        await worker.close()
-        await producer.close()
+        await connection.close()

@@ -83,8 +83,8 @@ def test_a_broker_url_no_publisher_can_use_exits_2_naming_it_without_the_passwor
     result = recalls(*CREATE, env={**cli_env, "RECALLS_AMQP_URL": "redis://guest:secretpw@127.0.0.1/"})
     assert result.returncode == 2
     assert result.stderr == (
-        "error: invalid publisher configuration: "
-        "RECALLS_AMQP_URL: must be an amqp:// or amqps:// URL naming a host\n"
+        "error: invalid configuration:\n"
+        "  RECALLS_AMQP_URL: must be an amqp:// or amqps:// URL naming a host\n"
     )
 
 

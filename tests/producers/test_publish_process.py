@@ -12,9 +12,8 @@ import msgspec
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from recalls.producers.broker import BrokerUnreachable
 from recalls.producers.publish_process import PublisherProcess, _settings_frame
-from recalls.shared.amqp import PublishFailed
+from recalls.shared.amqp import BrokerUnreachable, PublishFailed
 from recalls.shared.contracts import Command, CreateCommand, FixCommand, GetCommand
 from recalls.shared.settings import Settings, load_settings
 from recalls.shared.topology import Topology

@@ -13,10 +13,9 @@ import pytest
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from recalls.producers.broker import BrokerUnreachable
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
-from recalls.shared.amqp import Unroutable
+from recalls.shared.amqp import BrokerUnreachable, Unroutable
 from recalls.shared.contracts import (
     VERBS,
     Command,

@@ -12,11 +12,10 @@ from typing import TypeVar
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from recalls.producers.broker import BrokerUnreachable
 from recalls.producers.config import PublisherConfig, publisher_config
 from recalls.producers.publisher import QueueFull
 from recalls.producers.sync_publisher import SyncPublisher
-from recalls.shared.amqp import Unroutable
+from recalls.shared.amqp import BrokerUnreachable, Unroutable
 from recalls.shared.contracts import GetCommand
 from recalls.shared.settings import Settings
 from recalls.shared.topology import Topology

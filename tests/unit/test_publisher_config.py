@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recalls.producers.config import PublisherConfig, PublisherConfigError, masked_url, publisher_config
-from recalls.shared.settings import Settings, load_settings
+from recalls.producers.config import PublisherConfig, PublisherConfigError, publisher_config
+from recalls.shared.broker_urls import masked_url
+from recalls.shared.settings import Settings, SettingsError, load_settings
 from recalls.shared.topology import PREFIX_PATTERN, Topology
 
 URL = "amqp://team:s3cret-pw@broker.example:5672/fleet"
@@ -158,7 +159,8 @@ def test_the_fleet_converts_its_settings_in_one_place() -> None:
     assert publisher_config(settings, declare=False).declare is False
 
 
-def test_settings_the_publisher_cannot_use_are_named_by_their_variable() -> None:
-    with pytest.raises(PublisherConfigError) as caught:
-        publisher_config(load_settings(amqp_url="redis://team:s3cret-pw@broker.example/"))
-    assert caught.value.problems == ["RECALLS_AMQP_URL: must be an amqp:// or amqps:// URL naming a host"]
+def test_a_broker_url_no_publisher_can_use_is_refused_with_the_settings_named_by_its_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(amqp_url="redis://team:s3cret-pw@broker.example/")
+    assert "RECALLS_AMQP_URL: must be an amqp:// or amqps:// URL naming a host" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recalls.shared.amqp import broker_user, is_own_reply_queue
+from recalls.shared.amqp import is_own_reply_queue
+from recalls.shared.broker_urls import broker_user
 from recalls.shared.settings import load_settings
 from recalls.workers.senders import Senders
 

@@ -100,7 +100,7 @@ async def _contract_checks(node: str, settings: Settings) -> dict[str, int]:
     refused = await _node(node, settings, "--commands", "-", stdin=json.dumps(INVALID))
     # An exchange of the commands' name with no queue bound: the broker returns what is published to it.
     lonely = f"{settings.prefix}-unrouted-{uuid.uuid4().hex[:6]}"
-    connection = await connect(settings, "faults-other-language")
+    connection = await connect(settings.amqp_url.get_secret_value(), name="faults-other-language")
     async with connection:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(f"{lonely}.commands", auto_delete=False)
