@@ -178,6 +178,9 @@ class RedisLimiter:
                     break
                 await self._sleep(wait_us / 1_000_000)
             if wait_us == 0:
+                # After a change of Redis (see redis_hold) the gate may have forgotten calls still
+                # counting at DVSA: the slot is kept, the call waits until they have all stopped.
+                await self._hold.settled(self._window_us / 1_000_000)
                 return Permit(verb, ticket=str(ticket))
             # Paused while waiting: queue up again behind the pause, spaced, rather than all at once.
             wait_us = await self._book(verb)

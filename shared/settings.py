@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recalls.shared.broker_urls import BrokerUrls
+from recalls.shared.redis_urls import check_redis_url
 
 ENV_PREFIX = "RECALLS_"
 # Where the sandbox serves the token endpoint (Azure AD's path, as DVSA's clients call it).
@@ -88,7 +89,9 @@ class Settings(BaseSettings):
     dvsa_api_key: SecretStr = Field(SecretStr("recalls-sandbox-api-key"))
     rate_limit: int = Field(25, gt=0, le=10_000, description="DVSA requests per second, per verb.")
     redis_url: SecretStr | None = Field(
-        None, description="Redis URL. Set: fleet mode (one rate budget and token for all workers)."
+        None,
+        description="Redis URL (redis://, rediss://, or redis+sentinel:// naming the Sentinels and the "
+        "service they watch). Set: fleet mode (one rate budget and token for all workers).",
     )
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL for the ledger and batch jobs. Unset: SQLite at `sqlite_path`."
@@ -209,6 +212,13 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_urls(cls, value: SecretStr) -> SecretStr:
         BrokerUrls.parse(value.get_secret_value())  # its errors name the entry and the reason, no value
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_redis_url(value.get_secret_value())  # its errors give the reason, no value
         return value
 
     @field_validator("dvsa_client_secret", "dvsa_api_key")

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractRobustConnection
 from recalls.shared.amqp import connect
 from recalls.shared.broker_urls import BrokerUrls
 from recalls.shared.redis_client import redis_client
+from recalls.shared.redis_urls import redis_passwords
 from recalls.shared.settings import Settings
 from recalls.shared.store.database import Database, database_url
 
@@ -111,10 +112,11 @@ class Patience:
 
 def _url_passwords(settings: Settings) -> list[str]:
     """The passwords in the service URLs, raw and decoded, so that no error text can carry one."""
-    urls = [settings.redis_url, settings.database_url]
-    passwords = [urlsplit(url.get_secret_value()).password for url in urls if url is not None]
+    passwords = [urlsplit(settings.database_url.get_secret_value()).password] if settings.database_url else []
     found = {form for p in passwords if p for form in (p, unquote(p))}
     found |= set(BrokerUrls.parse(settings.amqp_url.get_secret_value()).passwords())
+    if settings.redis_url is not None:
+        found |= set(redis_passwords(settings.redis_url.get_secret_value()))
     return sorted(found, key=len, reverse=True)
 
 

@@ -124,9 +124,9 @@ async def coordination(
             local = SpacingLimiter(settings.rate_limit, settings.rate_margin)
             yield local, TokenHold(fetcher, patience=patience)
             return
-        redis = redis_client(settings)
+        hold = RedisHold()
+        redis = redis_client(settings, on_master_change=hold.changed)
         try:
-            hold = RedisHold()
             metrics.count_redis_outage(lambda: hold.in_outage)
             limiter = RedisLimiter(
                 redis,

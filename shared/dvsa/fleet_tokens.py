@@ -54,8 +54,12 @@ class RedisTokenCache:
         self._local: Token | None = None
         self._metrics = metrics
         self._in_process = asyncio.Lock()
+        self._seen_changes = self._hold.changes
 
     async def token(self) -> str:
+        if self._seen_changes != self._hold.changes:  # Redis changed: check the shared token again
+            self._seen_changes = self._hold.changes
+            self._local = None
         local = self._local
         if local is not None and self._clock() < local.refresh_at:
             return local.value

@@ -12,6 +12,7 @@ from redis import asyncio as aioredis
 
 from recalls.shared.contracts import Lane
 from recalls.shared.fleet_limiter import RedisLimiter
+from recalls.shared.redis_hold import RedisHold
 from tests.support.services import REDIS_URL
 from tests.support.windows import max_in_any_window
 
@@ -112,3 +113,22 @@ async def test_a_live_call_goes_ahead_of_background_work(redis: aioredis.Redis) 
     await asyncio.gather(*background, return_exceptions=True)
     # Behind at most the background call at its slot when it asked and the one booked after it.
     assert lanes.lanes()[asked:].index("live") <= 2
+
+
+async def test_after_a_change_of_redis_that_lost_the_budget_no_call_goes_for_a_window(
+    redis: aioredis.Redis,
+) -> None:
+    hold = RedisHold()
+    prefix = f"it-limiter-{uuid.uuid4().hex[:8]}"
+    limiter = RedisLimiter(redis, prefix=prefix, limit=3, margin=0.002, hold=hold)
+    granted: list[float] = []
+    for _ in range(3):
+        await limiter.answered(await limiter.acquire("get"))
+        granted.append(time.monotonic())
+    # A failover to a replica that never received these writes: the budget is gone from Redis...
+    await redis.delete(*[key async for key in redis.scan_iter(match=f"{prefix}:*")])
+    hold.changed()  # ...and the client's pool reports the new master
+    for _ in range(3):
+        await limiter.answered(await limiter.acquire("get"))
+        granted.append(time.monotonic())
+    assert max_in_any_window(granted) <= 3

@@ -46,7 +46,12 @@ async def rendered_acl(tmp_path: Path, password: str) -> list[str]:
     output = tmp_path / "users.acl"
     process = await asyncio.create_subprocess_exec(
         "sh", str(RENDER), "redis", str(ACL), str(output),
-        env={**os.environ, "REDIS_WORKER_PASSWORD": password},
+        env={
+            **os.environ,
+            "REDIS_WORKER_PASSWORD": password,
+            "REDIS_REPLICA_PASSWORD": secrets.token_urlsafe(24),  # the file's other users: not used here
+            "REDIS_SENTINEL_PASSWORD": secrets.token_urlsafe(24),
+        },
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(process.communicate(), 60)
