@@ -20,6 +20,7 @@ SCENARIOS: dict[str, str] = {
     "dvsa": "bench.faults.scenarios.dvsa",
     "bad_input": "bench.faults.scenarios.bad_input",
     "other_language": "bench.faults.scenarios.other_language",
+    "cluster": "bench.faults.scenarios.cluster",
     "soak": "bench.faults.scenarios.soak",
 }
 LONG_ONLY = frozenset({"soak"})  # not part of the short suite (CI)
