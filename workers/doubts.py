@@ -75,16 +75,29 @@ class Doubts:
             return True
         return False
 
-    async def about_to_delete(self, command: DeleteCommand) -> DeleteMark:
-        """Mark what ``command`` deletes ``deleting``, unless a later command changed it."""
+    async def about_to_delete(self, command: DeleteCommand, *, maybe_applied: bool) -> DeleteMark:
+        """Mark what ``command`` deletes ``deleting``, unless a later command changed it.
+
+        ``maybe_applied``: an earlier attempt of ``command`` may have reached DVSA.  If none may have,
+        a mark of its own that it finds was left by an attempt DVSA surely did not apply, whose
+        taking back failed (the store was away): it is neither a sign that the ledger held the recall
+        nor a state to restore, and is handled as no entry at all.  Kept, it would wait for its create
+        while the create waits for it.
+        """
+
+        def stale(entry: LedgerEntry) -> bool:
+            own = entry.state == "deleting" and entry.last_message_id == command.message_id
+            return own and not maybe_applied
 
         def choose(entries: list[LedgerEntry]) -> tuple[list[LedgerEntry], dict[str, LedgerEntry | None]]:
-            held = [entry for entry in entries if _names(entry, command)]
+            named = [entry for entry in entries if _names(entry, command)]
+            held = [entry for entry in named if not stale(entry)]
             marked: dict[str, LedgerEntry | None] = {
                 entry.manufacturer_campaign_reference: entry
                 for entry in held
                 if entry.issued_at is None or entry.issued_at <= command.issued_at
             }
+            marked |= {entry.manufacturer_campaign_reference: None for entry in named if stale(entry)}
             if command.manufacturer_campaign_reference is not None and not held:
                 marked[command.manufacturer_campaign_reference] = None  # its create may not be known yet
             return held, marked

@@ -194,7 +194,8 @@ class Handler:
         reply: DvsaReply | None = None
         marks: list[DeleteMark] = []  # a delete's, made at its last look
         try:
-            reply = await self._dvsa.call(command, _lane(message), unless=self._last_look(command, marks))
+            last_look = self._last_look(command, marks, attempts)
+            reply = await self._dvsa.call(command, _lane(message), unless=last_look)
             decided = await self._decide(command, reply, attempts, _lane(message))
             decision: Decision = _settle_doubt(command, reply, decided, marks)
             outcome = _describe_reply(reply)
@@ -224,7 +225,7 @@ class Handler:
             return Retry(f"confirming a 409: {exc}")
         return confirm(command, decision.conflict, held)
 
-    def _last_look(self, command: Command, marks: list[DeleteMark]) -> LastLook | None:
+    def _last_look(self, command: Command, marks: list[DeleteMark], attempts: Attempts) -> LastLook | None:
         """What is asked at the last moment, once the call's rate slot has come, just before it is sent.
 
         A create sent then would bring back what a later delete removed; a delete marks what it removes
@@ -239,7 +240,9 @@ class Handler:
 
         async def mark() -> bool:
             if not marks:
-                marks.append(await self._doubts.about_to_delete(command))
+                marks.append(
+                    await self._doubts.about_to_delete(command, maybe_applied=attempts.maybe_applied)
+                )
             return False
 
         return mark
