@@ -10,6 +10,9 @@ where the user and password are the Redis master's (the workers' ACL user), ``SE
 Sentinels monitor, and ``sentinel_*`` log in to the Sentinels themselves if they require it.  The client
 asks the Sentinels for the master before each new connection and follows a failover; a master that
 changes is reported to ``on_master_change`` (:meth:`recalls.shared.redis_hold.RedisHold.changed`).
+It believes a master only when most of the Sentinels name it: one that has not yet heard of a
+failover would otherwise send some workers to the old master, restarted empty, and two budgets would
+run at once (the fault suite's ``redis_failover`` scenario saw 29 calls of a verb in a second so).
 
 Every socket operation, connecting included, gives up after :data:`REDIS_TIMEOUT_S`: a Redis that does
 not answer is an outage (:mod:`recalls.shared.redis_hold` waits it out) or a failed readiness probe, never
@@ -21,11 +24,15 @@ for the rest of its life.
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from recalls.shared.redis_urls import SENTINEL_SCHEME, SentinelUrl
 from recalls.shared.settings import Settings
@@ -50,6 +57,31 @@ def redis_client(settings: Settings, on_master_change: Callable[[], None] | None
     return client
 
 
+class MajoritySentinel(Sentinel):
+    """redis-py's Sentinel client, asking every Sentinel and believing only a master most of them name."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers = await asyncio.gather(*(self._named(sentinel, service_name) for sentinel in self.sentinels))
+        named = Counter(answer for answer in answers if answer is not None)
+        if named:
+            address, votes = named.most_common(1)[0]
+            if votes > len(self.sentinels) // 2:
+                return address
+        raise MasterNotFoundError(
+            f"no master of {service_name!r} named by most of the {len(self.sentinels)} Sentinels"
+        )
+
+    async def _named(self, sentinel: aioredis.Redis, service_name: str) -> tuple[str, int] | None:
+        try:
+            masters = await sentinel.sentinel_masters()  # type: ignore[no-untyped-call]  # redis-py: untyped
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return None
+        state = masters.get(service_name)
+        if state and self.check_master_state(state, service_name):
+            return str(state["ip"]), int(state["port"])
+        return None
+
+
 class _WatchedMasterPool(SentinelConnectionPool):
     """Sentinel's pool, telling ``on_master_change`` when the master it connects to is another one."""
 
@@ -70,7 +102,7 @@ def _sentinel_client(
     parsed: SentinelUrl, name: str, timeouts: dict[str, Any], on_master_change: Callable[[], None] | None
 ) -> aioredis.Redis:
     sentinel_login = {"username": parsed.sentinel_username, "password": parsed.sentinel_password}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py: untyped
+    sentinel = MajoritySentinel(  # type: ignore[no-untyped-call]  # redis-py: untyped
         list(parsed.sentinels),
         sentinel_kwargs={**timeouts, **{k: v for k, v in sentinel_login.items() if v}},
         **timeouts,
