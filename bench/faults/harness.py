@@ -26,7 +26,6 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -41,6 +40,7 @@ from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue
 from recalls.producers.publisher import Publisher
 from recalls.shared.amqp import connect, publish_confirmed
 from recalls.shared.contracts import Command, OutcomeEvent
+from recalls.shared.redis_client import redis_client
 from recalls.shared.settings import Settings, load_settings
 from recalls.shared.store.database import Database
 from recalls.shared.topology import Topology, declare, delete
@@ -311,7 +311,7 @@ async def _forget_coordination(settings: Settings) -> None:
     """Delete the run's keys in Redis (rate windows, token); they would expire, but later."""
     if settings.redis_url is None:
         return
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
+    client = redis_client(settings)
     try:
         async with asyncio.timeout(10):
             keys = [key async for key in client.scan_iter(match=f"{settings.prefix}:*")]

@@ -21,6 +21,8 @@ SCENARIOS: dict[str, str] = {
     "bad_input": "bench.faults.scenarios.bad_input",
     "other_language": "bench.faults.scenarios.other_language",
     "cluster": "bench.faults.scenarios.cluster",
+    "redis_failover": "bench.faults.scenarios.redis_failover",
+    "store_restart": "bench.faults.scenarios.store_restart",
     "soak": "bench.faults.scenarios.soak",
 }
 LONG_ONLY = frozenset({"soak"})  # not part of the short suite (CI)
