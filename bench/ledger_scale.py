@@ -15,7 +15,7 @@ the store, beside its goal:
    is mostly the interpreter's start-up (shown, no goal);
 3. **batch**: :meth:`VinChecks.fresh`, the batch API's look-up of a 10,000-VIN submit in the cache of
    checks (a check for every other vehicle, half of them fresh), goal under 2 s for the slowest of 3;
-4. **reconcile**: :meth:`Ledger.vins`, the vehicles a sweep is planned from (all of them, and those
+4. **reconcile**: :meth:`Ledger.vin_pages`, the vehicles a sweep publishes (all of them, and those
    changed in the last day), and :meth:`Ledger.for_vins`, the sweep's comparison reads a page of 1,000
    vehicles at a time: VINs per second, goal at least 250 (ten times the 25 GET/s a sweep spends);
    in a child process, for its peak RSS;
@@ -393,14 +393,9 @@ async def child_reconcile(settings: Settings, shape: Shape, now: dt.datetime) ->
             ledger = Ledger(db)
             for name, since in (("all", None), ("since_a_day", now - dt.timedelta(days=1))):
                 started = time.perf_counter()
-                vins = await ledger.vins(since=since)
+                count = sum([len(page) async for page in ledger.vin_pages(since=since)])
                 seconds = time.perf_counter() - started
-                found[name] = {
-                    "vins": len(vins),
-                    "seconds": round(seconds, 2),
-                    "per_s": round(len(vins) / seconds),
-                }
-                del vins
+                found[name] = {"vins": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
             pages = [[ledger_vin(random.randrange(shape.vehicles)) for _ in range(PAGE)] for _ in range(10)]
             started = time.perf_counter()
             for page in pages:
@@ -624,6 +619,8 @@ def show(report: Json) -> None:
     options, sync, status_, batch = report["options"], report["sync"], report["status"], report["batch"]
     reconcile, recording_ = report["reconcile"], report["recording"]
     print(f"\nledger of {options['entries']:,} entries ({report['ledger']['mb']} MB), PostgreSQL")
+    migrated = report["migrate"]
+    print(f"  migrations applied: {migrated['applied'] or 'none'} ({migrated['seconds']:.1f} s)")
 
     def line(figure: str, value: str, goal: str, met: bool | None) -> None:
         verdict = "" if met is None else ("  met" if met else "  MISSED")
@@ -664,8 +661,8 @@ def show(report: Json) -> None:
         met["batch_s"],
     )
     for name, label in (
-        ("all", "Ledger.vins()"),
-        ("since_a_day", "Ledger.vins(since=a day ago)"),
+        ("all", "Ledger.vin_pages()"),
+        ("since_a_day", "Ledger.vin_pages(since=a day ago)"),
         ("for_vins", "Ledger.for_vins, pages of 1,000"),
     ):
         figures = reconcile[name]

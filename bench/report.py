@@ -303,12 +303,12 @@ def scale_rows(first: Json) -> list[tuple[str, Callable[[Json], str], str]]:
             f"< {GOAL_BATCH_S:g} s",
         ),
         (
-            "`recalls reconcile`: `Ledger.vins()`, every vehicle",
+            "`recalls reconcile`: `Ledger.vin_pages()`, every vehicle",
             lambda r: per_s(r["reconcile"]["all"], "VINs"),
             f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
         ),
         (
-            "`recalls reconcile --since` a day ago: `Ledger.vins(since=…)`",
+            "`recalls reconcile --since` a day ago: `Ledger.vin_pages(since=…)`",
             lambda r: per_s(r["reconcile"]["since_a_day"], "VINs"),
             f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
         ),
@@ -316,6 +316,11 @@ def scale_rows(first: Json) -> list[tuple[str, Callable[[Json], str], str]]:
             "the sweep's comparison: `Ledger.for_vins`, pages of 1,000 vehicles",
             lambda r: per_s(r["reconcile"]["for_vins"], "VINs"),
             f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
+        ),
+        (
+            "the peak RSS of a process reading all three",
+            lambda r: f"{r['reconcile']['rss_mb_peak']:.0f} MB",
+            "flat (set here, not in the issue)",
         ),
         (
             f"recording outcome events, {recording['group']} a transaction (`Ledger.apply_within`, journal, "

@@ -215,14 +215,39 @@ class Ledger:
                 return
             after = (page[-1].vin, page[-1].manufacturer_campaign_reference)
 
-    async def vins(self, *, only: Collection[str] = (), since: dt.datetime | None = None) -> list[str]:
-        """The vehicles the ledger holds entries for, in order: all, or ``only`` those, changed ``since``."""
+    async def vin_pages(
+        self, *, only: Collection[str] = (), since: dt.datetime | None = None
+    ) -> AsyncIterator[list[str]]:
+        """The vehicles the ledger holds entries for, in order, a page at a time: all, or ``only`` those,
+        changed ``since``.
+
+        Without ``since``, a query per page on the key's index, each after the last VIN of the page
+        before: a sweep of a national ledger holds a page, not millions of VINs (5,000,000 read at once
+        took 1.4 GB).  Each page sees the ledger as it is then, so a vehicle added meanwhile behind the
+        pages read waits for the next sweep.  With ``since``, one query on the index by change time
+        reads them all: they are as many as the changes asked for, and a page at a time PostgreSQL
+        would look for each page's few changed vehicles along the key's index, a scan of the ledger.
+        """
         query = select(ledger.c.vin).distinct().order_by(ledger.c.vin)
         if only:
             query = query.where(ledger.c.vin.in_(sorted({vin.upper() for vin in only})))
         if since is not None:
-            query = query.where(ledger.c.updated_at >= since)
-        return await self._db.run(lambda c: list(c.execute(query).scalars().all()), write=False)
+            changed = await self._db.run(
+                partial(_vins, query.where(ledger.c.updated_at >= since)), write=False
+            )
+            for start in range(0, len(changed), _PAGE):
+                yield changed[start : start + _PAGE]
+            return
+        after = ""
+        while True:
+            page = await self._db.run(
+                partial(_vins, query.where(ledger.c.vin > after).limit(_PAGE)), write=False
+            )
+            if page:
+                yield page
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
 
     async def for_vins(self, vins: Collection[str]) -> dict[str, list[LedgerEntry]]:
         """Every entry of each of ``vins`` (upper-case), a page of VINs per query."""
@@ -272,6 +297,10 @@ _MARK_UNCHANGED = (
 
 def _entries(query: Select[Any], connection: Connection) -> list[LedgerEntry]:
     return [_entry(row) for row in connection.execute(query)]
+
+
+def _vins(query: Select[Any], connection: Connection) -> list[str]:
+    return list(connection.execute(query).scalars().all())
 
 
 def _rounds(changes: list[Change]) -> list[list[Change]]:

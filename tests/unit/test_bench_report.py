@@ -304,7 +304,7 @@ def scale_result(entries: int, *, sync_s: float, record_per_s: int) -> dict[str,
                    "whole_process": {"runs": 5, "p50_ms": 1400.2}},
         "batch": {"vins": 10_000, "slowest_s": 0.456},
         "reconcile": {"all": {"per_s": 500_000}, "since_a_day": {"per_s": 12_345},
-                      "for_vins": {"per_s": 20_000}},
+                      "for_vins": {"per_s": 20_000}, "rss_mb_peak": 90.5},
         "recording": {"group": 40, "per_s": record_per_s},
     }  # fmt: skip
 
@@ -326,14 +326,19 @@ def test_ledger_scale_results_make_one_table_with_a_column_per_ledger_size(tmp_p
         in lines
     )
     assert (
-        "| `recalls reconcile --since` a day ago: `Ledger.vins(since=…)` | 12,345 VINs/s | 12,345 VINs/s "
+        "| `recalls reconcile --since` a day ago: `Ledger.vin_pages(since=…)` | 12,345 VINs/s "
+        "| 12,345 VINs/s "
         "| ≥ 250 VINs/s |"
     ) in lines
-    assert lines[header + 10] == (
+    assert (
+        "| the peak RSS of a process reading all three | 90 MB | 90 MB | flat (set here, not in the issue) |"
+        in lines
+    )
+    assert lines[header + 11] == (
         "| recording outcome events, 40 a transaction (`Ledger.apply_within`, journal, cache) "
         "| 2,000 events/s | 1,500 events/s | ≥ 400 events/s |"
     )
-    assert lines[header + 11] == report.END
+    assert lines[header + 12] == report.END
 
 
 def test_ledger_sizes_are_labelled_short() -> None:
