@@ -67,7 +67,7 @@ from recalls.shared.settings import Settings, load_settings
 from recalls.shared.store.batches import Batches
 from recalls.shared.store.checks import VinChecks
 from recalls.shared.store.database import Database
-from recalls.shared.store.ledger import Key, Ledger, LedgerEntry
+from recalls.shared.store.ledger import Key, Ledger, LedgerEntry, State
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/recalls_scale"
@@ -336,14 +336,14 @@ class TimedLedger(Ledger):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        self.spent = {"holding": 0.0, "open_recalls": 0.0}
+        self.spent = {"states": 0.0, "open_recalls": 0.0}
 
-    async def holding(self, keys: Collection[Key]) -> dict[Key, LedgerEntry]:
+    async def states(self, keys: Collection[Key]) -> dict[Key, State]:
         started = time.perf_counter()
         try:
-            return await super().holding(keys)
+            return await super().states(keys)
         finally:
-            self.spent["holding"] += time.perf_counter() - started
+            self.spent["states"] += time.perf_counter() - started
 
     async def open_recalls(self) -> AsyncIterator[LedgerEntry]:
         entries = super().open_recalls()

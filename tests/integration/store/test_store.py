@@ -260,7 +260,7 @@ async def test_a_group_of_events_in_one_call_lands_as_if_applied_in_time_order(d
     assert (found.manufacturer_campaign_reference, found.state) == ("RC-5", "fixed")
 
 
-async def test_holding_open_recalls_and_count(db: Database) -> None:
+async def test_states_open_recalls_and_count(db: Database) -> None:
     ledger = Ledger(db)
     vins = [vin(n) for n in range(1_205)]
     for n, each in enumerate(vins):
@@ -271,9 +271,10 @@ async def test_holding_open_recalls_and_count(db: Database) -> None:
         (vins[0], "RC-9"),
         ("WAUZZZ8V999999999", "RC-1"),
     ]
-    held = await ledger.holding(asked)
+    held = await ledger.states(asked)
     assert set(held) == set(asked[:1_000])
-    assert held[(vins[3].lower(), "RC-1")].state == "fixed"
+    assert held[(vins[3].lower(), "RC-1")] == "fixed"
+    assert set(held.values()) == {"open", "fixed"}
 
     assert await ledger.count_open() == 1_204
     streamed = [(e.vin, e.manufacturer_campaign_reference) async for e in ledger.open_recalls()]
