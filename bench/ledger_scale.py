@@ -29,8 +29,8 @@ vacuumed and analysed, as autovacuum leaves a table in service.  Prints each fig
 writes ``bench/results/ledger_scale-<entries>.json``; ``bench/report.py`` renders the table "Data at
 national scale" from them.  Asserts nothing.
 
-    .venv/bin/python -m bench.ledger_scale --entries 1000000      # about 5 minutes
-    .venv/bin/python -m bench.ledger_scale --entries 10000000 --snapshot 1000000   # about 20 minutes
+    .venv/bin/python -m bench.ledger_scale --entries 1000000      # about 2 minutes
+    .venv/bin/python -m bench.ledger_scale --entries 10000000 --snapshot 1000000   # about 5 minutes
 """
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ def scale_rows(first: Json) -> list[tuple[str, Callable[[Json], str], str]]:
         (
             "the peak RSS of a process reading all three",
             lambda r: f"{r['reconcile']['rss_mb_peak']:.0f} MB",
-            "flat (set here, not in the issue)",
+            "flat (this benchmark's own goal)",
         ),
         (
             f"recording outcome events, {recording['group']} a transaction (`Ledger.apply_within`, journal, "

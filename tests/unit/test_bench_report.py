@@ -331,7 +331,7 @@ def test_ledger_scale_results_make_one_table_with_a_column_per_ledger_size(tmp_p
         "| ≥ 250 VINs/s |"
     ) in lines
     assert (
-        "| the peak RSS of a process reading all three | 90 MB | 90 MB | flat (set here, not in the issue) |"
+        "| the peak RSS of a process reading all three | 90 MB | 90 MB | flat (this benchmark's own goal) |"
         in lines
     )
     assert lines[header + 11] == (
