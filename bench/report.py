@@ -22,6 +22,14 @@ from typing import Any
 from bench.batch_check import GOAL_RATIO as BATCH_GOAL_RATIO
 from bench.fleet_throughput import GOAL_CPU_RATIO, GOAL_WORKER_MS_PER_CALL
 from bench.import_throughput import GOAL_RATIO as IMPORT_GOAL_RATIO
+from bench.ledger_scale import (
+    GOAL_BATCH_S,
+    GOAL_RECONCILE_PER_S,
+    GOAL_RECORD_PER_S,
+    GOAL_STATUS_P99_MS,
+    GOAL_SYNC_RSS_MB,
+    GOAL_SYNC_S,
+)
 from bench.reconcile_sweep import GOAL_LIVE_MS
 from bench.reconcile_sweep import GOAL_RATIO as SWEEP_GOAL_RATIO
 from recalls.shared.contracts import VERBS
@@ -60,6 +68,11 @@ FAULTS_HEADER = (
 )
 OTHER_HEADER = (
     "| scenario | figure | physical limit at 25/s per verb, and the share of it reached |\n|---|---|---|"
+)
+SCALE_PREFIX = "ledger_scale-"
+SCALE_TITLE = (
+    "Data at national scale: what the store's reads and writes cost against a generated PostgreSQL "
+    "ledger of each size (`bench/ledger_scale.py`)."
 )
 
 
@@ -248,6 +261,88 @@ def other_renderer(name: str) -> Callable[[Json], str]:
     raise ValueError(f"bench/results/{name}: bench/report.py has no row for this kind of result")
 
 
+def entries_label(entries: int) -> str:
+    """1,000,000 as "1M", 20,000 as "20k": the scale table's column headings."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if entries >= size and entries % size == 0:
+            return f"{entries // size}{suffix}"
+    return f"{entries:,}"
+
+
+def per_s(figures: Json, unit: str) -> str:
+    return f"{figures['per_s']:,} {unit}/s"
+
+
+def scale_rows(first: Json) -> list[tuple[str, Callable[[Json], str], str]]:
+    """The scale table's rows: what each figure is (worded from ``first``), its cell, its goal."""
+    sync, status, recording = first["sync"], first["status"], first["recording"]
+    return [
+        (
+            f"`recalls sync` plan of a {sync['rows']:,}-row snapshot (`plan_sync`, as `--dry-run` prints it)",
+            lambda r: f"{r['sync']['seconds']:.1f} s",
+            f"≤ {GOAL_SYNC_S:g} s",
+        ),
+        (
+            "the plan's peak RSS",
+            lambda r: f"{r['sync']['rss_mb_peak']:.0f} MB",
+            f"< {GOAL_SYNC_RSS_MB:g} MB, flat",
+        ),
+        (
+            f"`recalls status VIN`: `Ledger.for_vin` p99 in-process, {status['in_process']['samples']} VINs",
+            lambda r: f"{r['status']['in_process']['p99_ms']:.2f} ms",
+            f"< {GOAL_STATUS_P99_MS:g} ms",
+        ),
+        (
+            f"`recalls status VIN --json`, the whole process: p50 of {status['whole_process']['runs']} runs",
+            lambda r: f"{r['status']['whole_process']['p50_ms']:.0f} ms",
+            "none: mostly the interpreter's start-up",
+        ),
+        (
+            f"batch API: `VinChecks.fresh` for a {first['batch']['vins']:,}-VIN submit, slowest of 3",
+            lambda r: f"{r['batch']['slowest_s']:.2f} s",
+            f"< {GOAL_BATCH_S:g} s",
+        ),
+        (
+            "`recalls reconcile`: `Ledger.vin_pages()`, every vehicle",
+            lambda r: per_s(r["reconcile"]["all"], "VINs"),
+            f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
+        ),
+        (
+            "`recalls reconcile --since` a day ago: `Ledger.vin_pages(since=…)`",
+            lambda r: per_s(r["reconcile"]["since_a_day"], "VINs"),
+            f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
+        ),
+        (
+            "the sweep's comparison: `Ledger.for_vins`, pages of 1,000 vehicles",
+            lambda r: per_s(r["reconcile"]["for_vins"], "VINs"),
+            f"≥ {GOAL_RECONCILE_PER_S:g} VINs/s",
+        ),
+        (
+            "the peak RSS of a process reading all three",
+            lambda r: f"{r['reconcile']['rss_mb_peak']:.0f} MB",
+            "flat (this benchmark's own goal)",
+        ),
+        (
+            f"recording outcome events, {recording['group']} a transaction (`Ledger.apply_within`, journal, "
+            "cache)",
+            lambda r: per_s(r["recording"], "events"),
+            f"≥ {GOAL_RECORD_PER_S:g} events/s",
+        ),
+    ]
+
+
+def scale_table(runs: Sequence[Json]) -> list[str]:
+    """One column per ledger size, smallest first; one row per figure, with its goal."""
+    ordered = sorted(runs, key=lambda run: run["options"]["entries"])
+    sizes = " | ".join(f"{entries_label(run['options']['entries'])} entries" for run in ordered)
+    header = f"| figure | {sizes} | goal |\n|---|{'---|' * len(ordered)}---|"
+    rows = [
+        f"| {label} | {' | '.join(cell(run) for run in ordered)} | {goal} |"
+        for label, cell, goal in scale_rows(ordered[0])
+    ]
+    return [SCALE_TITLE, "", header, *rows]
+
+
 def faults_row(figures: Json) -> str:
     recoveries = [fault["recovery_s"] for fault in figures["faults"]]
     slowest = "never" if None in recoveries else f"{max(recoveries):.1f} s" if recoveries else "none"
@@ -314,10 +409,15 @@ def render(results: dict[str, Json]) -> str:
         if (name, r.get("code", {}).get("commit")) not in SUPERSEDED and name not in FAULTS_FILES
     }
     fleet = sorted((r for name, r in shown.items() if name.startswith("fleet_throughput-")), key=fleet_order)
+    scale = [r for name, r in shown.items() if name.startswith(SCALE_PREFIX)]
     others = [
-        other_renderer(name)(r) for name, r in shown.items() if not name.startswith("fleet_throughput-")
+        other_renderer(name)(r)
+        for name, r in shown.items()
+        if not name.startswith(("fleet_throughput-", SCALE_PREFIX))
     ]
     lines = [START, NOTICE, "", FLEET_HEADER, *map(fleet_row, fleet), "", OTHER_HEADER, *others]
+    if scale:
+        lines += ["", *scale_table(scale)]
     left_out = [f"`{name}` ({why})" for (name, _), why in SUPERSEDED.items() if name in results]
     if left_out:
         lines += ["", "Not shown: " + "; ".join(left_out) + "."]

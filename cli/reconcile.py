@@ -115,14 +115,15 @@ async def _sweep(
     ):
         ledger = Ledger(db)
         reconciler = Reconciler(publisher, ledger, Batches(db), on_progress=show)
-        swept = await ledger.vins(only=vins, since=since)
-        if not swept:
+        pages = ledger.vin_pages(only=vins, since=since)
+        first = await anext(pages, None)
+        if first is None:
             raise InputError(
                 "the ledger holds no vehicle to sweep" + (" for those filters" if vins or since else "")
             )
         source = _source(vins, since)
         try:
-            found = await reconciler.sweep(swept, source=source)
+            found = await reconciler.sweep(_then(first, pages), source=source)
             if max_share is not None and found.repairs:
                 try:
                     await reconciler.repair(found, max_share=max_share)
@@ -131,6 +132,13 @@ async def _sweep(
         except SweepFailed as exc:
             raise ServiceError(str(exc)) from None
         return found
+
+
+async def _then(first: list[str], rest: AsyncIterator[list[str]]) -> AsyncIterator[list[str]]:
+    """``first``, then what ``rest`` yields: the pages of a sweep once the first has shown there is one."""
+    yield first
+    async for page in rest:
+        yield page
 
 
 def _source(vins: list[str], since: dt.datetime | None) -> str:

@@ -145,8 +145,8 @@ class Importer:
         progress.chars_read = chunk.chars_read
         progress.rejected += len(chunk.rejected)
         unique = {command.message_id: command for _, command in chunk.commands}
-        held = await self.ledger.holding({_key(command) for command in unique.values()})
-        fresh = [c for c in unique.values() if _key(c) not in held or held[_key(c)].state == "deleted"]
+        held = await self.ledger.states({_key(command) for command in unique.values()})
+        fresh = [c for c in unique.values() if held.get(_key(c), "deleted") == "deleted"]  # none, or gone
         progress.in_ledger += len(unique) - len(fresh)
         claimed = await self._claim(fresh, progress)
         progress.duplicates += len(chunk.commands) - len(unique) + len(fresh) - len(claimed)

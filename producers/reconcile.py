@@ -1,7 +1,8 @@
 """``recalls reconcile``: ask DVSA about every vehicle of the ledger, and report (or repair) each difference.
 
 The sweep is a batch job of kind ``reconcile`` (``recalls batch status ID`` follows it): one ``get`` per
-vehicle, published on the background lane, whose calls take only the DVSA budget that live and bulk work
+vehicle, read from the ledger a page at a time as they are published (so memory does not grow with the
+ledger either), on the background lane, whose calls take only the DVSA budget that live and bulk work
 leave, so batch checks and live commands go on at their pace.  The event recorder journals each answer
 in the batch and leaves the ledger alone (a sweep's answers are compared with the ledger, not written
 into it).  Once every answer is in, each vehicle's is compared with the ledger as it stands then
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,16 +87,22 @@ class Reconciler:
         self._on_progress = on_progress
         self._clock = clock
 
-    async def sweep(self, vins: Sequence[str], *, source: str) -> Reconciliation:
-        """Check ``vins`` at DVSA and compare each answer with the ledger; nothing is repaired."""
+    async def sweep(self, vins: AsyncIterable[Sequence[str]], *, source: str) -> Reconciliation:
+        """Check ``vins`` (pages of VINs, each published as it comes) at DVSA and compare each answer
+        with the ledger; nothing is repaired."""
         batch_id = await self._batches.start(RECONCILE_KIND, source)
-        checks = (
-            GetCommand(vin=vin, correlation_id=batch_id, message_id=check_message_id(batch_id, vin))
-            for vin in vins
-        )
-        await self._publish(batch_id, checks, lane="background")
+        found = Reconciliation(batch_id)
+
+        async def checks() -> AsyncIterator[list[Command]]:
+            async for page in vins:
+                found.swept += len(page)
+                yield [
+                    GetCommand(vin=vin, correlation_id=batch_id, message_id=check_message_id(batch_id, vin))
+                    for vin in page
+                ]
+
+        await self._publish(batch_id, checks(), lane="background")
         await self._until_ended(batch_id)
-        found = Reconciliation(batch_id, swept=len(vins))
         today = self._clock().date()
         async for page in _pages(self._answers(batch_id, found.unchecked)):
             entries = await self._ledger.for_vins([answer.vin for answer in page])
@@ -116,12 +123,12 @@ class Reconciler:
         commands = [command for planned in doable for command in planned.commands]
         if commands:
             batch_id = await self._batches.start(REPAIR_KIND, f"reconcile {found.batch_id}")
-            await self._publish(batch_id, commands, lane="bulk")
+            await self._publish(batch_id, _chunks(commands), lane="bulk")
             found.repair_batch = await self._until_ended(batch_id)
 
-    async def _publish(self, batch_id: str, commands: Iterable[Command], *, lane: Lane) -> None:
-        """Journal and publish ``commands`` a page at a time, then close the batch's publishing."""
-        for page in _chunks(commands):
+    async def _publish(self, batch_id: str, pages: AsyncIterable[list[Command]], *, lane: Lane) -> None:
+        """Journal and publish ``pages`` of commands one at a time, then close the batch's publishing."""
+        async for page in pages:
             claimed = await self._batches.claim(batch_id, page)
             results = await self._publisher.publish_many(claimed, lane=lane, validated=True)
             await self._batches.published([result for result in results if isinstance(result, str)])
@@ -182,15 +189,9 @@ def _as_event(answer: Answer) -> OutcomeEvent:
     )
 
 
-def _chunks(commands: Iterable[Command]) -> Iterator[list[Command]]:
-    chunk: list[Command] = []
-    for command in commands:
-        chunk.append(command)
-        if len(chunk) == _PAGE:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+async def _chunks(commands: Sequence[Command]) -> AsyncIterator[list[Command]]:
+    for start in range(0, len(commands), _PAGE):
+        yield list(commands[start : start + _PAGE])
 
 
 async def _pages(answers: AsyncIterator[Answer]) -> AsyncIterator[list[Answer]]:

@@ -83,9 +83,9 @@ async def plan_sync(ledger: Ledger, snapshot: Path, rectification_date: dt.date)
             plan.rejected += len(chunk.rejected)
             keys = {(c.vin, c.manufacturer_campaign_reference): c for _, c in chunk.commands}
             present.update(_digest(*key) for key in keys)
-            held = await ledger.holding(keys)
+            held = await ledger.states(keys)
             for key, command in keys.items():
-                if key in held and held[key].state != "deleted":
+                if held.get(key, "deleted") != "deleted":  # held, and not deleted at DVSA
                     plan.unchanged += 1
                     continue
                 plan.creates += 1

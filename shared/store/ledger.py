@@ -180,21 +180,25 @@ class Ledger:
     async def for_vin(self, vin: str) -> list[LedgerEntry]:
         return await self._db.run(partial(_for_vin, vin=vin), write=False)
 
-    async def holding(self, keys: Collection[Key]) -> dict[Key, LedgerEntry]:
-        """The entries (any state) of those ``(vin, manufacturer reference)`` keys the ledger holds."""
+    async def states(self, keys: Collection[Key]) -> dict[Key, State]:
+        """The state of each of those ``(vin, manufacturer reference)`` keys the ledger holds.
+
+        What a bulk load checks each chunk of its rows against.  Only the key and the state are read:
+        building whole entries took twice as long, most of a sync plan's time (1,000,000 rows against
+        as many entries: 43 s of its 81 s, 20 s now).
+        """
         wanted = {(vin.upper(), reference): (vin, reference) for vin, reference in keys}
         vins = sorted({vin for vin, _ in wanted})
+        query = select(*_KEY_COLUMNS, ledger.c.state)
 
-        def read(connection: Connection) -> dict[Key, LedgerEntry]:
-            found: dict[Key, LedgerEntry] = {}
+        def read(connection: Connection) -> dict[Key, State]:
+            found: dict[Key, State] = {}
             # One query per page of VINs (a VIN has few campaigns); the exact keys are picked here.
             for start in range(0, len(vins), _PAGE):
-                query = select(ledger).where(ledger.c.vin.in_(vins[start : start + _PAGE]))
-                for row in connection.execute(query):
-                    entry = _entry(row)
-                    asked = wanted.get((entry.vin, entry.manufacturer_campaign_reference))
+                for row in connection.execute(query.where(ledger.c.vin.in_(vins[start : start + _PAGE]))):
+                    asked = wanted.get((row.vin, row.manufacturer_campaign_reference))
                     if asked is not None:
-                        found[asked] = entry
+                        found[asked] = row.state
             return found
 
         return await self._db.run(read, write=False)
@@ -215,14 +219,39 @@ class Ledger:
                 return
             after = (page[-1].vin, page[-1].manufacturer_campaign_reference)
 
-    async def vins(self, *, only: Collection[str] = (), since: dt.datetime | None = None) -> list[str]:
-        """The vehicles the ledger holds entries for, in order: all, or ``only`` those, changed ``since``."""
+    async def vin_pages(
+        self, *, only: Collection[str] = (), since: dt.datetime | None = None
+    ) -> AsyncIterator[list[str]]:
+        """The vehicles the ledger holds entries for, in order, a page at a time: all, or ``only`` those,
+        changed ``since``.
+
+        Without ``since``, a query per page on the key's index, each after the last VIN of the page
+        before: a sweep of a national ledger holds a page, not millions of VINs (5,000,000 read at once
+        took 1.4 GB).  Each page sees the ledger as it is then, so a vehicle added meanwhile behind the
+        pages read waits for the next sweep.  With ``since``, one query on the index by change time
+        reads them all: they are as many as the changes asked for, and a page at a time PostgreSQL
+        would look for each page's few changed vehicles along the key's index, a scan of the ledger.
+        """
         query = select(ledger.c.vin).distinct().order_by(ledger.c.vin)
         if only:
             query = query.where(ledger.c.vin.in_(sorted({vin.upper() for vin in only})))
         if since is not None:
-            query = query.where(ledger.c.updated_at >= since)
-        return await self._db.run(lambda c: list(c.execute(query).scalars().all()), write=False)
+            changed = await self._db.run(
+                partial(_vins, query.where(ledger.c.updated_at >= since)), write=False
+            )
+            for start in range(0, len(changed), _PAGE):
+                yield changed[start : start + _PAGE]
+            return
+        after = ""
+        while True:
+            page = await self._db.run(
+                partial(_vins, query.where(ledger.c.vin > after).limit(_PAGE)), write=False
+            )
+            if page:
+                yield page
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
 
     async def for_vins(self, vins: Collection[str]) -> dict[str, list[LedgerEntry]]:
         """Every entry of each of ``vins`` (upper-case), a page of VINs per query."""
@@ -272,6 +301,10 @@ _MARK_UNCHANGED = (
 
 def _entries(query: Select[Any], connection: Connection) -> list[LedgerEntry]:
     return [_entry(row) for row in connection.execute(query)]
+
+
+def _vins(query: Select[Any], connection: Connection) -> list[str]:
+    return list(connection.execute(query).scalars().all())
 
 
 def _rounds(changes: list[Change]) -> list[list[Change]]:

@@ -139,6 +139,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX batches_by_status ON batches (status, lease_until)",
         ),
     ),
+    Migration(
+        7,
+        "ledger: entries by when they last changed, for reconcile --since",
+        # IF NOT EXISTS: on a large PostgreSQL ledger an operator may build it beforehand with CREATE
+        # INDEX CONCURRENTLY (docs/operations.md), which this plain CREATE INDEX would block writes for.
+        ("CREATE INDEX IF NOT EXISTS ledger_by_change ON ledger (updated_at, vin)",),
+    ),
 )
 
 

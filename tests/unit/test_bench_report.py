@@ -294,3 +294,57 @@ def test_a_soak_that_did_not_finish_shows_its_row_and_why_and_no_soak_line() -> 
     block = report.render_faults({"faults-long.json": {"scenarios": {"soak": unfinished}}})
     assert "| NOT held: the scenario did not finish: TimeoutError |" in block
     assert "Soak, " not in block
+
+
+def scale_result(entries: int, *, sync_s: float, record_per_s: int) -> dict[str, Any]:
+    return {
+        "options": {"entries": entries, "snapshot": 1_000_000},
+        "sync": {"rows": 1_000_000, "seconds": sync_s, "rss_mb_peak": 181.4},
+        "status": {"in_process": {"samples": 300, "p99_ms": 1.234},
+                   "whole_process": {"runs": 5, "p50_ms": 1400.2}},
+        "batch": {"vins": 10_000, "slowest_s": 0.456},
+        "reconcile": {"all": {"per_s": 500_000}, "since_a_day": {"per_s": 12_345},
+                      "for_vins": {"per_s": 20_000}, "rss_mb_peak": 90.5},
+        "recording": {"group": 40, "per_s": record_per_s},
+    }  # fmt: skip
+
+
+def test_ledger_scale_results_make_one_table_with_a_column_per_ledger_size(tmp_path: Path) -> None:
+    for entries, sync_s, rate in ((10_000_000, 70.25, 1500), (1_000_000, 60.0, 2000)):
+        result = scale_result(entries, sync_s=sync_s, record_per_s=rate)
+        (tmp_path / f"ledger_scale-{entries}.json").write_text(json.dumps(result))
+    lines = report.render(report.load_results(tmp_path)).splitlines()
+    header = lines.index("| figure | 1M entries | 10M entries | goal |")
+    assert lines[header - 2] == report.SCALE_TITLE
+    assert lines[header + 2] == (
+        "| `recalls sync` plan of a 1,000,000-row snapshot (`plan_sync`, as `--dry-run` prints it) "
+        "| 60.0 s | 70.2 s | ≤ 120 s |"
+    )
+    assert "| the plan's peak RSS | 181 MB | 181 MB | < 300 MB, flat |" in lines
+    assert (
+        "| `recalls status VIN`: `Ledger.for_vin` p99 in-process, 300 VINs | 1.23 ms | 1.23 ms | < 50 ms |"
+        in lines
+    )
+    assert (
+        "| `recalls reconcile --since` a day ago: `Ledger.vin_pages(since=…)` | 12,345 VINs/s "
+        "| 12,345 VINs/s "
+        "| ≥ 250 VINs/s |"
+    ) in lines
+    assert (
+        "| the peak RSS of a process reading all three | 90 MB | 90 MB | flat (this benchmark's own goal) |"
+        in lines
+    )
+    assert lines[header + 11] == (
+        "| recording outcome events, 40 a transaction (`Ledger.apply_within`, journal, cache) "
+        "| 2,000 events/s | 1,500 events/s | ≥ 400 events/s |"
+    )
+    assert lines[header + 12] == report.END
+
+
+def test_ledger_sizes_are_labelled_short() -> None:
+    assert [report.entries_label(n) for n in (1_000_000, 10_000_000, 20_000, 12_345)] == [
+        "1M",
+        "10M",
+        "20k",
+        "12,345",
+    ]

@@ -260,7 +260,7 @@ async def test_a_group_of_events_in_one_call_lands_as_if_applied_in_time_order(d
     assert (found.manufacturer_campaign_reference, found.state) == ("RC-5", "fixed")
 
 
-async def test_holding_open_recalls_and_count(db: Database) -> None:
+async def test_states_open_recalls_and_count(db: Database) -> None:
     ledger = Ledger(db)
     vins = [vin(n) for n in range(1_205)]
     for n, each in enumerate(vins):
@@ -271,13 +271,32 @@ async def test_holding_open_recalls_and_count(db: Database) -> None:
         (vins[0], "RC-9"),
         ("WAUZZZ8V999999999", "RC-1"),
     ]
-    held = await ledger.holding(asked)
+    held = await ledger.states(asked)
     assert set(held) == set(asked[:1_000])
-    assert held[(vins[3].lower(), "RC-1")].state == "fixed"
+    assert held[(vins[3].lower(), "RC-1")] == "fixed"
+    assert set(held.values()) == {"open", "fixed"}
 
     assert await ledger.count_open() == 1_204
     streamed = [(e.vin, e.manufacturer_campaign_reference) async for e in ledger.open_recalls()]
     assert streamed == [(each, "RC-1") for each in vins if each != vins[3]]
+
+
+async def test_vehicles_come_in_order_a_page_at_a_time_each_once(db: Database) -> None:
+    ledger = Ledger(db)
+    vins = sorted(vin(n) for n in range(1_001))
+    opened = [  # two campaigns each: a vehicle is one VIN however many entries it has
+        created(n, vin=each, manufacturer_campaign_reference=reference)
+        for n, each in enumerate(vins)
+        for reference in ("RC-1", "RC-2")
+    ]
+    await ledger.apply(*opened)
+
+    assert [page async for page in ledger.vin_pages()] == [vins[:1_000], vins[1_000:]]
+    only = [vins[5].lower(), vins[999], "WAUZZZ8V999999999"]
+    assert [page async for page in ledger.vin_pages(only=only)] == [[vins[5], vins[999]]]
+    since = T0 + dt.timedelta(minutes=999)
+    assert [page async for page in ledger.vin_pages(since=since)] == [vins[999:]]
+    assert [page async for page in ledger.vin_pages(only=["WAUZZZ8V999999999"])] == []
 
 
 # --- batches -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from recalls.shared.contracts import GetCommand, OutcomeEvent, Recall
 from recalls.shared.settings import Settings
@@ -495,7 +495,7 @@ async def test_a_version_1_database_migrates_and_keeps_its_data(store_settings: 
             versions = await connection.execute(
                 text("SELECT version FROM schema_migrations ORDER BY version")
             )
-            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5, 6]
+            assert list(versions.scalars()) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7]
             assert (await connection.execute(select(ledger.c.vin, ledger.c.state))).all() == [
                 (vin(1), "open")
             ]
@@ -530,5 +530,28 @@ async def test_a_version_1_database_migrates_and_keeps_its_data(store_settings: 
         await ApiKeys(database).create("after the migration")
         await VinChecks(database).remember(answered(vin(1), 0, []))
         assert await VinChecks(database).fresh([vin(1)], T0) == {vin(1): []}
+    finally:
+        await database.close()
+
+
+async def test_the_ledger_index_built_by_hand_beforehand_is_kept_by_the_migration(
+    store_settings: Settings,
+) -> None:
+    """docs/operations.md: on a large ledger, build version 7's index without holding writes, then migrate."""
+    database = await Database.open(store_settings)
+    try:
+        async with database.writing() as connection:
+            await apply_migrations(connection, tuple(m for m in MIGRATIONS if m.version < 7))
+        by_hand = "CREATE INDEX {} ledger_by_change ON ledger (updated_at, vin)"
+        async with database.engine.connect() as connection:  # CONCURRENTLY runs outside a transaction
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            concurrently = "CONCURRENTLY" if database.dialect == "postgresql" else ""
+            await autocommit.execute(text(by_hand.format(concurrently)))
+        assert 7 in await database.migrate()
+        async with database.reading() as connection:
+            indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("ledger"))
+        assert [i["column_names"] for i in indexes if i["name"] == "ledger_by_change"] == [
+            ["updated_at", "vin"]
+        ]
     finally:
         await database.close()
