@@ -79,9 +79,12 @@ class Ledger:
         self._upsert_all(connection, pending)
 
     def _upsert_all(self, connection: Connection, changes: list[Change]) -> None:
-        for round_ in _rounds(changes):
+        for round_ in _rounds([change for change in changes if not _repeat(change[2])]):
             for columns, rows in _by_columns(round_).items():
                 connection.execute(self._upsert(columns), rows)
+        absent_only = self._dialect().insert(ledger).on_conflict_do_nothing()
+        for rows in _by_columns([change for change in changes if _repeat(change[2])]).values():
+            connection.execute(absent_only, rows)
 
     def _upsert(self, columns: tuple[str, ...]) -> Any:
         """The upsert that sets ``columns`` (made once per set of columns), for rows given at run time."""
@@ -334,6 +337,12 @@ def _by_columns(changes: list[Change]) -> dict[tuple[str, ...], list[dict[str, A
         }
         groups.setdefault(tuple(sorted(row)), []).append(row)
     return groups
+
+
+def _repeat(event: OutcomeEvent) -> bool:
+    """A create DVSA already held: it says the recall exists, not in which state (a fix may have come
+    since), so it makes an entry where there is none and changes none that is there."""
+    return event.verb == "create" and event.result == "already_applied"
 
 
 def _finds_entries(event: OutcomeEvent) -> bool:

@@ -144,6 +144,20 @@ async def test_older_and_repeated_events_change_nothing(db: Database) -> None:
     assert entry.recall_campaign_start_date is None  # only an applied create would have said
 
 
+async def test_a_create_dvsa_already_held_makes_a_missing_entry_but_changes_none(db: Database) -> None:
+    ledger = Ledger(db)
+    await ledger.apply(created(1), fixed(2))
+    # The create again (redelivered while the store could not be read): DVSA answers 409, a get confirms
+    # the recall is there. Completed after the fix, it still says nothing of its state.
+    await ledger.apply(created(3, result="already_applied", dvsa_status=409))
+    [entry] = await ledger.for_vin(VIN)
+    assert (entry.state, entry.updated_at) == ("fixed", minutes(2))
+
+    await ledger.apply(created(4, result="already_applied", dvsa_status=409, vin="SALGA2EV5HA999999"))
+    [made] = await ledger.for_vin("SALGA2EV5HA999999")
+    assert made.state == "open"  # the ledger knew nothing of it: now it knows the recall exists
+
+
 def minutes(n: int) -> dt.datetime:
     return T0 + dt.timedelta(minutes=n)
 
