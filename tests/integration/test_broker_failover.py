@@ -20,6 +20,7 @@ from bench.faults.tcp_proxy import TcpProxy
 from recalls.producers.config import PublisherConfig
 from recalls.producers.publisher import Publisher
 from recalls.shared.amqp import BrokerUnreachable, PublishFailed, connect
+from recalls.shared.settings import Settings
 from tests.support.commands import create, vin
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
@@ -97,10 +98,13 @@ async def test_with_no_node_answering_the_error_names_each_without_a_password() 
 
 
 async def test_a_publisher_goes_on_publishing_on_the_next_node(
-    nodes: list[TcpProxy], prefix: str, channel: AbstractChannel
+    nodes: list[TcpProxy], settings: Settings, channel: AbstractChannel
 ) -> None:
     urls = ",".join(node_url(proxy.port) for proxy in nodes)
-    config = PublisherConfig(urls, prefix=prefix, declare=True)
+    # The fleet's tiers, so that what it declares is the topology the channel fixture deletes after.
+    config = PublisherConfig(
+        urls, prefix=settings.prefix, declare=True, retry_tiers=tuple(settings.retry_tiers)
+    )
     topology = config.topology
     async with Publisher.connect(config) as publisher:
         await publisher.publish(create(1))
