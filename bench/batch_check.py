@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.fleet_throughput import ROOT, Options, running_workers, sandbox_and_broker, seed
+from bench.ports import free_port
 from recalls.shared.settings import Settings, load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,12 +38,6 @@ Json = dict[str, Any]
 
 def vins(tag: str, count: int) -> list[str]:
     return [f"{tag[:6].upper()}{n:011d}" for n in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def recalls(*args: str, env: dict[str, str]) -> str:

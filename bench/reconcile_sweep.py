@@ -56,7 +56,7 @@ from typing import Any
 import httpx
 from aio_pika.abc import AbstractChannel
 
-from bench.batch_check import ONE_WORKER, api_process, free_port, recalls, submit, vins
+from bench.batch_check import ONE_WORKER, api_process, recalls, submit, vins
 from bench.fleet_throughput import (
     REFERENCE,
     RESULTS,
@@ -73,6 +73,7 @@ from bench.fleet_throughput import (
     vin,
     worker_env,
 )
+from bench.ports import free_port
 from recalls.producers.config import publisher_config
 from recalls.producers.publisher import Publisher
 from recalls.shared.contracts import CreateCommand, GetCommand, OutcomeEvent

@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench import fleet_throughput
 from bench.faults import figures as measure
 from bench.faults.figures import Figures
-from bench.faults.processes import SandboxControl, WorkerProcess, free_port
+from bench.faults.processes import SandboxControl, WorkerProcess
 from bench.faults.workload import Workload
+from bench.ports import free_port
 from recalls.cli.sandbox_process import pointed_at
 from recalls.ops.dead_letters import DeadLetter, DeadLetterQueue
 from recalls.producers.publisher import Publisher

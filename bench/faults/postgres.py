@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.faults.processes import free_port
 from bench.faults.scenarios.outages import run_tool
+from bench.ports import free_port
 
 DATABASE = "recalls"
 OWNER = "postgres"  # PostgreSQL's own user: initdb and the server refuse root

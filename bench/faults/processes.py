@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -19,13 +18,6 @@ from recalls.shared.settings import Settings
 
 Json = dict[str, Any]
 STOP_WAIT = 60.0  # seconds a SIGTERMed worker has to finish its in-flight commands
-
-
-def free_port() -> int:
-    """A loopback port free right now (for a worker's /metrics, which needs a port named in advance)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def resident_mb(pid: int) -> float:

@@ -22,7 +22,7 @@ from pathlib import Path
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bench.faults.processes import free_port
+from bench.ports import free_port
 
 SERVICE = "recalls-main"
 DOWN_AFTER_MS = 1000

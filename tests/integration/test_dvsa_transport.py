@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from bench.ports import free_port
 from recalls.shared.dvsa.transport import MAX_BODY_BYTES, RawReply, TransportFailure, pooled_transport
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -31,12 +31,6 @@ async def request(url: str, timeout: float = 5) -> RawReply:
 
 async def read_request(reader: asyncio.StreamReader) -> None:
     await reader.readuntil(b"\r\n\r\n")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_nothing_listening_is_surely_unsent() -> None:

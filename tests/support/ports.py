@@ -1,11 +1,10 @@
-"""A free TCP port on loopback, for servers a test starts on a port it must name in settings."""
+"""A free TCP port on loopback, for servers a test starts on a port it must name in settings.
+
+The one implementation lives in :mod:`bench.ports` (the benchmarks and the fault suite need it too).
+"""
 
 from __future__ import annotations
 
-import socket
+from bench.ports import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["free_port"]
